@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` (the main job on the bundled
+# sample) and `make test` (the test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CORES  ?= 2
+# Without CUDA the CPU build of torch is installed first, so that no requirement
+# pulls the multi-GB CUDA build. Elsewhere pass e.g.
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_VERSION  ?= 2.13.0
+TORCH_PIP_ARGS ?=
+
+.PHONY: run test lint bench clean-outputs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@# A plain `torch` requirement pulls a multi-GB CUDA build; without CUDA take the CPU build.
+	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS); fi
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dvc pull --quiet --remote bundled data.dvc
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
+
+test: $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py

@@ -1,0 +1,13 @@
+# The dlforge workflow: `snakemake --profile workflow/profiles/local`.
+# Rules only wire `dlforge` commands together; parameters live in conf/.
+configfile: "workflow/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand(rules.snapshot.output, exp=config["experiments"]),

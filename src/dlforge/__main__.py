@@ -1,0 +1,3 @@
+from dlforge.cli import main
+
+raise SystemExit(main())

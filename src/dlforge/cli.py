@@ -1,0 +1,87 @@
+"""dlforge command line.
+
+Usage:
+    dlforge data {create,commit,list,show,snapshot,fetch,verify} ...   the dataset manager
+    dlforge ingest experiment=NAME [overrides...]     commit the experiment's sources
+    dlforge snapshot experiment=NAME [overrides...]   build its training snapshot
+    dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
+
+Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
+``--cfg job`` prints the resolved config, ``--help`` lists the config groups.
+Results go to stdout as JSON, logs to stderr. Importing this module is cheap;
+each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from importlib import import_module
+
+from dlforge import __version__
+from dlforge.errors import DlforgeError
+
+log = logging.getLogger("dlforge")
+
+# stage name -> "module:function" taking the composed config, returning a summary
+STAGES = {
+    "ingest": "dlforge.data.stages:ingest",
+    "snapshot": "dlforge.data.stages:snapshot",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else "--help"
+    try:
+        if command == "data":
+            from dlforge.data.cli import main as data_main
+
+            return data_main(argv[1:])
+        if command == "workflow" and argv[1:] == ["dvc"]:
+            from dlforge.workflow import write_dvc_yaml
+
+            print(write_dvc_yaml())
+            return 0
+        if command in STAGES:
+            return run_stage(command, argv[1:])
+    except DlforgeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    if command in ("--version", "-V"):
+        print(f"dlforge {__version__}")
+        return 0
+    print(__doc__.strip(), file=sys.stdout if command in ("-h", "--help") else sys.stderr)
+    if command in ("-h", "--help"):
+        return 0
+    print(f"\nerror: unknown command {command!r}", file=sys.stderr)
+    return 2
+
+
+def run_stage(name: str, overrides: list[str]) -> int:
+    """Run stage ``name`` as a Hydra app over ``conf/<name>.yaml``."""
+    import hydra
+
+    from dlforge.config import conf_dir
+
+    module, attr = STAGES[name].split(":")
+    function = getattr(import_module(module), attr)
+    status = {"code": 0}
+
+    def task(cfg) -> None:
+        try:
+            print(json.dumps(function(cfg), indent=2))
+        except DlforgeError as err:
+            log.error("%s", err)
+            status["code"] = err.exit_code
+
+    task.__module__ = module  # Hydra names the job and its log after it
+    app = hydra.main(config_path=str(conf_dir()), config_name=name, version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = [f"dlforge {name}", *overrides]
+    try:
+        app()
+    finally:
+        sys.argv = saved
+    return status["code"]

@@ -1,0 +1,30 @@
+"""Finding and composing the project's Hydra configs (``conf/``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dlforge.errors import DlforgeError
+
+ENV_CONFIG_DIR = "DLFORGE_CONFIG_DIR"
+
+
+def conf_dir() -> Path:
+    """The project's config folder: ``$DLFORGE_CONFIG_DIR`` or ``./conf``."""
+    path = Path(os.environ.get(ENV_CONFIG_DIR, "conf")).resolve()
+    if not path.is_dir():
+        raise DlforgeError(
+            f"no config folder at {path}. Fix: run dlforge from the project root "
+            f"(where conf/ is) or set {ENV_CONFIG_DIR}"
+        )
+    return path
+
+
+def compose(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
+    """Compose ``conf/<config_name>.yaml`` with Hydra overrides (no Hydra run dir, no logging)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))

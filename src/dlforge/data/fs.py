@@ -1,0 +1,135 @@
+"""Crash-safe file operations for the dataset store.
+
+Everything is written to a private staging folder first and published with an
+atomic ``os.replace``/``os.rename``; readers therefore see a file either whole or
+not at all, also after ``kill -9``. Writers of the same dataset serialise on an
+``flock`` (released by the kernel when a process dies, so a killed writer never
+leaves a stale lock behind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+STAGING = ".tmp"
+LOCKS = ".locks"
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def staging_dir(root: Path) -> Iterator[Path]:
+    """A private folder under ``root/.tmp`` on the same file system as ``root``.
+
+    It is removed on exit, whether the block succeeded or not. Its name starts
+    with the owner's pid so that :func:`clean_stale_staging` can tell a dead
+    writer's leftovers from a live one's.
+    """
+    base = root / STAGING
+    # Folders this call creates are removed again, so that a rejected write
+    # leaves the store exactly as it was.
+    created = [p for p in (base, *base.parents) if not p.exists()]
+    path = base / f"{os.getpid()}-{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):  # not empty: in use by another writer
+                folder.rmdir()
+
+
+def clean_stale_staging(root: Path) -> list[str]:
+    """Remove staging folders whose writer is gone (killed mid-write); return their names."""
+    base = root / STAGING
+    removed = []
+    for entry in sorted(base.iterdir()) if base.is_dir() else []:
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(staged: Path, final: Path) -> bool:
+    """Move a staged file into place unless ``final`` already exists.
+
+    Used for content-addressed objects: an existing object has the same content,
+    so nothing is written. Returns True when the file was published.
+    """
+    if final.exists():
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(staged, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(staged, final)
+    fsync_dir(final.parent)
+    return True
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write ``obj`` as pretty JSON, fsynced (for files inside a staging folder)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write JSON next to ``path`` and rename it into place (for stage outputs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write_json(tmp, obj)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

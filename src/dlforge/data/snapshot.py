@@ -1,0 +1,185 @@
+"""Training snapshots: a frozen, de-duplicated, split selection of a dataset's commits.
+
+A snapshot's version id is a content hash of the selected commits' digests (in
+commit order), the split rule and the snapshot schema version. The same
+selection therefore always has the same id and is built once. An example's
+split depends only on its own content and the split salt, so it stays in its
+split when later commits are added.
+
+Layout under ``paths.snapshot_dir``::
+
+    <dataset>/<version>/train.parquet, val.parquet, test.parquet, manifest.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from dlforge.data.build import SCHEMA_VERSION, SPLITS, materialise, read_split, write_snapshot
+from dlforge.data.fs import LOCKS, file_lock, fsync_dir, read_json, staging_dir, write_json
+from dlforge.data.store import Commit, Store
+from dlforge.errors import DlforgeError, NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Fractions of examples per split, and the salt of the per-example hash."""
+
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    salt: str = "dlforge"
+
+    def __post_init__(self):
+        for key in SPLITS:
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise DlforgeError(f"split.{key}={getattr(self, key)} is not in [0, 1]")
+        if abs(self.train + self.val + self.test - 1.0) > 1e-6:
+            raise DlforgeError(f"split fractions sum to {self.train + self.val + self.test:g}, "
+                               "not 1. Fix: adjust split.train, split.val and split.test")
+
+    def assign(self, keys: list[str]) -> np.ndarray:
+        """Split index (0 train, 1 val, 2 test) of each example key.
+
+        Bucket = first 8 bytes of sha256(salt NUL key) as a fraction of 2**64.
+        """
+        base = hashlib.sha256(self.salt.encode() + b"\0")
+        buckets = np.empty(len(keys), dtype=np.float64)
+        for i, key in enumerate(keys):
+            h = base.copy()
+            h.update(key.encode())
+            buckets[i] = int.from_bytes(h.digest()[:8], "big") / 2.0**64
+        return np.searchsorted([self.train, self.train + self.val], buckets, side="right")
+
+
+@dataclass(frozen=True)
+class SnapshotRef:
+    dataset: str
+    version: str
+    path: Path
+    manifest: dict
+    reused: bool
+
+
+def select_commits(store: Store, name: str, upto: int | None = None,
+                   tags: dict[str, str] | None = None) -> list[Commit]:
+    """Commits of ``name`` with id <= ``upto`` carrying all ``tags``; never empty.
+
+    Raises:
+        NotFound: when ``upto`` is not a commit, or nothing matches.
+    """
+    commits = store.commits(name)
+    if upto is not None:
+        store.commit_record(name, upto)  # an unknown id is an error, not an empty selection
+        commits = [c for c in commits if c.id <= upto]
+    chosen = [c for c in commits if c.matches(tags or {})]
+    if not chosen:
+        have = "; ".join(f"{c.id}: {c.tags}" for c in store.commits(name))
+        raise NotFound(f"no commit of dataset '{name}' matches upto={upto} tags={tags or {}} "
+                       f"(commits and their tags: {have}). Fix: change --upto/--tag")
+    return chosen
+
+
+def snapshot_version(type_name: str, commits: list[Commit], split: SplitRule) -> str:
+    key = {"schema_version": SCHEMA_VERSION, "type": type_name,
+           "commits": [c.digest for c in commits], "split": asdict(split)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class SnapshotStore:
+    """Builds, finds and loads the snapshots of a :class:`Store`'s datasets."""
+
+    def __init__(self, root: str | Path, store: Store):
+        self.root = Path(root)
+        self.store = store
+
+    def versions(self, name: str) -> list[dict]:
+        """Manifests of ``name``'s snapshots, oldest first."""
+        folder = self.root / name
+        manifests = [read_json(p / "manifest.json") for p in folder.iterdir()
+                     if (p / "manifest.json").is_file()] if folder.is_dir() else []
+        return sorted(manifests, key=lambda m: m["created_at"])
+
+    def resolve(self, name: str, version: str | None = None) -> Path:
+        """The folder of a snapshot version (``None``: the latest built)."""
+        self.store.path(name)  # validates the name
+        known = [m["version"] for m in self.versions(name)]
+        if version is None and known:
+            version = known[-1]
+        if version not in known:
+            raise NotFound(f"dataset '{name}' has no snapshot {version!r} in {self.root} "
+                           f"(versions: {', '.join(known) or 'none yet'}). "
+                           f"Fix: build one with `dlforge data snapshot {name}`")
+        return self.root / name / version
+
+    def build(self, name: str, upto: int | None = None, tags: dict[str, str] | None = None,
+              split: SplitRule | None = None) -> SnapshotRef:
+        """Build the snapshot of a selection, or reuse it when it exists."""
+        split = split or SplitRule()
+        dtype_name = self.store.info(name)["type"]
+        commits = select_commits(self.store, name, upto, tags)
+        version = snapshot_version(dtype_name, commits, split)
+        final = self.root / name / version
+        if (final / "manifest.json").is_file():
+            log.info("snapshot %s/%s exists: reused", name, version)
+            return SnapshotRef(name, version, final, read_json(final / "manifest.json"), True)
+        with staging_dir(self.root) as stage:
+            manifest = write_snapshot(self.store, name, commits, split, stage / "snap")
+            manifest.update(version=version, created_at=datetime.now(UTC).isoformat())
+            write_json(stage / "snap" / "manifest.json", manifest)
+            with file_lock(self.root / LOCKS / f"{name}.lock"):
+                if (final / "manifest.json").is_file():  # built meanwhile by another process
+                    return SnapshotRef(name, version, final, read_json(final / "manifest.json"), True)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(stage / "snap", final)
+                fsync_dir(final.parent)
+        log.info("snapshot %s/%s built: %s", name, version, manifest["counts"])
+        return SnapshotRef(name, version, final, manifest, False)
+
+    def load(self, name: str, version: str | None = None) -> Snapshot:
+        """Load a snapshot's splits as DataFrames (validated with pandera)."""
+        folder = self.resolve(name, version)
+        manifest = read_json(folder / "manifest.json")
+        frames = {s: read_split(folder / f"{s}.parquet") for s in SPLITS}
+        return Snapshot(manifest=manifest, path=folder, **frames)
+
+    def fetch(self, name: str, version: str, out: Path) -> list[Path]:
+        """Copy a snapshot's files to ``out``, checking each against the manifest."""
+        folder = self.resolve(name, version)
+        return materialise(folder, read_json(folder / "manifest.json"), Path(out))
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot: one DataFrame per split plus the manifest.
+
+    ``labels`` is the merged vocabulary; ``label_ids`` columns index into it.
+    """
+
+    manifest: dict
+    path: Path
+    train: object
+    val: object
+    test: object
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest["labels"]
+
+    def split(self, name: str):
+        return getattr(self, name)
+

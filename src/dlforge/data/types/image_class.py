@@ -1,0 +1,162 @@
+"""``image_class``: images with one class label each (the reference system's IMAGE_CLASS).
+
+A source is either a folder with one sub-folder per class (``cat/001.png``) or a
+CSV manifest ``path,label`` whose paths are relative to the manifest. Every
+image must decode; its bytes are stored once, content-addressed, and the
+committed table refers to them by digest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dlforge.data.digest import table_digest
+from dlforge.data.stats import Feature, Statistics
+from dlforge.data.types.base import DatasetType, Staged, normalise_labels
+from dlforge.data.validation import validate
+from dlforge.errors import InvalidInput
+
+STORED = pa.schema([
+    ("image", pa.string()),    # sha256 of the image bytes (a blob object)
+    ("labels", pa.string()),
+    ("path", pa.string()),     # where it came from, relative to the source
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("mode", pa.string()),     # PIL mode: L, RGB, ...
+    ("format", pa.string()),   # PNG, JPEG, ...
+])
+HEADER = ("path", "label")
+FIXES = {"labels": "give each image a class label", "path": "give each row an image path"}
+
+
+class ImageClass(DatasetType):
+    name = "image_class"
+    description = "a folder per class, or a CSV manifest path,label"
+    content_columns = ("image", "labels")
+    blob_column = "image"
+
+    def schema(self):
+        import pandera.pandas as pda
+
+        return pda.DataFrameSchema(
+            {
+                "image": pda.Column(str, pda.Check.str_matches(r"^[0-9a-f]{64}$")),
+                "labels": pda.Column(str, pda.Check.str_matches(r"^[^;]+(;[^;]+)*$",
+                                                                 error="empty label")),
+                "path": pda.Column(str, pda.Check.str_length(min_value=1)),
+                "width": pda.Column("int32", pda.Check.gt(0)),
+                "height": pda.Column("int32", pda.Check.gt(0)),
+                "mode": pda.Column(str),
+                "format": pda.Column(str),
+            },
+            strict=True,
+            ordered=True,
+            name=self.name,
+        )
+
+    def features(self) -> dict[str, Feature]:
+        return {"width": lambda t: t.column("width"), "height": lambda t: t.column("height")}
+
+    def example_keys(self, table: pa.Table) -> pa.Array:
+        return table.column("image").combine_chunks()
+
+    def snapshot_columns(self, table: pa.Table, objects: Path) -> pa.Table:
+        """Carry the image bytes themselves, so that a snapshot is self-contained."""
+        digests = table.column("image").to_pylist()
+        data = pa.array([(objects / d[:2] / d[2:]).read_bytes() for d in digests], pa.binary())
+        return table.drop_columns(["labels", "image"]).append_column(
+            "image_digest", table.column("image")).append_column("image", data)
+
+    def stage(self, source: Path, staging: Path) -> Staged:
+        if source.is_dir():
+            entries, first_row, notes = _folder_entries(source), 1, []
+        elif source.is_file():
+            entries, first_row, notes = _manifest_entries(source)
+        else:
+            raise InvalidInput(source, "no such file or folder",
+                               "give a folder with one sub-folder per class, or a CSV path,label")
+        if not entries:
+            raise InvalidInput(source, "no images found",
+                               "put images in one sub-folder per class (e.g. cat/001.png)")
+        blobs: dict[str, Path] = {}
+        records = [_read_image(source, row, path, label, staging, blobs)
+                   for row, path, label in entries]
+        table = pa.Table.from_pylist(records, schema=STORED)
+        validate(self.schema(), table, source, first_row, FIXES)
+        out = staging / "table.parquet"
+        pq.write_table(table, out)
+        stats = Statistics(self.features())
+        stats.update(table.set_column(1, "labels", self.label_lists(table)))
+        listing = "\n".join(f"{r['path']}\0{r['image']}\0{r['labels']}" for r in records)
+        return Staged(
+            table=out,
+            digest=table_digest(table, self.content_columns),
+            rows=table.num_rows,
+            stats=stats.result(),
+            source_digest=hashlib.sha256(listing.encode()).hexdigest(),
+            blobs=blobs,
+            notes=notes,
+        )
+
+
+def _folder_entries(root: Path) -> list[tuple[int | None, Path, str]]:
+    entries = []
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                entries.append((None, path, class_dir.name))
+    return entries
+
+
+def _manifest_entries(manifest: Path) -> tuple[list, int, list[str]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except UnicodeDecodeError as err:
+        raise InvalidInput(manifest, f"not valid UTF-8 ({err.reason})", "save it as UTF-8") from None
+    first_row, notes = 1, []
+    if rows and tuple(c.strip().lower() for c in rows[0]) == HEADER:
+        rows, first_row = rows[1:], 2
+        notes.append(f"{manifest}: row 1 is a header (path,label); it was skipped")
+    entries = []
+    for row, fields in enumerate(rows, start=first_row):
+        if len(fields) != 2:
+            raise InvalidInput(manifest, f"{len(fields)} column(s) where 2 are expected",
+                               "each row must be 'path,label'", row=row)
+        path, label = (f.strip() for f in fields)
+        if not path:
+            raise InvalidInput(manifest, "empty path", FIXES["path"], row=row, column="path")
+        entries.append((row, manifest.parent / path, label))
+    return entries, first_row, notes
+
+
+def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict) -> dict:
+    from PIL import Image, UnidentifiedImageError
+
+    where = source if row is not None else path
+    if not path.is_file():
+        raise InvalidInput(where, f"image {path} does not exist", "fix the path or add the file",
+                           row=row, column="path")
+    data = path.read_bytes()
+    try:
+        with Image.open(path) as image:
+            image.load()  # decodes every pixel; verify() alone misses truncated files
+            size, mode, fmt = image.size, image.mode, image.format or ""
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InvalidInput(where, f"{path} does not decode as an image ({err})",
+                           "replace or remove the file", row=row) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in blobs:
+        blobs[digest] = staging / "blobs" / digest
+        blobs[digest].parent.mkdir(exist_ok=True)
+        shutil.copyfile(path, blobs[digest])
+    base = source if source.is_dir() else source.parent
+    relative = path.relative_to(base) if path.is_relative_to(base) else path
+    return {"image": digest, "labels": normalise_labels(label), "path": str(relative),
+            "width": size[0], "height": size[1], "mode": mode, "format": fmt}
