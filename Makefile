@@ -11,7 +11,7 @@ CORES  ?= 2
 TORCH_VERSION  ?= 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run test lint bench clean-outputs
+.PHONY: run test lint bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-run: $(STAMP)
+# The sample data ships as an in-repository DVC remote; pulling it is offline.
+SAMPLE := data/raw/clinc150/part-a.csv
+$(SAMPLE): data.dvc | $(STAMP)
 	$(BIN)/dvc pull --quiet --remote bundled data.dvc
+
+run: $(STAMP) $(SAMPLE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
 
-test: $(STAMP)
+test: $(STAMP) $(SAMPLE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest
 
 lint: $(STAMP)

@@ -146,7 +146,10 @@ def _write_images(out: Path, manifest: dict) -> list[Path]:
                               columns=["image", "image_digest", "format", "labels"])
         for row in table.to_pylist():
             suffix = "." + (row["format"] or "bin").lower().replace("jpeg", "jpg")
-            path = out / "images" / split_name / row["labels"][0] / (row["image_digest"][:16] + suffix)
+            name = row["image_digest"][:16] + suffix
+            path = out / "images" / split_name / row["labels"][0] / name
+            if not path.resolve().is_relative_to(out.resolve()):  # labels are validated already
+                raise DlforgeError(f"label {row['labels'][0]!r} would write outside {out}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(row["image"])
             written.append(path)

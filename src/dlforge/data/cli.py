@@ -98,7 +98,8 @@ def main(argv: list[str]) -> int:
     else:
         for name, counts in report["datasets"].items():
             print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-        print("\n".join(report["problems"]) or "ok: every object matches its hash; nothing is corrupt")
+        print("\n".join(report["problems"])
+              or "ok: every object matches its hash; nothing is corrupt")
     return 0 if report["ok"] else 1
 
 

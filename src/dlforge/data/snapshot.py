@@ -139,7 +139,8 @@ class SnapshotStore:
             write_json(stage / "snap" / "manifest.json", manifest)
             with file_lock(self.root / LOCKS / f"{name}.lock"):
                 if (final / "manifest.json").is_file():  # built meanwhile by another process
-                    return SnapshotRef(name, version, final, read_json(final / "manifest.json"), True)
+                    manifest = read_json(final / "manifest.json")
+                    return SnapshotRef(name, version, final, manifest, True)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(stage / "snap", final)
                 fsync_dir(final.parent)

@@ -129,12 +129,18 @@ class Store:
 
     def read_table(self, commit: Commit):
         """The committed table, validated against its type's schema on the way in."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         from dlforge.data.validation import validate
 
         path = self.object_path(commit.dataset, commit.digest, TABLE_SUFFIX)
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DlforgeError(f"commit {commit.id} of {commit.dataset}: {path} is unreadable "
+                               f"({err}). Fix: run `dlforge data verify` and restore the store "
+                               "from its DVC remote (`dvc pull`)") from None
         validate(self.dataset_type(commit.dataset).schema(), table, path, 1, {})
         return table
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlforge.data.digest import table_digest
@@ -45,7 +46,11 @@ def _verify_dataset(store: Store, snapshots: SnapshotStore, name: str, problems:
         if not path.is_file():
             problems.append(f"{name} commit {commit.id}: object {path} is missing")
             continue
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            problems.append(f"{name} commit {commit.id}: {path} is unreadable ({err})")
+            continue
         if table_digest(table, dtype.content_columns) != commit.digest:
             problems.append(f"{name} commit {commit.id}: {path} does not match its digest")
         if dtype.blob_column:

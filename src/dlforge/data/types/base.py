@@ -96,7 +96,10 @@ class DatasetType(ABC):
 def normalise_labels(raw: str) -> str:
     """``" b ; a"`` -> ``"a;b"``: parts stripped, sorted and de-duplicated.
 
-    Empty parts are kept (as an empty string) so that validation can name them.
+    A value with an empty part is returned as given (stripped) so that
+    validation rejects it and the error shows what the user wrote.
     """
-    parts = sorted({part.strip() for part in raw.split(LABEL_SEP)})
-    return LABEL_SEP.join(parts)
+    parts = [part.strip() for part in raw.split(LABEL_SEP)]
+    if not all(parts):
+        return LABEL_SEP.join(parts)
+    return LABEL_SEP.join(sorted(set(parts)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import shutil
+import io
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from dlforge.data.digest import table_digest
 from dlforge.data.stats import Feature, Statistics
-from dlforge.data.types.base import DatasetType, Staged, normalise_labels
+from dlforge.data.types.base import DatasetType, Staged
 from dlforge.data.validation import validate
 from dlforge.errors import InvalidInput
 
@@ -31,8 +31,12 @@ STORED = pa.schema([
     ("mode", pa.string()),     # PIL mode: L, RGB, ...
     ("format", pa.string()),   # PNG, JPEG, ...
 ])
-HEADER = ("path", "label")
-FIXES = {"labels": "give each image a class label", "path": "give each row an image path"}
+HEADER_WORDS = ({"path", "image", "file", "filename"}, {"label", "labels", "class", "target"})
+# One class per image, usable as a folder name (fetch writes images/<split>/<label>/).
+LABEL = r"^(?!\.\.?$)[^;/\\\x00]+$"
+FIXES = {"labels": "give each image exactly one class label, without ';', '/' or '\\', "
+                   "and not '.' or '..'",
+         "path": "give each row an image path"}
 
 
 class ImageClass(DatasetType):
@@ -47,8 +51,7 @@ class ImageClass(DatasetType):
         return pda.DataFrameSchema(
             {
                 "image": pda.Column(str, pda.Check.str_matches(r"^[0-9a-f]{64}$")),
-                "labels": pda.Column(str, pda.Check.str_matches(r"^[^;]+(;[^;]+)*$",
-                                                                 error="empty label")),
+                "labels": pda.Column(str, pda.Check.str_matches(LABEL, error="invalid label")),
                 "path": pda.Column(str, pda.Check.str_length(min_value=1)),
                 "width": pda.Column("int32", pda.Check.gt(0)),
                 "height": pda.Column("int32", pda.Check.gt(0)),
@@ -75,7 +78,7 @@ class ImageClass(DatasetType):
 
     def stage(self, source: Path, staging: Path) -> Staged:
         if source.is_dir():
-            entries, first_row, notes = _folder_entries(source), 1, []
+            entries, first_row, notes = _folder_entries(source)
         elif source.is_file():
             entries, first_row, notes = _manifest_entries(source)
         else:
@@ -105,13 +108,16 @@ class ImageClass(DatasetType):
         )
 
 
-def _folder_entries(root: Path) -> list[tuple[int | None, Path, str]]:
-    entries = []
-    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                entries.append((None, path, class_dir.name))
-    return entries
+def _folder_entries(root: Path) -> tuple[list, int, list[str]]:
+    """``(None, path, label)`` per image file in ``root/<label>/`` (hidden files skipped)."""
+    entries, notes = [], []
+    for entry in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+        if entry.is_file():
+            notes.append(f"{entry}: not in a class folder; it was ignored")
+            continue
+        entries += [(None, path, entry.name) for path in sorted(entry.rglob("*"))
+                    if path.is_file() and not path.name.startswith(".")]
+    return entries, 1, notes
 
 
 def _manifest_entries(manifest: Path) -> tuple[list, int, list[str]]:
@@ -119,13 +125,17 @@ def _manifest_entries(manifest: Path) -> tuple[list, int, list[str]]:
         with manifest.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     except UnicodeDecodeError as err:
-        raise InvalidInput(manifest, f"not valid UTF-8 ({err.reason})", "save it as UTF-8") from None
+        raise InvalidInput(manifest, f"not valid UTF-8 ({err.reason})",
+                           "save it as UTF-8") from None
     first_row, notes = 1, []
-    if rows and tuple(c.strip().lower() for c in rows[0]) == HEADER:
+    if rows and len(rows[0]) == 2 and all(
+            c.strip().lower() in words for c, words in zip(rows[0], HEADER_WORDS, strict=True)):
+        notes.append(f"{manifest}: row 1 is a header ({','.join(rows[0])}); it was skipped")
         rows, first_row = rows[1:], 2
-        notes.append(f"{manifest}: row 1 is a header (path,label); it was skipped")
     entries = []
     for row, fields in enumerate(rows, start=first_row):
+        if not fields:  # a blank line
+            continue
         if len(fields) != 2:
             raise InvalidInput(manifest, f"{len(fields)} column(s) where 2 are expected",
                                "each row must be 'path,label'", row=row)
@@ -143,9 +153,9 @@ def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict)
     if not path.is_file():
         raise InvalidInput(where, f"image {path} does not exist", "fix the path or add the file",
                            row=row, column="path")
-    data = path.read_bytes()
+    data = path.read_bytes()  # read once: the blob is exactly what was decoded and hashed
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()  # decodes every pixel; verify() alone misses truncated files
             size, mode, fmt = image.size, image.mode, image.format or ""
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
@@ -155,8 +165,8 @@ def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict)
     if digest not in blobs:
         blobs[digest] = staging / "blobs" / digest
         blobs[digest].parent.mkdir(exist_ok=True)
-        shutil.copyfile(path, blobs[digest])
+        blobs[digest].write_bytes(data)
     base = source if source.is_dir() else source.parent
     relative = path.relative_to(base) if path.is_relative_to(base) else path
-    return {"image": digest, "labels": normalise_labels(label), "path": str(relative),
+    return {"image": digest, "labels": label.strip(), "path": str(relative),
             "width": size[0], "height": size[1], "mode": mode, "format": fmt}

@@ -62,7 +62,8 @@ class TextIntent(DatasetType):
     def features(self) -> dict[str, Feature]:
         return {
             "chars": lambda t: pc.utf8_length(t.column("utterance")),
-            "tokens": lambda t: pc.list_value_length(pc.utf8_split_whitespace(t.column("utterance"))),
+            "tokens": lambda t: pc.list_value_length(
+                pc.utf8_split_whitespace(t.column("utterance"))),
         }
 
     def example_keys(self, table: pa.Table) -> pa.Array:
@@ -199,6 +200,7 @@ def _find_bad_utf8(source: Path) -> tuple[int, str]:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as err:
-                return row, f"not valid UTF-8 (byte 0x{line[err.start]:02x} at offset {offset + err.start})"
+                bad = line[err.start]
+                return row, f"not valid UTF-8 (byte 0x{bad:02x} at offset {offset + err.start})"
             offset += len(line)
     return 1, "not valid UTF-8"

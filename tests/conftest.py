@@ -1,0 +1,77 @@
+"""Shared fixtures: a store in a temporary folder, small sources, a CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dlforge.data import SnapshotStore, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "raw" / "clinc150"
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(tmp_path / "store")
+
+
+@pytest.fixture
+def snapshots(tmp_path, store) -> SnapshotStore:
+    return SnapshotStore(tmp_path / "snapshots", store)
+
+
+@pytest.fixture
+def write_csv(tmp_path):
+    """Write text (or bytes) to a file under tmp_path and return its path."""
+
+    def write(name: str, content: str | bytes) -> Path:
+        path = tmp_path / "sources" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    return write
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` with the sha256 of its bytes."""
+    if not root.exists():
+        return {}
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``dlforge ARGS`` in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dlforge", *args],
+        cwd=cwd or ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dlforge {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """``dlforge data --store ... --snapshots ...`` against the tmp store."""
+
+    def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        return run_cli("data", "--store", str(tmp_path / "store"),
+                       "--snapshots", str(tmp_path / "snapshots"), *args, **kwargs)
+
+    return run

@@ -1,0 +1,82 @@
+"""The workflow front ends: Snakemake and DVC run the same stages, incrementally."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlforge.workflow import dvc_yaml, experiments
+from tests.conftest import ROOT
+
+BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the project's workflow, configs and sample data."""
+    for name in ("conf", "workflow"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    for name in ("Snakefile", "dvc.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "data" / "raw", tmp_path / "data" / "raw")
+    return tmp_path
+
+
+def run(project: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def snakemake(project: Path, *args: str) -> str:
+    return run(project, f"{BIN}/snakemake", "--profile", "workflow/profiles/local", *args)
+
+
+def test_dvc_yaml_is_generated_from_the_stage_graph():
+    committed = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    assert committed == dvc_yaml(experiments(ROOT / "workflow" / "config.yaml")), (
+        "dvc.yaml is stale: run `dlforge workflow dvc`")
+
+
+@pytest.mark.slow
+def test_snakemake_runs_the_graph_then_does_nothing(project):
+    snakemake(project)
+    summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
+    assert summary["commits"] == [1, 2]
+    assert (project / summary["path"] / "manifest.json").is_file()
+    assert "Nothing to be done" in snakemake(project)
+    # A commit added by hand re-runs ingest and snapshot, once.
+    extra = project / "extra.csv"
+    extra.write_text("please add this example,new_intent\n")
+    run(project, f"{BIN}/dlforge", "data", "commit", "clinc150", "--source", str(extra))
+    log = snakemake(project)
+    assert "rule ingest" in log and "rule snapshot" in log
+    assert json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())[
+        "commits"] == [1, 2, 3]
+    assert "Nothing to be done" in snakemake(project)
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_same_stages_then_does_nothing(project):
+    run(project, f"{BIN}/dvc", "init", "--no-scm", "-q")
+    first = run(project, f"{BIN}/dvc", "repro")
+    assert "Running stage 'ingest-intent'" in first and "Running stage 'snapshot-intent'" in first
+    summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
+    assert summary["commits"] == [1, 2]
+    second = run(project, f"{BIN}/dvc", "repro")
+    assert "Running stage" not in second
+
+
+@pytest.mark.slow
+def test_snakemake_dry_run_plans_the_dvc_stages(project):
+    plan = snakemake(project, "--dry-run", "--quiet", "rules")
+    stages = {name.split("-")[0] for name in dvc_yaml(["intent"])["stages"]}
+    assert all(stage in plan for stage in stages)
