@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -143,3 +144,17 @@ def test_parse_tags():
     assert parse_tags(["a=1", "b = two"]) == {"a": "1", "b": "two"}
     with pytest.raises(DlforgeError, match="not key=value"):
         parse_tags(["novalue"])
+
+
+@pytest.mark.parametrize(("bad", "words"), [("x,y,z", "3 column(s)"), (" ,y", "empty utterance")])
+def test_rows_are_numbered_across_read_chunks(store, write_csv, monkeypatch, bad, words):
+    from dlforge.data.types.text_intent import TextIntent
+
+    monkeypatch.setattr(TextIntent, "chunk_size", 64)  # many chunks for a small file
+    body = "".join(f"utterance {i},label{i % 3}\n" for i in range(40))
+    with pytest.raises(InvalidInput, match=f"row 42.*{re.escape(words)}"):  # line 41 is blank
+        store.create("d", "text_intent", write_csv("a.csv", body + "\n" + bad + "\n"))
+    chunked = store.create("d", "text_intent", write_csv("b.csv", body))
+    monkeypatch.undo()
+    whole = store.create("e", "text_intent", write_csv("c.csv", body))
+    assert chunked.rows == 40 and chunked.digest == whole.digest

@@ -1,15 +1,17 @@
 """``text_intent``: the reference system's TEXT_INTENT format.
 
 A CSV file without header and two columns by position, ``utterance,labels``;
-``labels`` holds one or more labels separated by ``;``. The file is read as a
-stream of Arrow record batches, so memory stays flat however large it is: each
-batch is normalised, validated with pandera, hashed and appended to the staged
-parquet table.
+``labels`` holds one or more labels separated by ``;``. The file is read in
+chunks of whole lines (``chunk_size`` bytes), so memory stays flat however large
+it is: each chunk is parsed by Arrow, normalised, validated with pandera, hashed
+and appended to the staged parquet table. (Arrow's own streaming reader reads
+32 blocks ahead, which holds most of a large file in memory.)
 """
 
 from __future__ import annotations
 
 import codecs
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ class TextIntent(DatasetType):
     name = "text_intent"
     description = "CSV, no header: utterance,labels (labels ';'-separated, multi-label allowed)"
     content_columns = COLUMNS
-    block_size = 16 << 20  # bytes of CSV per record batch
+    chunk_size = 4 << 20  # bytes of CSV parsed at a time
 
     def schema(self):
         import pandera.pandas as pda
@@ -62,8 +64,7 @@ class TextIntent(DatasetType):
     def features(self) -> dict[str, Feature]:
         return {
             "chars": lambda t: pc.utf8_length(t.column("utterance")),
-            "tokens": lambda t: pc.list_value_length(
-                pc.utf8_split_whitespace(t.column("utterance"))),
+            "tokens": lambda t: _token_counts(t.column("utterance")),
         }
 
     def example_keys(self, table: pa.Table) -> pa.Array:
@@ -76,12 +77,11 @@ class TextIntent(DatasetType):
         digest, stats = TableDigest(COLUMNS), Statistics(self.features())
         schema = self.schema()
         notes: list[str] = []
-        invalid: list[pcsv.InvalidRow] = []
+        invalid: list[tuple[int, int, str]] = []  # (line, columns, text) of malformed rows
         seen = 0  # CSV records read so far, header included
         with pq.ParquetWriter(out, STORED) as writer:
-            for batch in _batches(source, self.block_size, invalid):
+            for table in _tables(source, self.chunk_size, invalid):
                 _raise_invalid_rows(source, invalid)
-                table = pa.Table.from_batches([batch])
                 first_row = seen + 1
                 seen += table.num_rows
                 if first_row == 1 and _looks_like_header(table):
@@ -99,7 +99,8 @@ class TextIntent(DatasetType):
                 stats.update(table.set_column(1, "labels", self.label_lists(table)))
             _raise_invalid_rows(source, invalid)
         if stats.rows == 0:
-            raise InvalidInput(source, "the file has no data rows", "add rows 'utterance,labels'")
+            problem = "the file is empty" if seen == 0 else "the file has no data rows"
+            raise InvalidInput(source, problem, "add rows 'utterance,labels'")
         return Staged(
             table=out,
             digest=digest.hexdigest(),
@@ -110,34 +111,52 @@ class TextIntent(DatasetType):
         )
 
 
-def _batches(source: Path, block_size: int, invalid: list):
+def _tables(source: Path, chunk_size: int, invalid: list) -> Iterator[pa.Table]:
+    """Parse ``source`` chunk by chunk; malformed rows are appended to ``invalid``."""
+    chunk, line_offset = b"", 0  # the chunk being parsed, and the lines before it
+
     def on_invalid(row: pcsv.InvalidRow) -> str:
-        invalid.append(row)
+        # Arrow numbers records within the chunk, not counting blank lines.
+        line = _line_of_record(chunk, row.number) + line_offset if not invalid else None
+        invalid.append((line, row.actual_columns, row.text))
         return "skip"
 
-    try:
-        reader = pcsv.open_csv(
-            source,
-            # Single-threaded parsing keeps row numbers known for bad rows.
-            read_options=pcsv.ReadOptions(column_names=list(COLUMNS), block_size=block_size,
-                                          use_threads=False),
-            # Blank lines are skipped; record numbers are mapped back to file
-            # lines when an error is reported (see _line_of_record).
-            parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pcsv.ConvertOptions(
-                column_types={c: pa.string() for c in COLUMNS},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        yield from reader
-    except pa.ArrowInvalid as err:
-        if "UTF8" in str(err) or "UTF-8" in str(err):
-            row, problem = _find_bad_utf8(source)
-            raise InvalidInput(source, problem, _REENCODE, row=row) from None
-        if "Empty CSV file" in str(err):
-            raise InvalidInput(source, "the file is empty", "add rows 'utterance,labels'") from None
-        raise InvalidInput(source, f"cannot parse the CSV ({err})", _CSV_FIX) from None
+    options = {
+        # Single-threaded parsing keeps the number of a bad row known.
+        "read_options": pcsv.ReadOptions(column_names=list(COLUMNS), use_threads=False),
+        # Blank lines are skipped; record numbers are mapped back to file lines
+        # when an error is reported (see _line_of_record).
+        "parse_options": pcsv.ParseOptions(invalid_row_handler=on_invalid),
+        "convert_options": pcsv.ConvertOptions(
+            column_types={c: pa.string() for c in COLUMNS},
+            strings_can_be_null=False, quoted_strings_can_be_null=False),
+    }
+    for chunk in _line_chunks(source, chunk_size):
+        try:
+            yield pcsv.read_csv(pa.py_buffer(chunk), **options)
+        except pa.ArrowInvalid as err:
+            if "Empty CSV file" in str(err):  # only blank lines in this chunk
+                pass
+            elif "UTF8" in str(err) or "UTF-8" in str(err):
+                row, problem = _find_bad_utf8(source)
+                raise InvalidInput(source, problem, _REENCODE, row=row) from None
+            else:
+                raise InvalidInput(source, f"cannot parse the CSV ({err})", _CSV_FIX) from None
+        line_offset += chunk.count(b"\n")
+
+
+def _line_chunks(source: Path, size: int) -> Iterator[bytes]:
+    """About ``size`` bytes at a time, always cut after a newline."""
+    with source.open("rb") as handle:
+        rest = b""
+        while block := handle.read(size):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield block[:cut]
+        if rest:
+            yield rest
 
 
 _REENCODE = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
@@ -147,14 +166,17 @@ _CSV_FIX = "each row must be 'utterance,labels'; quote an utterance that contain
 def _raise_invalid_rows(source: Path, invalid: list) -> None:
     if not invalid:
         return
-    first = invalid[0]
+    line, columns, text = invalid[0]
     more = f" (and {len(invalid) - 1} more such rows)" if len(invalid) > 1 else ""
-    raise InvalidInput(
-        source,
-        f"{first.actual_columns} column(s) where 2 are expected: {first.text[:80]!r}{more}",
-        _CSV_FIX,
-        row=first.number,
-    )
+    raise InvalidInput(source, f"{columns} column(s) where 2 are expected: {text[:80]!r}{more}",
+                       _CSV_FIX, row=line)
+
+
+def _token_counts(utterances: pa.ChunkedArray) -> pa.Array:
+    # The ASCII kernel is twice as fast and gives the same counts on ASCII text.
+    ascii_only = pc.all(pc.string_is_ascii(utterances)).as_py() is not False
+    split = pc.ascii_split_whitespace if ascii_only else pc.utf8_split_whitespace
+    return pc.list_value_length(split(utterances))
 
 
 def _looks_like_header(table: pa.Table) -> bool:
@@ -181,14 +203,14 @@ def _check_encoding_prefix(source: Path) -> None:
         raise InvalidInput(source, "the file is UTF-16 or binary, not UTF-8 text", _REENCODE, row=1)
 
 
-def _line_of_record(source: Path, record: int) -> int:
-    """File line of the ``record``-th non-blank line (error path only)."""
+def _line_of_record(text: Path | bytes, record: int) -> int:
+    """Line number of the ``record``-th non-blank line of a file or buffer (error path only)."""
+    lines = text.splitlines() if isinstance(text, bytes) else text.open("rb")
     seen = 0
-    with source.open("rb") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            seen += bool(line.strip(b"\r\n"))
-            if seen == record:
-                return line_number
+    for line_number, line in enumerate(lines, start=1):
+        seen += bool(line.strip(b"\r\n"))
+        if seen == record:
+            return line_number
     return record
 
 
