@@ -145,10 +145,14 @@ def _show(store, snapshots, name: str, as_json: bool) -> int:
     if as_json:
         return _emit({**info, "commits": commits, "snapshots": versions})
     print(f"{name} ({info['type']}), created {info['created_at']}\n\ncommits:")
+    features = [k for k, v in commits[0]["stats"].items() if isinstance(v, dict) and "p95" in v]
     _table([{"id": c["id"], "created_at": c["created_at"], "rows": c["rows"],
-             "labels": c["stats"]["num_labels"], "tags": _tags(c["tags"]),
-             "message": c["message"]} for c in commits],
-           ["id", "created_at", "rows", "labels", "tags", "message"])
+             "labels": c["stats"]["num_labels"], "multi-label": c["stats"]["multi_label_rows"],
+             **{f"{f} mean/p95": f"{c['stats'][f]['mean']:g}/{c['stats'][f]['p95']}"
+                for f in features},
+             "tags": _tags(c["tags"]), "message": c["message"]} for c in commits],
+           ["id", "created_at", "rows", "labels", "multi-label",
+            *(f"{f} mean/p95" for f in features), "tags", "message"])
     print("\nsnapshots:")
     _table([{"version": v["version"], "commits": ",".join(map(str, v["commits"])),
              **{s: v["counts"][s] for s in ("train", "val", "test")}, "labels": v["labels"]}
