@@ -4,6 +4,8 @@ Usage:
     dlforge data {create,commit,list,show,snapshot,fetch,verify} ...   the dataset manager
     dlforge ingest experiment=NAME [overrides...]     commit the experiment's sources
     dlforge snapshot experiment=NAME [overrides...]   build its training snapshot
+    dlforge train experiment=NAME [overrides...]      train, test and package a model
+    dlforge runs {list,show} ...                      training runs: status, metrics, lineage
     dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
@@ -28,6 +30,7 @@ log = logging.getLogger("dlforge")
 STAGES = {
     "ingest": "dlforge.data.stages:ingest",
     "snapshot": "dlforge.data.stages:snapshot",
+    "train": "dlforge.train.run:train",
 }
 
 
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             from dlforge.data.cli import main as data_main
 
             return data_main(argv[1:])
+        if command == "runs":
+            from dlforge.train.runs import main as runs_main
+
+            return runs_main(argv[1:])
         if command == "workflow" and argv[1:] == ["dvc"]:
             from dlforge.workflow import write_dvc_yaml
 

@@ -1,0 +1,137 @@
+"""Input encoders: raw inputs -> tensors, fitted on the train split only.
+
+An encoder is plain data (``to_dict``/``from_dict``, JSON) so that the model
+package carries it and serving rebuilds it without the training code.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+PAD, UNK = 0, 1
+_TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
+
+
+class TextEncoder:
+    """Lower-cased word tokens (plus optional word n-grams) -> padded id tensors.
+
+    Args:
+        ngrams: 1 for words only, 2 to add word bigrams (fastText-style features).
+        min_freq: tokens seen fewer times in the train split map to ``UNK``.
+        max_vocab: keep the most frequent tokens up to this size.
+        max_tokens: truncate longer inputs (after n-grams are added).
+    """
+
+    kind = "text"
+
+    def __init__(self, ngrams: int = 1, min_freq: int = 1, max_vocab: int = 50_000,
+                 max_tokens: int = 64, vocab: Sequence[str] | None = None):
+        self.ngrams, self.min_freq, self.max_vocab = ngrams, min_freq, max_vocab
+        self.max_tokens = max_tokens
+        self.vocab = list(vocab) if vocab is not None else None
+        self._index = {t: i for i, t in enumerate(self.vocab)} if self.vocab else {}
+
+    def features(self, text: str) -> list[str]:
+        words = _TOKEN.findall(text.lower())
+        grams = [" ".join(words[i:i + n]) for n in range(2, self.ngrams + 1)
+                 for i in range(len(words) - n + 1)]
+        return words + grams
+
+    def fit(self, texts: Sequence[str]) -> TextEncoder:
+        counts = Counter(f for text in texts for f in self.features(text))
+        kept = [t for t, c in counts.most_common(self.max_vocab - 2) if c >= self.min_freq]
+        self.vocab = ["<pad>", "<unk>", *kept]
+        self._index = {t: i for i, t in enumerate(self.vocab)}
+        return self
+
+    @property
+    def model_inputs(self) -> dict:
+        """What the model needs to know about its input (``vocab_size``)."""
+        return {"vocab_size": len(self.vocab)}
+
+    def encode(self, text: str) -> list[int]:
+        # Unknown words map to UNK; unknown n-grams are dropped (they are mostly noise).
+        ids = [self._index.get(f, UNK if " " not in f else None) for f in self.features(text)]
+        ids = [i for i in ids if i is not None][: self.max_tokens]
+        return ids or [UNK]
+
+    def collate(self, encoded: Sequence[list[int]]) -> torch.Tensor:
+        """Pad a batch of encoded inputs to ``(B, T)``."""
+        width = max(len(e) for e in encoded)
+        batch = torch.zeros(len(encoded), width, dtype=torch.long)
+        for row, ids in enumerate(encoded):
+            batch[row, : len(ids)] = torch.as_tensor(ids)
+        return batch
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "ngrams": self.ngrams, "min_freq": self.min_freq,
+                "max_vocab": self.max_vocab, "max_tokens": self.max_tokens, "vocab": self.vocab}
+
+
+class ImageEncoder:
+    """Image bytes -> normalised ``(C, H, W)`` float tensors.
+
+    The size defaults to the most common size in the train split; mean and
+    standard deviation per channel are measured on the train split.
+    """
+
+    kind = "image"
+
+    def __init__(self, channels: int = 1, size: Sequence[int] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
+        self.channels = channels
+        self.size = tuple(size) if size else None  # (H, W)
+        self.mean, self.std = mean, std
+
+    def _pixels(self, data: bytes) -> np.ndarray:  # -> (C, H, W) in [0, 1]
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("L" if self.channels == 1 else "RGB")
+            if self.size and image.size != (self.size[1], self.size[0]):
+                image = image.resize((self.size[1], self.size[0]))
+            array = np.asarray(image, dtype=np.float32) / 255.0
+        return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+    def fit(self, images: Sequence[bytes]) -> ImageEncoder:
+        from PIL import Image
+
+        if self.size is None:
+            sizes = Counter(Image.open(io.BytesIO(b)).size for b in images)
+            width, height = sizes.most_common(1)[0][0]
+            self.size = (height, width)
+        stack = np.stack([self._pixels(b) for b in images])  # (N, C, H, W)
+        self.mean = stack.mean(axis=(0, 2, 3)).tolist()
+        self.std = (stack.std(axis=(0, 2, 3)) + 1e-6).tolist()
+        return self
+
+    @property
+    def model_inputs(self) -> dict:
+        return {"channels": self.channels}
+
+    def encode(self, data: bytes) -> torch.Tensor:
+        pixels = self._pixels(data)
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        return torch.from_numpy((pixels - mean) / std)
+
+    def collate(self, encoded: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(encoded))  # (B, C, H, W)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "channels": self.channels, "size": list(self.size),
+                "mean": self.mean, "std": self.std}
+
+
+ENCODERS = {"text": TextEncoder, "image": ImageEncoder}
+
+
+def encoder_from_dict(spec: dict):
+    spec = dict(spec)
+    return ENCODERS[spec.pop("kind")](**spec)

@@ -1,0 +1,102 @@
+"""A LightningDataModule over a dataset snapshot.
+
+The encoder (vocabulary, image size and normalisation) is fitted on the train
+split only; validation and test inputs are encoded with it, as serving will.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dlforge.errors import DlforgeError
+
+log = logging.getLogger(__name__)
+
+INPUT_COLUMN = {"text_intent": "utterance", "image_class": "image"}
+
+
+class EncodedSplit(Dataset):
+    """Pre-encoded inputs and their targets (class index, or multi-hot for multi-label)."""
+
+    def __init__(self, inputs: list, targets: torch.Tensor):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        return self.inputs[index], self.targets[index]
+
+
+class SnapshotDataModule(L.LightningDataModule):
+    """Train/val/test loaders of one snapshot version.
+
+    Args:
+        snapshot: the snapshot folder (``paths.snapshot_dir/<dataset>/<version>``).
+        encoder: an unfitted encoder (``TextEncoder``/``ImageEncoder``).
+        batch_size: examples per batch (per process under DDP).
+        num_workers: loader worker processes (0: load in the training process).
+    """
+
+    def __init__(self, snapshot: str | Path, encoder, batch_size: int = 64, num_workers: int = 0):
+        super().__init__()
+        self.snapshot = Path(snapshot)
+        self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        manifest = self.snapshot / "manifest.json"
+        if not manifest.is_file():
+            raise DlforgeError(f"no snapshot at {self.snapshot}. Fix: build it with "
+                               "`dlforge snapshot experiment=<name>`")
+        self.manifest = json.loads(manifest.read_text())
+        self.labels: list[str] = self.manifest["labels"]
+        self.multi_label: bool = self.manifest["multi_label"]
+        self.splits: dict[str, EncodedSplit] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        from dlforge.data.build import read_split
+
+        column = INPUT_COLUMN[self.manifest["type"]]
+        frames = {s: read_split(self.snapshot / f"{s}.parquet") for s in ("train", "val", "test")}
+        self.encoder.fit(frames["train"][column].tolist())
+        for name, frame in frames.items():
+            inputs = [self.encoder.encode(x) for x in frame[column]]
+            self.splits[name] = EncodedSplit(inputs, self._targets(frame["label_ids"]))
+        log.info("snapshot %s: %s examples, %d classes", self.manifest["version"],
+                 {k: len(v) for k, v in self.splits.items()}, self.num_classes)
+
+    def _targets(self, label_ids) -> torch.Tensor:
+        if not self.multi_label:
+            return torch.tensor([int(ids[0]) for ids in label_ids], dtype=torch.long)
+        targets = torch.zeros(len(label_ids), self.num_classes)
+        for row, ids in enumerate(label_ids):
+            targets[row, list(ids)] = 1.0
+        return targets
+
+    def _collate(self, batch):
+        inputs, targets = zip(*batch, strict=True)
+        return self.encoder.collate(inputs), torch.stack(targets)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, collate_fn=self._collate,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

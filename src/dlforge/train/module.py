@@ -1,0 +1,77 @@
+"""The LightningModule: any registered network, single- or multi-label, with metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+
+class Classifier(L.LightningModule):
+    """Trains ``net`` with cross-entropy (or BCE for multi-label data).
+
+    Args:
+        net: maps a batch of encoded inputs to logits ``(B, C)``.
+        num_classes: C.
+        multi_label: sigmoid/BCE head and multi-label metrics.
+        optimizer: ``params -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``optimizer -> LRScheduler`` or None.
+    """
+
+    def __init__(self, net: nn.Module, num_classes: int, multi_label: bool,
+                 optimizer: Callable, scheduler: Callable | None = None):
+        super().__init__()
+        self.net, self.multi_label = net, multi_label
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
+        # One collection per stage ("train" itself would shadow Module.train).
+        self.metrics = nn.ModuleDict({
+            f"{stage}_metrics": torchmetrics.MetricCollection(
+                _metrics(num_classes, multi_label), prefix=f"{stage}/")
+            for stage in ("train", "val", "test")
+        })
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net(inputs)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        inputs, targets = batch
+        logits = self(inputs)
+        loss = self.loss(logits, targets)
+        preds = torch.sigmoid(logits) if self.multi_label else logits
+        metrics = self.metrics[f"{stage}_metrics"]
+        metrics.update(preds, targets.long() if self.multi_label else targets)
+        # Epoch-level values, averaged over all processes under DDP.
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=len(targets))
+        self.log_dict(metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+
+def _metrics(num_classes: int, multi_label: bool) -> dict:
+    if multi_label:
+        return {"acc": torchmetrics.classification.MultilabelExactMatch(num_labels=num_classes),
+                "f1": torchmetrics.classification.MultilabelF1Score(num_labels=num_classes,
+                                                                   average="macro")}
+    return {"acc": torchmetrics.classification.MulticlassAccuracy(num_classes=num_classes,
+                                                                  average="micro"),
+            "f1": torchmetrics.classification.MulticlassF1Score(num_classes=num_classes,
+                                                                average="macro")}

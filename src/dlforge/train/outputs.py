@@ -1,0 +1,113 @@
+"""What rank 0 writes after training: package, metrics, history, plots, artifacts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlforge import __version__
+from dlforge.models import architecture_name
+from dlforge.models.package import save_package
+
+log = logging.getLogger(__name__)
+
+
+def write_outputs(cfg: DictConfig, trainer, module, data, history: list[dict], test: dict,
+                  seconds: float) -> dict:
+    """Write the stage outputs under ``paths.train_dir``; return the metrics."""
+    out = Path(cfg.paths.train_dir)
+    package = _write_package(out / "model", cfg, module, data)
+    _write_history(out / "history.csv", history)
+    _plot(out / "curves.png", history)
+    epochs = len(history)
+    samples = len(data.splits["train"]) * max(trainer.current_epoch - _first_epoch(cfg), 1)
+    metrics = {
+        "epochs": epochs,
+        "best_epoch": _best_epoch(trainer.checkpoint_callback, history),
+        **{k: round(v, 6) for k, v in history[-1].items() if k.startswith(("train/", "val/"))},
+        **{k: round(float(v), 6) for k, v in test.items()},
+        "train_seconds": round(seconds, 2),
+        "samples_per_second": round(samples / seconds, 1) if seconds else None,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    _log_artifacts(cfg.run_id, out, package, metrics)
+    log.info("trained %s: %s", cfg.experiment_name,
+             {k: metrics[k] for k in ("epochs", "val/acc", "test/acc") if k in metrics})
+    return metrics
+
+
+def _best_epoch(checkpoint, history: list[dict]) -> int:
+    """The epoch whose weights were tested and packaged (the checkpoint's best)."""
+    if not (checkpoint and checkpoint.best_model_path and checkpoint.monitor):
+        return history[-1]["epoch"]
+    best = float(checkpoint.best_model_score)
+    return min(history, key=lambda r: abs(r.get(checkpoint.monitor, float("inf")) - best))["epoch"]
+
+
+def _first_epoch(cfg: DictConfig) -> int:
+    """The epoch this process started from (a resumed run skips the earlier ones)."""
+    if not cfg.get("resume_from"):
+        return 0
+    import torch
+
+    return int(torch.load(cfg.resume_from, map_location="cpu", weights_only=False)["epoch"]) + 1
+
+
+def _write_package(folder: Path, cfg: DictConfig, module, data) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
+    arguments = {k: v for k, v in net_cfg.items() if k != "_target_"}
+    arguments.update(num_classes=data.num_classes, **data.encoder.model_inputs)
+    info = {"dlforge_version": __version__, "experiment": cfg.experiment_name,
+            "run_id": cfg.run_id, "dataset": data.manifest["dataset"],
+            "snapshot": data.manifest["version"], "type": data.manifest["type"]}
+    return save_package(folder, module.net, architecture_name(net_cfg["_target_"]), arguments,
+                        data.encoder, data.labels, data.multi_label, info)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    columns = sorted({k for row in history for k in row} - {"epoch"})
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["epoch", *columns])
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def _plot(path: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    epochs = [row["epoch"] for row in history]
+    for ax, metric in zip(axes, ("loss", "acc", "f1"), strict=True):
+        for split in ("train", "val"):
+            values = [row.get(f"{split}/{metric}") for row in history]
+            ax.plot(epochs, values, marker="o", label=split)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _log_artifacts(run_id: str, out: Path, package: Path, metrics: dict) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mlflow.flush_async_logging()  # the per-epoch metrics first, then the final ones
+    for name, value in metrics.items():
+        if value is not None and name.startswith("test/"):
+            client.log_metric(run_id, name, value)
+    for file_name in ("curves.png", "history.csv", "metrics.json", "config.yaml"):
+        client.log_artifact(run_id, str(out / file_name))
+    client.log_artifacts(run_id, str(package), "model")

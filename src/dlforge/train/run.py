@@ -1,0 +1,174 @@
+"""``dlforge train experiment=X``: fit, test, package and track one model.
+
+    train(cfg)   the stage: resolve the snapshot, freeze the config, open the
+                 MLflow run (or re-open an interrupted one), then fit in this
+                 process or launch the DDP ranks from the frozen config
+    fit(frozen)  what every rank runs; rank 0 writes the outputs
+
+Outputs under ``paths.train_dir``: config.yaml (frozen), metrics.json,
+history.csv, curves.png, model/ (the package), checkpoints/, run.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlforge.errors import DlforgeError
+from dlforge.train import tracking
+
+log = logging.getLogger(__name__)
+
+
+def resolve_snapshot(cfg: DictConfig) -> Path:
+    """The snapshot folder to train on, or an error naming the command that builds it."""
+    summary = Path(cfg.paths.exp_dir) / "snapshot.json"
+    if cfg.get("snapshot"):
+        folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
+    elif summary.is_file():
+        folder = Path(json.loads(summary.read_text())["path"])
+    else:
+        raise DlforgeError(f"no snapshot for experiment '{cfg.experiment_name}' ({summary} is "
+                           f"missing). Fix: run `dlforge ingest experiment={cfg.experiment_name}` "
+                           f"and `dlforge snapshot experiment={cfg.experiment_name}`, or set "
+                           "snapshot=VERSION")
+    if not (folder / "manifest.json").is_file():
+        raise DlforgeError(f"snapshot {folder} does not exist. Fix: run `dlforge snapshot "
+                           f"experiment={cfg.experiment_name}` or pick a version from "
+                           f"`dlforge data show {cfg.dataset.name}`")
+    return folder
+
+
+def train(cfg: DictConfig) -> dict:
+    """The train stage. Returns the metrics written to ``metrics.json``."""
+    _check_targets(cfg)
+    snapshot = resolve_snapshot(cfg)
+    manifest = json.loads((snapshot / "manifest.json").read_text())
+    out = Path(cfg.paths.train_dir)
+    frozen = tracking.as_dict(cfg)
+    frozen.pop("hydra", None)
+    frozen.update(snapshot=manifest["version"], snapshot_path=str(snapshot))
+    digest = tracking.config_hash(frozen)
+    state_file = out / "run.json"
+    state = tracking.read_state(state_file)
+    last = Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt" if "checkpoint" in cfg.callbacks \
+        else None
+    resumable = (cfg.resume and state.get("status") == "running"
+                 and state.get("config_hash") == digest and last is not None and last.is_file())
+    if state.get("status") == "running" and not resumable:
+        log.info("abandoning interrupted run %s (config changed or no checkpoint)", state["run_id"])
+        tracking.setup_mlflow(cfg.tracking)
+        tracking.finish_run(state["run_id"], "KILLED")
+    if not resumable and last is not None:
+        _clear_checkpoints(last.parent)
+    run_id = tracking.open_run(cfg, frozen, manifest, state_file,
+                               state["run_id"] if resumable else None)
+    tracking.write_state(state_file, run_id=run_id, config_hash=digest, status="running")
+    frozen.update(run_id=run_id, resume_from=str(last) if resumable else None)
+    frozen_path = out / "config.yaml"
+    frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
+    try:
+        from dlforge.train.launch import world_size, launch
+
+        metrics = launch(frozen_path, cfg.trainer) if world_size(cfg.trainer) > 1 else fit(frozen)
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        tracking.finish_run(run_id, status)
+        tracking.write_state(state_file, run_id=run_id, config_hash=digest, status=status.lower())
+        raise
+    tracking.finish_run(run_id, "FINISHED")
+    tracking.write_state(state_file, run_id=run_id, config_hash=digest, status="finished")
+    return metrics
+
+
+def fit(frozen: dict, report: dict | None = None) -> dict:
+    """Fit and test on this process (one rank); rank 0 writes outputs and artifacts.
+
+    ``report``, when given, receives this rank's number, final metrics and a
+    digest of its weights (data-parallel ranks must end identical).
+    """
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from dlforge.train.callbacks import EpochHistory
+    from dlforge.train.data import SnapshotDataModule
+    from dlforge.train.module import Classifier
+
+    cfg = OmegaConf.create(frozen)
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True)
+    tracking.setup_mlflow(cfg.tracking)
+    data = SnapshotDataModule(cfg.snapshot_path, instantiate(cfg.model.encoder),
+                              **cfg.datamodule)
+    data.setup()
+    net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = Classifier(net, data.num_classes, data.multi_label, instantiate(cfg.optimizer),
+                        scheduler)
+    history = EpochHistory(cfg.run_id)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [history]
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if isinstance(trainer_args.get("strategy"), dict):
+        trainer_args["strategy"] = instantiate(cfg.trainer.strategy)
+    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=False,
+                        default_root_dir=cfg.paths.train_dir)
+    started = time.perf_counter()
+    trainer.fit(module, data, ckpt_path=cfg.resume_from)
+    seconds = time.perf_counter() - started
+    epochs = list(history.history)  # testing from a checkpoint restores an older history
+    checkpoint = trainer.checkpoint_callback
+    best = "best" if checkpoint and checkpoint.best_model_path else None
+    test = trainer.test(module, data, ckpt_path=best, verbose=False)[0]
+    if report is not None:
+        report.update(rank=trainer.global_rank, weights_sha256=weights_digest(module.net),
+                      metrics={**epochs[-1], **test})
+    if not trainer.is_global_zero:
+        return {}
+    from dlforge.train.outputs import write_outputs
+
+    return write_outputs(cfg, trainer, module, data, epochs, test, seconds)
+
+
+def _quiet_lightning() -> None:
+    """Let Lightning's log records go through our handlers only (not printed twice)."""
+    if logging.getLogger().handlers:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.propagate = True
+
+
+def weights_digest(net) -> str:
+    """sha256 over a network's parameters and buffers, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_targets(cfg: DictConfig) -> None:
+    """Fail before any work when a _target_ does not import (e.g. a typo in an override)."""
+    from hydra.utils import get_object
+
+    groups = {"model.net": cfg.model.net, "model.encoder": cfg.model.encoder,
+              "optimizer": cfg.optimizer, "scheduler": cfg.get("scheduler")}
+    for key, node in groups.items():
+        if node is None:
+            continue
+        try:
+            get_object(node._target_)
+        except Exception:
+            raise DlforgeError(f"{key}._target_={node._target_} cannot be imported. Fix: pick a "
+                               f"config from conf/{key.split('.')[0]}/ or correct the path") \
+                from None
+
+
+def _clear_checkpoints(folder: Path) -> None:
+    for path in folder.glob("*.ckpt") if folder.is_dir() else []:
+        path.unlink()

@@ -1,0 +1,126 @@
+"""``dlforge runs list|show``: the status of training runs (the book's GetTrainingStatus).
+
+    dlforge runs list [--experiment NAME] [--json]
+    dlforge runs show RUN_ID [--json]
+
+A run is running, finished, failed or killed; a run whose process died
+without ending it (kill -9, a lost machine) shows as ``interrupted``: running
+the same ``dlforge train`` again resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import time
+
+from dlforge.errors import NotFound
+
+SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
+
+
+def summary(run) -> dict:
+    """What a user asks about a run: status, experiment, snapshot, metrics, duration."""
+    info, tags = run.info, run.data.tags
+    end = info.end_time or int(time.time() * 1000)
+    return {
+        "run_id": info.run_id,
+        "status": _status(info.status, tags),
+        "experiment": tags.get("dlforge.experiment"),
+        "dataset": tags.get("dlforge.dataset"),
+        "snapshot": tags.get("dlforge.snapshot"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.start_time / 1000)),
+        "duration_s": round((end - info.start_time) / 1000, 1),
+        "metrics": dict(sorted(run.data.metrics.items())),
+    }
+
+
+def _status(status: str, tags: dict) -> str:
+    if status == "RUNNING" and tags.get("dlforge.host") == socket.gethostname():
+        pid = int(tags.get("dlforge.pid", "0") or 0)
+        if pid and not _alive(pid):
+            return "interrupted"
+    return status.lower()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_runs(experiment: str | None = None) -> list[dict]:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    experiments = client.search_experiments()
+    ids = [e.experiment_id for e in experiments if experiment in (None, e.name)]
+    if experiment and not ids:
+        names = ", ".join(e.name for e in experiments) or "none yet"
+        raise NotFound(f"no MLflow experiment '{experiment}' (experiments: {names}). "
+                       f"Fix: train it with `dlforge train experiment={experiment}`")
+    runs = client.search_runs(ids, filter_string="tags.`dlforge.stage` = 'train'",
+                              order_by=["attributes.start_time DESC"]) if ids else []
+    return [summary(r) for r in runs]
+
+
+def show_run(run_id: str) -> dict:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise NotFound(f"no run {run_id!r}. Fix: see `dlforge runs list`") from None
+    out = summary(run)
+    out["params"] = dict(sorted(run.data.params.items()))
+    out["tags"] = {k: v for k, v in sorted(run.data.tags.items()) if k.startswith("dlforge.")}
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dlforge runs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="training runs, newest first")
+    listing.add_argument("--experiment")
+    listing.add_argument("--json", action="store_true")
+    show = sub.add_parser("show", help="one run: status, metrics, params, lineage tags")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from dlforge.config import compose
+    from dlforge.train.tracking import setup_tracking_uri
+
+    setup_tracking_uri(compose("runs").tracking)
+    if args.command == "show":
+        run = show_run(args.run_id)
+        print(json.dumps(run, indent=2))
+        return 0
+    runs = list_runs(args.experiment)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    _print_table(runs)
+    return 0
+
+
+def _print_table(runs: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("run", "status", "experiment", "snapshot", "started", "duration",
+                  *SHOWN_METRICS, box=None)
+    for run in runs:
+        table.add_row(run["run_id"][:12], run["status"], run["experiment"] or "",
+                      run["snapshot"] or "", run["started"], f"{run['duration_s']:.0f}s",
+                      *(f"{run['metrics'][m]:.4f}" if m in run["metrics"] else "-"
+                        for m in SHOWN_METRICS))
+    Console(width=180).print(table)

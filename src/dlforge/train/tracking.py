@@ -1,0 +1,155 @@
+"""MLflow tracking of a training run: one run per training, resumable, rank 0 only.
+
+The launcher process opens (or re-opens) the run and passes its id down; only
+global rank 0 logs to it. Per-epoch metrics are logged asynchronously, so
+tracking does not hold up training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlforge import __version__
+
+log = logging.getLogger(__name__)
+
+
+def setup_tracking_uri(tracking: DictConfig) -> None:
+    """Point MLflow at ``tracking.tracking_uri`` (a relative SQLite path made absolute)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(_absolute_sqlite(tracking.tracking_uri))
+
+
+def setup_mlflow(tracking: DictConfig) -> str:
+    """Point MLflow at the tracking store; create the experiment; return its id."""
+    import mlflow
+
+    setup_tracking_uri(tracking)
+    experiment = mlflow.get_experiment_by_name(tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = tracking.get("artifact_location")
+    if location and "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        location = Path(location).resolve().as_uri()
+    return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """``sqlite:///rel/path.db`` -> absolute, with the folder created."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
+
+
+def config_hash(cfg: dict) -> str:
+    """Hash of everything that determines the trained weights (not paths or run ids)."""
+    keys = ("model", "datamodule", "optimizer", "scheduler", "trainer", "seed", "snapshot")
+    relevant = {k: cfg.get(k) for k in keys}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` for MLflow params."""
+    flat = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return flat
+
+
+def git_state() -> dict[str, str]:
+    """Commit of the working tree and whether it has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"dlforge.git_commit": "unknown", "dlforge.git_dirty": "unknown"}
+    return {"dlforge.git_commit": commit, "dlforge.git_dirty": str(bool(dirty.strip())).lower()}
+
+
+def open_run(cfg: DictConfig, frozen: dict, manifest: dict, state_file: Path,
+             resume_run: str | None) -> str:
+    """Start the training run (or re-open ``resume_run``); return its id."""
+    import mlflow
+
+    experiment_id = setup_mlflow(cfg.tracking)
+    client = mlflow.MlflowClient()
+    if resume_run:
+        client.update_run(resume_run, status="RUNNING")
+        log.info("resuming MLflow run %s", resume_run)
+        return resume_run
+    tags = {
+        "dlforge.experiment": cfg.experiment_name,
+        "dlforge.stage": "train",
+        "dlforge.dataset": manifest["dataset"],
+        "dlforge.snapshot": manifest["version"],
+        "dlforge.commits": ",".join(str(c["id"]) for c in manifest["commits"]),
+        "dlforge.config_hash": config_hash(frozen),
+        "dlforge.version": __version__,
+        "dlforge.host": socket.gethostname(),
+        "dlforge.pid": str(os.getpid()),
+        **git_state(),
+    }
+    run = client.create_run(experiment_id, run_name=cfg.tracking.get("run_name"), tags=tags)
+    run_id = run.info.run_id
+    params = flatten({k: v for k, v in frozen.items() if k not in ("paths", "hydra")})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(params)
+        _log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
+        mlflow.log_dict(frozen, "config.yaml")
+    client.update_run(run_id, status="RUNNING")  # start_run's exit marked it finished
+    log.info("MLflow run %s in experiment %s <tracking.tracking_uri=%s>", run_id,
+             cfg.tracking.experiment, cfg.tracking.tracking_uri)
+    return run_id
+
+
+def _log_snapshot_input(manifest: dict, path: Path) -> None:
+    """Record the snapshot as the run's dataset input (name, version digest, source)."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = resolve_dataset_source(str(path.resolve()))  # a local-artifact source
+    dataset = MetaDataset(source=source, name=f"{manifest['dataset']}@{manifest['version']}",
+                          digest=manifest["version"])
+    mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(manifest["counts"])})
+
+
+def finish_run(run_id: str, status: str) -> None:
+    """Mark the run FINISHED, FAILED or KILLED."""
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+
+def write_state(state_file: Path, **state) -> None:
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, state_file)
+
+
+def read_state(state_file: Path) -> dict:
+    return json.loads(state_file.read_text()) if state_file.is_file() else {}
+
+
+def as_dict(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)

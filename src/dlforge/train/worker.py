@@ -1,0 +1,34 @@
+"""One training rank: ``python -m dlforge.train.worker FROZEN_CONFIG``.
+
+Started by torchrun (or srun) with the rank layout in the environment. Every
+rank writes ``ranks/rank<N>.json`` with a digest of its final weights, so the
+launcher can check that data-parallel ranks ended identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def main(path: str) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dlforge.train.run import fit
+
+    frozen = yaml.safe_load(Path(path).read_text())
+    report = {}
+    metrics = fit(frozen, report=report)
+    ranks = Path(frozen["paths"]["train_dir"]) / "ranks"
+    ranks.mkdir(parents=True, exist_ok=True)
+    (ranks / f"rank{report['rank']}.json").write_text(json.dumps(report, indent=2) + "\n")
+    if metrics:
+        logging.getLogger(__name__).info("rank 0 done: %s", metrics)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
