@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def launch(frozen_path: Path, trainer: DictConfig) -> dict:
     log.info("launching %d ranks <trainer.devices=%s>: %s", trainer.devices, trainer.devices,
              " ".join(command))
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    shutil.rmtree(frozen_path.parent / "ranks", ignore_errors=True)  # reports of earlier runs
     result = subprocess.run(command, env=env)
     if result.returncode != 0:
         raise DlforgeError(f"a training rank failed (exit {result.returncode}); see the log above")

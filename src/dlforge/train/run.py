@@ -73,7 +73,7 @@ def train(cfg: DictConfig) -> dict:
     frozen_path = out / "config.yaml"
     frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
     try:
-        from dlforge.train.launch import world_size, launch
+        from dlforge.train.launch import launch, world_size
 
         metrics = launch(frozen_path, cfg.trainer) if world_size(cfg.trainer) > 1 else fit(frozen)
     except BaseException as err:

@@ -1,0 +1,73 @@
+"""A toy snapshot that trains in seconds, and a train config pointing at it."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from dlforge.config import compose
+from dlforge.data import SnapshotStore, Store
+
+WORDS = {
+    "weather": ["rain", "sunny", "forecast", "cold", "umbrella", "snow"],
+    "music": ["song", "play", "album", "guitar", "playlist", "loud"],
+    "food": ["pizza", "hungry", "dinner", "recipe", "lunch", "salad"],
+}
+
+
+def toy_rows(n: int, seed: int = 0, multi_label: bool = False) -> str:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.choice(sorted(WORDS))
+        words = rng.sample(WORDS[label], 3) + [f"filler{rng.randint(0, 50)}", f"w{i}"]
+        labels = label
+        if multi_label and i % 4 == 0:
+            other = rng.choice([x for x in WORDS if x != label])
+            words += rng.sample(WORDS[other], 2)
+            labels = f"{label};{other}"
+        rows.append(f"{' '.join(words)},{labels}\n")
+    return "".join(rows)
+
+
+def make_snapshot(root, rows: str, name: str = "toy") -> dict:
+    """Commit ``rows`` as dataset ``name`` under ``root`` and record its snapshot
+    where the snapshot stage would (``outputs/intent/snapshot.json``)."""
+    source = root / "sources" / f"{name}.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text(rows)
+    store = Store(root / "data" / "store")
+    store.create(name, "text_intent", source)
+    ref = SnapshotStore(root / "data" / "snapshots", store).build(name)
+    summary = {"dataset": name, "version": ref.version, "path": str(ref.path)}
+    (root / "outputs" / "intent").mkdir(parents=True, exist_ok=True)
+    (root / "outputs" / "intent" / "snapshot.json").write_text(json.dumps(summary))
+    return summary
+
+
+FAST = ["trainer.max_epochs=3", "trainer.enable_progress_bar=false", "datamodule.batch_size=16",
+        "optimizer.lr=0.02"]
+SMALL_MODEL = ["model.net.embed_dim=16", "model.net.hidden_dim=16"]  # for the default model
+
+
+@pytest.fixture(scope="session")
+def mlflow_dir(tmp_path_factory):
+    """One MLflow store for the session (creating its database takes seconds)."""
+    return tmp_path_factory.mktemp("mlruns")
+
+
+@pytest.fixture
+def train_cfg(tmp_path, mlflow_dir):
+    """``train_cfg(*overrides)``: the intent train config on a toy snapshot under tmp_path."""
+    make_snapshot(tmp_path, toy_rows(400))
+
+    def make(*overrides: str, root=tmp_path):
+        model = [] if any(o.startswith("model=") for o in overrides) else SMALL_MODEL
+        return compose("train", ["experiment=intent", f"paths.root={root}",
+                                 f"paths.mlflow_dir={mlflow_dir}", "dataset.name=toy",
+                                 f"tracking.experiment=test-{root.name}", *FAST, *model,
+                                 *overrides])
+
+    return make
