@@ -5,9 +5,10 @@ configfile: "workflow/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(rules.snapshot.output, exp=config["experiments"]),
+        expand(rules.train.output.metrics, exp=config["experiments"]),

@@ -26,6 +26,10 @@ def project(tmp_path) -> Path:
     for name in ("Snakefile", "dvc.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "data" / "raw", tmp_path / "data" / "raw")
+    for part in (tmp_path / "data" / "raw" / "clinc150").glob("part-*.csv"):
+        part.write_text("".join(part.read_text().splitlines(keepends=True)[::20]))  # 5%
+    with (tmp_path / "conf" / "experiment" / "intent.yaml").open("a") as handle:
+        handle.write("trainer:\n  max_epochs: 1\n  enable_progress_bar: false\n")  # quick
     return tmp_path
 
 
@@ -50,15 +54,22 @@ def test_dvc_yaml_is_generated_from_the_stage_graph():
 def test_snakemake_runs_the_graph_then_does_nothing(project):
     snakemake(project)
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
-    assert summary["commits"] == [1, 2]
+    assert summary["commits"] == [1, 2] and summary["counts"]["input_rows"] == 535
     assert (project / summary["path"] / "manifest.json").is_file()
+    assert json.loads((project / "outputs/intent/train/metrics.json").read_text())["epochs"] == 1
+    assert (project / "outputs/intent/train/model/weights.safetensors").is_file()
     assert "Nothing to be done" in snakemake(project)
+    # A training parameter re-runs training only.
+    optimizer = project / "conf/optimizer/adamw.yaml"
+    optimizer.write_text(optimizer.read_text().replace("lr: 0.003", "lr: 0.004"))
+    log = snakemake(project)
+    assert "rule train" in log and "rule ingest" not in log and "rule snapshot" not in log
     # A commit added by hand re-runs ingest and snapshot, once.
     extra = project / "extra.csv"
     extra.write_text("please add this example,new_intent\n")
     run(project, f"{BIN}/dlforge", "data", "commit", "clinc150", "--source", str(extra))
     log = snakemake(project)
-    assert "rule ingest" in log and "rule snapshot" in log
+    assert "rule ingest" in log and "rule snapshot" in log and "rule train" in log
     assert json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())[
         "commits"] == [1, 2, 3]
     assert "Nothing to be done" in snakemake(project)
@@ -68,7 +79,8 @@ def test_snakemake_runs_the_graph_then_does_nothing(project):
 def test_dvc_repro_runs_the_same_stages_then_does_nothing(project):
     run(project, f"{BIN}/dvc", "init", "--no-scm", "-q")
     first = run(project, f"{BIN}/dvc", "repro")
-    assert "Running stage 'ingest-intent'" in first and "Running stage 'snapshot-intent'" in first
+    for stage in ("ingest", "snapshot", "train"):
+        assert f"Running stage '{stage}-intent'" in first
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
     assert summary["commits"] == [1, 2]
     second = run(project, f"{BIN}/dvc", "repro")

@@ -21,7 +21,9 @@ import yaml
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
 CONF_GROUPS = {"ingest": ("paths", "dataset", "experiment"),
-               "snapshot": ("paths", "split", "dataset", "experiment")}
+               "snapshot": ("paths", "split", "dataset", "experiment"),
+               "train": ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
+                         "trainer", "callbacks", "tracking")}
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,27 @@ class Stage:
 
     Attributes:
         deps: files read (sources, config files, earlier stages' outputs).
-        outs: small summary files written (tracked by both front ends).
+        outs: small summary files written (tracked by both front ends, not cached).
+        dirs: folders written whole (a model package); cached by DVC.
         persist: folders the stage appends to and never deletes (the dataset
             store, the snapshots); DVC caches them, Snakemake leaves them alone.
+        metrics: JSON metrics files (``dvc metrics``), also written by the stage.
+        plots: CSV files of per-epoch values (``dvc plots``).
     """
 
     name: str
     cmd: str
     deps: tuple[str, ...]
-    outs: tuple[str, ...]
+    outs: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
     persist: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file or folder the stage writes (Snakemake's outputs)."""
+        return (*self.outs, *self.metrics, *self.plots, *self.dirs)
 
 
 @functools.cache
@@ -57,15 +70,20 @@ def stages(exp: str) -> list[Stage]:
     """The stages of experiment ``exp``, in order."""
     cfg = experiment_config(exp)
     exp_dir, paths = _norm(cfg.paths.exp_dir), cfg.paths
-    ingest_out = f"{exp_dir}/ingest.json"
+    ingest_out, snapshot_out = f"{exp_dir}/ingest.json", f"{exp_dir}/snapshot.json"
+    train_dir = _norm(experiment_config(exp, "train").paths.train_dir)
     return [
         Stage("ingest", f"dlforge ingest experiment={exp}",
               deps=(*(_norm(s.path) for s in cfg.dataset.sources), *_conf_files(exp, "ingest")),
               outs=(ingest_out,), persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
         Stage("snapshot", f"dlforge snapshot experiment={exp}",
               deps=(ingest_out, *_conf_files(exp, "snapshot")),
-              outs=(f"{exp_dir}/snapshot.json",),
+              outs=(snapshot_out,),
               persist=(_norm(f"{paths.snapshot_dir}/{cfg.dataset.name}"),)),
+        Stage("train", f"dlforge train experiment={exp}",
+              deps=(snapshot_out, *_conf_files(exp, "train")),
+              outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
+              metrics=(f"{train_dir}/metrics.json",), plots=(f"{train_dir}/history.csv",)),
     ]
 
 
@@ -107,9 +125,15 @@ def dvc_yaml(exps: list[str]) -> dict:
     out: dict = {}
     for exp in exps:
         for s in stages(exp):
-            outs = [{o: {"cache": False}} for o in s.outs]
+            stage = {"cmd": s.cmd, "deps": list(s.deps)}
+            outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
             outs += [{p: {"persist": True}} for p in s.persist]
-            out[f"{s.name}-{exp}"] = {"cmd": s.cmd, "deps": list(s.deps), "outs": outs}
+            stage["outs"] = outs
+            if s.metrics:
+                stage["metrics"] = [{m: {"cache": False}} for m in s.metrics]
+            if s.plots:
+                stage["plots"] = [{p: {"cache": False, "x": "epoch"}} for p in s.plots]
+            out[f"{s.name}-{exp}"] = stage
     return {"stages": out}
 
 
@@ -125,9 +149,10 @@ def _conf_files(exp: str, stage_name: str) -> list[str]:
     from dlforge.config import conf_dir
 
     root = Path(os.path.relpath(conf_dir()))
-    choices = experiment_config(exp).hydra.runtime.choices
+    choices = experiment_config(exp, stage_name).hydra.runtime.choices
     files = [root / f"{stage_name}.yaml", root / "stage.yaml"]
-    files += [root / group / f"{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]]
+    files += [root / group / f"{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
+              if choices.get(group)]
     return [str(f) for f in files]
 
 
