@@ -139,3 +139,20 @@ def test_image_datasets_train_the_small_cnn(train_cfg, tmp_path):
     image = (root / "images/cols/0.png").read_bytes()
     assert predictor.predict([image])[0]["label"] == "cols"
     assert predictor.encoder.size == (8, 8)
+
+
+def test_launch_false_freezes_the_config_and_prints_the_worker_command(train_cfg, tmp_path):
+    cfg = train_cfg("launch=false")
+    out = train(cfg)
+    assert out["worker"].endswith(f"-m dlforge.train.worker {out['config']}")
+    assert f"run_id: {out['run_id']}" in Path(out["config"]).read_text()
+    (run,) = runs_of(cfg)
+    assert run.info.run_id == out["run_id"] and run.info.status == "RUNNING"
+
+
+def test_several_nodes_outside_slurm_fail_before_anything_starts(train_cfg, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    with pytest.raises(DlforgeError, match="sbatch"):
+        train(train_cfg("trainer=ddp", "trainer.num_nodes=2"))
+    assert not (tmp_path / "outputs/intent/train/run.json").exists()

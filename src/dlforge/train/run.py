@@ -45,45 +45,55 @@ def resolve_snapshot(cfg: DictConfig) -> Path:
 
 
 def train(cfg: DictConfig) -> dict:
-    """The train stage. Returns the metrics written to ``metrics.json``."""
+    """The train stage. Returns the metrics written to ``metrics.json``.
+
+    With ``launch=false`` nothing is trained: the config is frozen, the MLflow
+    run opened, and the worker command to start on every node is returned.
+    """
+    from dlforge.train.launch import check_launch, launch, worker_command, world_size
+
     _check_targets(cfg)
-    snapshot = resolve_snapshot(cfg)
+    check_launch(cfg.trainer, cfg.launch)
+    frozen, frozen_path = _prepare(cfg, resolve_snapshot(cfg))
+    if not cfg.launch:
+        return {"run_id": frozen["run_id"], "config": str(frozen_path),
+                "worker": " ".join(worker_command(frozen_path))}
+    try:
+        if world_size(cfg.trainer) > 1:
+            return launch(frozen_path, cfg.trainer)
+        return fit(frozen)
+    except BaseException as err:
+        tracking.end_run(frozen, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _prepare(cfg: DictConfig, snapshot: Path) -> tuple[dict, Path]:
+    """Decide fresh start or resume, open the MLflow run, write the frozen config."""
     manifest = json.loads((snapshot / "manifest.json").read_text())
-    out = Path(cfg.paths.train_dir)
     frozen = tracking.as_dict(cfg)
     frozen.pop("hydra", None)
     frozen.update(snapshot=manifest["version"], snapshot_path=str(snapshot))
     digest = tracking.config_hash(frozen)
-    state_file = out / "run.json"
-    state = tracking.read_state(state_file)
-    last = Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt" if "checkpoint" in cfg.callbacks \
-        else None
+    state = tracking.read_state(Path(cfg.paths.train_dir) / "run.json")
+    last = (Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt"
+            if "checkpoint" in cfg.callbacks else None)
     resumable = (cfg.resume and state.get("status") == "running"
                  and state.get("config_hash") == digest and last is not None and last.is_file())
     if state.get("status") == "running" and not resumable:
-        log.info("abandoning interrupted run %s (config changed or no checkpoint)", state["run_id"])
+        log.info("ending interrupted run %s: config changed or no checkpoint <resume=%s>",
+                 state["run_id"], cfg.resume)
         tracking.setup_mlflow(cfg.tracking)
         tracking.finish_run(state["run_id"], "KILLED")
     if not resumable and last is not None:
         _clear_checkpoints(last.parent)
-    run_id = tracking.open_run(cfg, frozen, manifest, state_file,
-                               state["run_id"] if resumable else None)
-    tracking.write_state(state_file, run_id=run_id, config_hash=digest, status="running")
-    frozen.update(run_id=run_id, resume_from=str(last) if resumable else None)
-    frozen_path = out / "config.yaml"
+    run_id = tracking.open_run(cfg, frozen, manifest, state["run_id"] if resumable else None)
+    frozen.update(run_id=run_id, config_hash=digest,
+                  resume_from=str(last) if resumable else None)
+    tracking.write_state(Path(cfg.paths.train_dir) / "run.json", run_id=run_id,
+                         config_hash=digest, status="running")
+    frozen_path = Path(cfg.paths.train_dir) / "config.yaml"
     frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
-    try:
-        from dlforge.train.launch import launch, world_size
-
-        metrics = launch(frozen_path, cfg.trainer) if world_size(cfg.trainer) > 1 else fit(frozen)
-    except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        tracking.finish_run(run_id, status)
-        tracking.write_state(state_file, run_id=run_id, config_hash=digest, status=status.lower())
-        raise
-    tracking.finish_run(run_id, "FINISHED")
-    tracking.write_state(state_file, run_id=run_id, config_hash=digest, status="finished")
-    return metrics
+    return frozen, frozen_path
 
 
 def fit(frozen: dict, report: dict | None = None) -> dict:
@@ -131,7 +141,9 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
         return {}
     from dlforge.train.outputs import write_outputs
 
-    return write_outputs(cfg, trainer, module, data, epochs, test, seconds)
+    metrics = write_outputs(cfg, trainer, module, data, epochs, test, seconds)
+    tracking.end_run(frozen, "FINISHED")
+    return metrics
 
 
 def _quiet_lightning() -> None:

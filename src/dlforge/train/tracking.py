@@ -85,8 +85,7 @@ def git_state() -> dict[str, str]:
     return {"dlforge.git_commit": commit, "dlforge.git_dirty": str(bool(dirty.strip())).lower()}
 
 
-def open_run(cfg: DictConfig, frozen: dict, manifest: dict, state_file: Path,
-             resume_run: str | None) -> str:
+def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | None) -> str:
     """Start the training run (or re-open ``resume_run``); return its id."""
     import mlflow
 
@@ -138,6 +137,13 @@ def finish_run(run_id: str, status: str) -> None:
     import mlflow
 
     mlflow.MlflowClient().set_terminated(run_id, status=status)
+
+
+def end_run(frozen: dict, status: str) -> None:
+    """End the frozen config's run and record the outcome in ``run.json``."""
+    finish_run(frozen["run_id"], status)
+    write_state(Path(frozen["paths"]["train_dir"]) / "run.json", run_id=frozen["run_id"],
+                config_hash=frozen["config_hash"], status=status.lower())
 
 
 def write_state(state_file: Path, **state) -> None:
