@@ -37,8 +37,8 @@ def mlflow_runs(mlflow_dir: Path, experiment: str):
 
 
 def test_sigkill_mid_training_then_the_same_command_resumes(tmp_path, mlflow_dir):
-    make_snapshot(tmp_path, toy_rows(3000))
-    overrides = ("trainer.max_epochs=6", "~callbacks.early_stopping", "datamodule.batch_size=8")
+    make_snapshot(tmp_path, toy_rows(1500))
+    overrides = ("trainer.max_epochs=4", "~callbacks.early_stopping", "datamodule.batch_size=8")
     last = tmp_path / "outputs/intent/train/checkpoints/last.ckpt"
     process = start_train(tmp_path, mlflow_dir, *overrides)
     deadline = time.monotonic() + 240
@@ -52,6 +52,13 @@ def test_sigkill_mid_training_then_the_same_command_resumes(tmp_path, mlflow_dir
     assert state["status"] == "running"
     (run,) = mlflow_runs(mlflow_dir, f"faults-{tmp_path.name}")
     assert run.info.status == "RUNNING"
+    listed = subprocess.run([sys.executable, "-m", "dlforge", "runs", "--tracking-uri",
+                             f"sqlite:///{mlflow_dir}/mlflow.db", "list", "--experiment",
+                             f"faults-{tmp_path.name}", "--json"],
+                            cwd=ROOT, capture_output=True, text=True, check=True)
+    (listed_run,) = json.loads(listed.stdout)
+    assert (listed_run["run_id"], listed_run["status"]) == (run.info.run_id, "interrupted")
+    assert listed_run["snapshot"] and listed_run["experiment"] == "intent"
 
     resumed = start_train(tmp_path, mlflow_dir, *overrides)
     _, err = resumed.communicate(timeout=300)
@@ -60,17 +67,17 @@ def test_sigkill_mid_training_then_the_same_command_resumes(tmp_path, mlflow_dir
     (run,) = mlflow_runs(mlflow_dir, f"faults-{tmp_path.name}")  # still exactly one run
     assert run.info.run_id == state["run_id"] and run.info.status == "FINISHED"
     steps = {m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "val/acc")}
-    assert steps == set(range(6))
+    assert steps == set(range(4))
     metrics = json.loads((tmp_path / "outputs/intent/train/metrics.json").read_text())
-    assert metrics["epochs"] == 6
+    assert metrics["epochs"] == 4
     history = (tmp_path / "outputs/intent/train/history.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in history[1:]] == [str(e) for e in range(6)]
+    assert [row.split(",")[0] for row in history[1:]] == [str(e) for e in range(4)]
 
 
 def test_a_changed_config_does_not_resume_and_ends_the_old_run(tmp_path, mlflow_dir):
-    make_snapshot(tmp_path, toy_rows(3000))
+    make_snapshot(tmp_path, toy_rows(1500))
     last = tmp_path / "outputs/intent/train/checkpoints/last.ckpt"
-    process = start_train(tmp_path, mlflow_dir, "trainer.max_epochs=5", "datamodule.batch_size=8")
+    process = start_train(tmp_path, mlflow_dir, "trainer.max_epochs=4", "datamodule.batch_size=8")
     while not last.exists() and process.poll() is None:
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)

@@ -1,7 +1,7 @@
 """``dlforge runs list|show``: the status of training runs (the book's GetTrainingStatus).
 
-    dlforge runs list [--experiment NAME] [--json]
-    dlforge runs show RUN_ID [--json]
+    dlforge runs [--tracking-uri URI] list [--experiment NAME] [--json]
+    dlforge runs [--tracking-uri URI] show RUN_ID [--json]
 
 A run is running, finished, failed or killed; a run whose process died
 without ending it (kill -9, a lost machine) shows as ``interrupted``: running
@@ -87,6 +87,8 @@ def show_run(run_id: str) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dlforge runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="training runs, newest first")
     listing.add_argument("--experiment")
@@ -96,10 +98,15 @@ def main(argv: list[str]) -> int:
     show.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
+    from omegaconf import OmegaConf
+
     from dlforge.config import compose
     from dlforge.train.tracking import setup_tracking_uri
 
-    setup_tracking_uri(compose("runs").tracking)
+    tracking = compose("runs").tracking
+    if args.tracking_uri:
+        tracking = OmegaConf.create({"tracking_uri": args.tracking_uri})
+    setup_tracking_uri(tracking)
     if args.command == "show":
         run = show_run(args.run_id)
         print(json.dumps(run, indent=2))

@@ -93,6 +93,7 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     client = mlflow.MlflowClient()
     if resume_run:
         client.update_run(resume_run, status="RUNNING")
+        client.set_tag(resume_run, "dlforge.pid", str(os.getpid()))  # the live process now
         log.info("resuming MLflow run %s", resume_run)
         return resume_run
     tags = {
