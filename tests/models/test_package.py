@@ -21,7 +21,7 @@ def package(tmp_path):
     arguments = {"vocab_size": len(encoder.vocab), "num_classes": 2, "embed_dim": 8,
                  "hidden_dim": 8}
     net = EmbeddingBagClassifier(**arguments)
-    return save_package(tmp_path / "model", net, "embedding_bag", arguments, encoder,
+    return save_package(tmp_path / "model", net.state_dict(), "embedding_bag", arguments, encoder,
                         ["music", "restaurant"], False, {"run_id": "r1"})
 
 

@@ -27,9 +27,14 @@ from dlforge.models.preprocessing import encoder_from_dict
 FILES = ("model.json", "preprocessing.json", "weights.safetensors")
 
 
-def save_package(folder: Path, net: torch.nn.Module, arch: str, arch_kwargs: dict,
+def save_package(folder: Path, weights: dict[str, torch.Tensor], arch: str, arch_kwargs: dict,
                  encoder, labels: list[str], multi_label: bool, info: dict) -> Path:
-    """Write a package for ``net`` into ``folder`` (created; must not hold a package)."""
+    """Write a package into ``folder``.
+
+    Args:
+        weights: the network's full (unsharded) state dict.
+        arch: registered architecture name; ``arch_kwargs`` rebuild the network.
+    """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,7 +42,7 @@ def save_package(folder: Path, net: torch.nn.Module, arch: str, arch_kwargs: dic
             "multi_label": multi_label, **info}
     (folder / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     (folder / "preprocessing.json").write_text(json.dumps(encoder.to_dict()) + "\n")
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(state, folder / "weights.safetensors")
     sums = "".join(f"{_sha256(folder / f)}  {f}\n" for f in FILES)
     (folder / "SHA256SUMS").write_text(sums)

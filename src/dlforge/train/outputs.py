@@ -17,11 +17,14 @@ from dlforge.models.package import save_package
 log = logging.getLogger(__name__)
 
 
-def write_outputs(cfg: DictConfig, trainer, module, data, history: list[dict], test: dict,
-                  seconds: float) -> dict:
-    """Write the stage outputs under ``paths.train_dir``; return the metrics."""
+def write_outputs(cfg: DictConfig, trainer, weights: dict, data, history: list[dict],
+                  test: dict, seconds: float) -> dict:
+    """Write the stage outputs under ``paths.train_dir``; return the metrics.
+
+    ``weights`` is the network's full state dict (gathered from all shards).
+    """
     out = Path(cfg.paths.train_dir)
-    package = _write_package(out / "model", cfg, module, data)
+    package = _write_package(out / "model", cfg, weights, data)
     _write_history(out / "history.csv", history)
     _plot(out / "curves.png", history)
     epochs = len(history)
@@ -58,7 +61,7 @@ def _first_epoch(cfg: DictConfig) -> int:
     return int(torch.load(cfg.resume_from, map_location="cpu", weights_only=False)["epoch"]) + 1
 
 
-def _write_package(folder: Path, cfg: DictConfig, module, data) -> Path:
+def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
@@ -67,7 +70,7 @@ def _write_package(folder: Path, cfg: DictConfig, module, data) -> Path:
     info = {"dlforge_version": __version__, "experiment": cfg.experiment_name,
             "run_id": cfg.run_id, "dataset": data.manifest["dataset"],
             "snapshot": data.manifest["version"], "type": data.manifest["type"]}
-    return save_package(folder, module.net, architecture_name(net_cfg["_target_"]), arguments,
+    return save_package(folder, weights, architecture_name(net_cfg["_target_"]), arguments,
                         data.encoder, data.labels, data.multi_label, info)
 
 

@@ -134,14 +134,15 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     checkpoint = trainer.checkpoint_callback
     best = "best" if checkpoint and checkpoint.best_model_path else None
     test = trainer.test(module, data, ckpt_path=best, verbose=False)[0]
+    weights = network_weights(trainer)  # on every rank: gathering FSDP shards is collective
     if report is not None:
-        report.update(rank=trainer.global_rank, weights_sha256=weights_digest(module.net),
+        report.update(rank=trainer.global_rank, weights_sha256=weights_digest(weights),
                       metrics={**epochs[-1], **test})
     if not trainer.is_global_zero:
         return {}
     from dlforge.train.outputs import write_outputs
 
-    metrics = write_outputs(cfg, trainer, module, data, epochs, test, seconds)
+    metrics = write_outputs(cfg, trainer, weights, data, epochs, test, seconds)
     tracking.end_run(frozen, "FINISHED")
     return metrics
 
@@ -155,10 +156,16 @@ def _quiet_lightning() -> None:
             logger.propagate = True
 
 
-def weights_digest(net) -> str:
-    """sha256 over a network's parameters and buffers, in name order."""
+def network_weights(trainer) -> dict:
+    """The network's full state dict, whatever the strategy (FSDP shards are gathered)."""
+    state = trainer.strategy.lightning_module_state_dict()
+    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+
+
+def weights_digest(weights: dict) -> str:
+    """sha256 over a state dict's tensors, in name order."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(net.state_dict().items()):
+    for name, tensor in sorted(weights.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
