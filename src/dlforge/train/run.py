@@ -150,7 +150,7 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
 def _quiet_lightning() -> None:
     """Let Lightning's log records go through our handlers only (not printed twice)."""
     if logging.getLogger().handlers:
-        for name in ("lightning.pytorch", "lightning.fabric"):
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
             logger.handlers.clear()
             logger.propagate = True

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -127,7 +128,9 @@ def _log_snapshot_input(manifest: dict, path: Path) -> None:
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
-    source = resolve_dataset_source(str(path.resolve()))  # a local-artifact source
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(path.resolve()))
     dataset = MetaDataset(source=source, name=f"{manifest['dataset']}@{manifest['version']}",
                           digest=manifest["version"])
     mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(manifest["counts"])})
