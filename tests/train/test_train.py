@@ -9,9 +9,10 @@ import mlflow
 import pytest
 from hydra.errors import HydraException
 
-from dlforge.errors import DlforgeError
+from dlforge.errors import DlforgeError, NotFound
 from dlforge.models.package import load_package
 from dlforge.train.run import train
+from dlforge.train.runs import list_runs, show_run
 from dlforge.train.tracking import setup_tracking_uri
 from tests.train.conftest import make_snapshot, toy_rows
 
@@ -52,6 +53,15 @@ def test_train_writes_metrics_package_plots_and_one_finished_run(train_cfg, tmp_
     assert run.inputs.dataset_inputs[0].dataset.name.startswith("toy@")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "model")}
     assert "model/weights.safetensors" in artifacts
+
+    (listed,) = list_runs(cfg.tracking.experiment)  # what `dlforge runs list` shows
+    assert (listed["run_id"], listed["status"]) == (run.info.run_id, "finished")
+    assert listed["snapshot"] == tags["dlforge.snapshot"] and listed["duration_s"] > 0
+    assert show_run(run.info.run_id)["params"]["trainer.max_epochs"] == "3"
+    with pytest.raises(NotFound, match="no MLflow experiment 'nope'"):
+        list_runs("nope")
+    with pytest.raises(NotFound, match="no run 'nope'"):
+        show_run("nope")
 
 
 def test_same_config_snapshot_and_seed_give_identical_weights(train_cfg, tmp_path):
