@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import time
 
+from dlforge.data.fs import pid_alive
 from dlforge.errors import NotFound
 
 SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
@@ -40,19 +40,9 @@ def summary(run) -> dict:
 def _status(status: str, tags: dict) -> str:
     if status == "RUNNING" and tags.get("dlforge.host") == socket.gethostname():
         pid = int(tags.get("dlforge.pid", "0") or 0)
-        if pid and not _alive(pid):
+        if pid and not pid_alive(pid):
             return "interrupted"
     return status.lower()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def list_runs(experiment: str | None = None) -> list[dict]:
