@@ -3,28 +3,22 @@
 Usage:
     python benchmarks/bench_train.py [--epochs N] [--repeats R] [--threads T] [--out FILE]
 
-Trains the ``intent`` experiment's snapshot (named by outputs/intent/snapshot.json)
-with the default embedding_bag model, batch size 64, N epochs (default 5), in a
-fresh subprocess per run, alternating the variants R times (default 2):
+Trains the ``intent`` snapshot (outputs/intent/snapshot.json): embedding_bag model, batch
+64, N epochs (default 5), a fresh subprocess per run, the variants alternated R times (2):
 
-- ``dlforge``: ``dlforge.train.run.train(cfg)``, the real stage, with
-  ``~callbacks.early_stopping``, the progress bar off and ``paths.root`` set to a
-  temp folder (the repo's outputs/ and mlruns/ stay untouched);
+- ``dlforge``: ``dlforge.train.run.train(cfg)`` with ``~callbacks.early_stopping``, no
+  progress bar, ``paths.root`` in a temp folder (the repo's outputs/, mlruns/ untouched);
 - ``plain``: a hand-written loop over the same encoded splits and collate
-  (``SnapshotDataModule``), network, optimizer, cosine schedule, gradient
-  clipping, seed and thread count;
-- ``untracked``: ``dlforge`` again with ``EpochHistory(run_id=None)``, i.e. no
-  per-epoch ``mlflow.log_metrics``.
+  (``SnapshotDataModule``), network, AdamW, cosine schedule, clipping, seed, threads;
+- ``untracked``: ``dlforge`` with ``EpochHistory(run_id=None)``: no ``mlflow.log_metrics``.
 
-samples/s = training examples processed / wall time of the fit loop. For dlforge
-that is ``metrics["samples_per_second"]``, whose time (``train_seconds``) spans
-``trainer.fit``: sanity check, train epochs, one validation pass per epoch,
-checkpointing and callbacks. The plain loop's time therefore includes a
-validation pass (loss + accuracy) per epoch too, but no checkpoints.
-MLflow overhead: time inside ``EpochHistory.on_train_epoch_end`` per epoch
-(tracked minus untracked), and the end-to-end difference of fit time per epoch.
-The headline figure of each variant is its best run (least disturbed by other
-load on the machine); medians are in the JSON too.
+samples/s = training examples / wall time of the fit loop: for dlforge
+``metrics["samples_per_second"]``, whose ``train_seconds`` spans ``trainer.fit`` (sanity
+check, epochs, a validation pass per epoch, checkpoints, callbacks); so the plain loop's
+time includes a validation pass (loss, accuracy) per epoch too, no checkpoints.
+MLflow overhead: time in ``EpochHistory.on_train_epoch_end`` per epoch, tracked minus
+untracked (and, noisier, the fit-time difference). Headline: each variant's best run
+(least disturbed by other load; each run's CPU stall from /proc/pressure/cpu is kept).
 Prints a table and writes benchmarks/results/bench_train.json.
 """
 
@@ -53,8 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each variant")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads in every run (default: torch's default here)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's default)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_train.json")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -122,8 +115,7 @@ def run_plain(epochs: int, root: Path) -> dict:
     data.setup()
     net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer)
-    loss_fn, clip = torch.nn.CrossEntropyLoss(), cfg.trainer.gradient_clip_val
+    scheduler, loss_fn = instantiate(cfg.scheduler)(optimizer), torch.nn.CrossEntropyLoss()
     train_loader, val_loader = data.train_dataloader(), data.val_dataloader()
     start = time.perf_counter()
     for _ in range(epochs):
@@ -131,13 +123,13 @@ def run_plain(epochs: int, root: Path) -> dict:
         for inputs, targets in train_loader:
             optimizer.zero_grad()
             loss_fn(net(inputs), targets).backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.trainer.gradient_clip_val)
             optimizer.step()
         scheduler.step()
         val_acc = validate(net, val_loader, loss_fn)
     seconds = time.perf_counter() - start
-    samples = len(data.splits["train"]) * epochs
-    return {"samples_per_s": round(samples / seconds, 1), "fit_s": round(seconds, 2),
+    return {"samples_per_s": round(len(data.splits["train"]) * epochs / seconds, 1),
+            "fit_s": round(seconds, 2),
             "epochs": epochs, "val_acc": round(val_acc, 6), "threads": torch.get_num_threads()}
 
 
@@ -146,33 +138,35 @@ def validate(net, loader, loss_fn) -> float:
     import torch
 
     net.eval()
-    correct = total = 0
+    correct = 0
     with torch.inference_mode():
         for inputs, targets in loader:
             logits = net(inputs)
             loss_fn(logits, targets)
             correct += int((logits.argmax(1) == targets).sum())
-            total += len(targets)
-    return correct / total
+    return correct / len(loader.dataset)
 
 
 def child(args: argparse.Namespace) -> None:
     """Run one variant in this (fresh) process; print its result as the last stdout line."""
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.child == "plain":
-        result = run_plain(args.epochs, args.root)
-    else:
-        result = run_dlforge(args.epochs, args.root, track=args.child == "dlforge")
-    print(json.dumps(result))
+    torch.set_num_threads(args.threads)
+    print(json.dumps(run_plain(args.epochs, args.root) if args.child == "plain" else
+                     run_dlforge(args.epochs, args.root, track=args.child == "dlforge")))
+
+
+def cpu_stall_s() -> float | None:
+    """Seconds some task waited for a CPU, since boot (Linux PSI); None where unavailable."""
+    pressure = Path("/proc/pressure/cpu")
+    return int(pressure.read_text().split("total=")[1].split()[0]) / 1e6 \
+        if pressure.is_file() else None
 
 
 def spawn(variant: str, args: argparse.Namespace, threads: int, logs: Path) -> dict:
     """Run one variant in a fresh subprocess with its own temp ``paths.root``."""
-    root = Path(tempfile.mkdtemp(prefix=f"bench-train-{variant}-"))
-    log = logs / f"{variant}-{len(list(logs.glob(variant + '-*')))}.log"
+    stall, root = cpu_stall_s(), Path(tempfile.mkdtemp(prefix=f"bench-train-{variant}-"))
+    log = logs / f"{variant}-{root.name}.log"
     cmd = [sys.executable, __file__, "--child", variant, "--epochs", str(args.epochs),
            "--threads", str(threads), "--root", str(root)]
     try:
@@ -181,9 +175,11 @@ def spawn(variant: str, args: argparse.Namespace, threads: int, logs: Path) -> d
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if proc.returncode != 0:
-        sys.exit(f"{variant} failed (exit {proc.returncode}); see {log}:\n"
-                 f"{log.read_text()[-3000:]}")
-    return {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+        sys.exit(f"{variant} failed (exit {proc.returncode}): {log}\n{log.read_text()[-3000:]}")
+    result = {"variant": variant, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    if stall is not None:
+        result["cpu_stall_s"] = round(cpu_stall_s() - stall, 1)
+    return result
 
 
 def summarise(runs: list[dict], epochs: int) -> dict:
@@ -191,9 +187,9 @@ def summarise(runs: list[dict], epochs: int) -> dict:
     by = {v: [r for r in runs if r["variant"] == v] for v in VARIANTS}
     best = {v: max(r["samples_per_s"] for r in rs) for v, rs in by.items()}
     median = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in by.items()}
-    callback = {v: statistics.median(r["callback_ms_per_epoch"] for r in by[v])
-                for v in ("dlforge", "untracked")}
-    fit_per_epoch = {v: min(r["fit_s"] for r in by[v]) / epochs for v in ("dlforge", "untracked")}
+    tracked = ("dlforge", "untracked")
+    callback = {v: statistics.median(r["callback_ms_per_epoch"] for r in by[v]) for v in tracked}
+    fit_per_epoch = {v: min(r["fit_s"] for r in by[v]) / epochs for v in tracked}
     ratio = best["dlforge"] / best["plain"]
     return {
         "best_samples_per_s": best, "median_samples_per_s": median,
@@ -228,13 +224,11 @@ def render(report: dict) -> str:
 
 
 def environment() -> dict:
-    import lightning
-    import mlflow
-    import torch
+    """Interpreter, machine and library versions."""
+    from importlib.metadata import version
 
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "lightning": lightning.__version__, "mlflow": mlflow.__version__}
+            "cpus": os.cpu_count(), **{p: version(p) for p in ("torch", "lightning", "mlflow")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,8 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     for repeat in range(args.repeats):
         for variant in VARIANTS:  # alternated, so slow phases of the machine hit every variant
             runs.append({"repeat": repeat, **spawn(variant, args, threads, logs)})
-            print(f"  {variant:<10} run {repeat + 1}: {runs[-1]['samples_per_s']:.1f} samples/s "
-                  f"(fit {runs[-1]['fit_s']:.1f} s)", flush=True)
+            run = runs[-1]
+            print(f"  {variant:<10} run {repeat + 1}: {run['samples_per_s']:.1f} samples/s "
+                  f"(fit {run['fit_s']:.1f} s, CPU stall {run.get('cpu_stall_s')} s)", flush=True)
     shutil.rmtree(logs, ignore_errors=True)
     report = {"epochs": args.epochs, "repeats": args.repeats, "threads": threads,
               "batch_size": 64, "snapshot": manifest["version"],
