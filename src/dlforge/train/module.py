@@ -29,11 +29,13 @@ class Classifier(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.loss = nn.BCEWithLogitsLoss() if multi_label else nn.CrossEntropyLoss()
         # One collection per stage ("train" itself would shadow Module.train).
+        stages = ("train", "val", "test")
         self.metrics = nn.ModuleDict({
-            f"{stage}_metrics": torchmetrics.MetricCollection(
-                _metrics(num_classes, multi_label), prefix=f"{stage}/")
-            for stage in ("train", "val", "test")
-        })
+            f"{stage}_metrics": torchmetrics.MetricCollection(_metrics(num_classes, multi_label),
+                                                              prefix=f"{stage}/")
+            for stage in stages})
+        self.losses = nn.ModuleDict({f"{stage}_loss": torchmetrics.MeanMetric()
+                                     for stage in stages})
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net(inputs)
@@ -43,17 +45,35 @@ class Classifier(L.LightningModule):
         logits = self(inputs)
         loss = self.loss(logits, targets)
         preds = torch.sigmoid(logits) if self.multi_label else logits
-        metrics = self.metrics[f"{stage}_metrics"]
         with _native_bincount(preds.device):
-            metrics.update(preds, targets.long() if self.multi_label else targets)
-        # Epoch-level values, averaged over all processes under DDP.
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
-                 batch_size=len(targets))
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+            self.metrics[f"{stage}_metrics"].update(
+                preds, targets.long() if self.multi_label else targets)
+        self.losses[f"{stage}_loss"].update(loss.detach(), len(targets))
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the stage's epoch metrics once: computing them reduces over all
+        processes (torchmetrics), so nothing is logged per step."""
+        metrics, loss = self.metrics[f"{stage}_metrics"], self.losses[f"{stage}_loss"]
+        self.log_dict({**metrics.compute(), f"{stage}/loss": loss.compute()}, on_step=False,
+                      on_epoch=True, batch_size=1)
+        metrics.reset()
+        loss.reset()
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # Logged at the last batch rather than in on_train_epoch_end, which runs
+        # after the callbacks that record the epoch (dlforge.train.callbacks).
+        if self.trainer.is_last_batch:
+            self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
