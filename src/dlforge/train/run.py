@@ -104,6 +104,7 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     """
     import lightning as L
     from hydra.utils import instantiate
+    from lightning.pytorch.utilities import rank_zero_only
 
     from dlforge.train.callbacks import EpochHistory
     from dlforge.train.data import SnapshotDataModule
@@ -112,7 +113,8 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     cfg = OmegaConf.create(frozen)
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
-    tracking.setup_mlflow(cfg.tracking)
+    if rank_zero_only.rank == 0:  # from the launcher's environment; other ranks never use MLflow
+        tracking.setup_tracking_uri(cfg.tracking)
     data = SnapshotDataModule(cfg.snapshot_path, instantiate(cfg.model.encoder),
                               **cfg.datamodule)
     data.setup()
