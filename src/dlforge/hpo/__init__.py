@@ -1,0 +1,1 @@
+"""Hyperparameter optimisation: Optuna studies over the training config."""
