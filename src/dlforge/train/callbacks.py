@@ -15,6 +15,7 @@ class EpochHistory(L.Callback):
     def __init__(self, run_id: str | None = None):
         self.run_id = run_id
         self.history: list[dict] = []
+        self.epochs_run = 0  # in this process (a resumed run restores the earlier history)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Runs after validation in Lightning 2, so train/* and val/* are both final.
@@ -23,6 +24,7 @@ class EpochHistory(L.Callback):
                   if k.startswith(("train/", "val/"))}}
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         self.history.append(row)
+        self.epochs_run += 1
         if self.run_id and trainer.is_global_zero:
             import mlflow
 

@@ -18,17 +18,17 @@ log = logging.getLogger(__name__)
 
 
 def write_outputs(cfg: DictConfig, trainer, weights: dict, data, history: list[dict],
-                  test: dict, seconds: float) -> dict:
+                  test: dict, seconds: float, samples: int) -> dict:
     """Write the stage outputs under ``paths.train_dir``; return the metrics.
 
-    ``weights`` is the network's full state dict (gathered from all shards).
+    ``weights`` is the network's full state dict (gathered from all shards);
+    ``samples`` the training examples this process's fit went through.
     """
     out = Path(cfg.paths.train_dir)
     package = _write_package(out / "model", cfg, weights, data)
     _write_history(out / "history.csv", history)
     _plot(out / "curves.png", history)
     epochs = len(history)
-    samples = len(data.splits["train"]) * max(trainer.current_epoch - _first_epoch(cfg), 1)
     metrics = {
         "epochs": epochs,
         "best_epoch": _best_epoch(trainer.checkpoint_callback, history),
@@ -50,15 +50,6 @@ def _best_epoch(checkpoint, history: list[dict]) -> int:
         return history[-1]["epoch"]
     best = float(checkpoint.best_model_score)
     return min(history, key=lambda r: abs(r.get(checkpoint.monitor, float("inf")) - best))["epoch"]
-
-
-def _first_epoch(cfg: DictConfig) -> int:
-    """The epoch this process started from (a resumed run skips the earlier ones)."""
-    if not cfg.get("resume_from"):
-        return 0
-    import torch
-
-    return int(torch.load(cfg.resume_from, map_location="cpu", weights_only=False)["epoch"]) + 1
 
 
 def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> Path:

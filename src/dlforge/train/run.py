@@ -144,7 +144,8 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
         return {}
     from dlforge.train.outputs import write_outputs
 
-    metrics = write_outputs(cfg, trainer, weights, data, epochs, test, seconds)
+    samples = len(data.splits["train"]) * history.epochs_run
+    metrics = write_outputs(cfg, trainer, weights, data, epochs, test, seconds, samples)
     tracking.end_run(frozen, "FINISHED")
     return metrics
 
