@@ -5,10 +5,12 @@ configfile: "workflow/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/registry.smk"
 
 
 rule all:
     default_target: True
     input:
-        expand(rules.train.output.metrics, exp=config["experiments"]),
+        expand(rules.register.output, exp=config["experiments"]),

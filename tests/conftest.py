@@ -16,6 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
 
 
+@pytest.fixture(scope="session")
+def mlflow_dir(tmp_path_factory):
+    """One MLflow store for the session (creating its database takes seconds)."""
+    return tmp_path_factory.mktemp("mlruns")
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(tmp_path / "store")

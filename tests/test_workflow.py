@@ -28,8 +28,10 @@ def project(tmp_path) -> Path:
     shutil.copytree(ROOT / "data" / "raw", tmp_path / "data" / "raw")
     for part in (tmp_path / "data" / "raw" / "clinc150").glob("part-*.csv"):
         part.write_text("".join(part.read_text().splitlines(keepends=True)[::20]))  # 5%
-    with (tmp_path / "conf" / "experiment" / "intent.yaml").open("a") as handle:
-        handle.write("trainer:\n  max_epochs: 1\n  enable_progress_bar: false\n")  # quick
+    experiment = tmp_path / "conf" / "experiment" / "intent.yaml"
+    quick = experiment.read_text().replace("n_trials: 8", "n_trials: 2").replace(
+        "n_workers: 2", "n_workers: 1").replace("max_epochs: 6", "max_epochs: 1")
+    experiment.write_text(quick + "trainer:\n  max_epochs: 1\n  enable_progress_bar: false\n")
     return tmp_path
 
 
@@ -58,12 +60,19 @@ def test_snakemake_runs_the_graph_then_does_nothing(project):
     assert (project / summary["path"] / "manifest.json").is_file()
     assert json.loads((project / "outputs/intent/train/metrics.json").read_text())["epochs"] == 1
     assert (project / "outputs/intent/train/model/weights.safetensors").is_file()
+    best = (project / "outputs/intent/sweep/best.yaml").read_text()
+    assert "optimizer.lr=" in best
+    frozen = (project / "outputs/intent/train/config.yaml").read_text()
+    assert f"lr: {best.split('optimizer.lr=')[1].split()[0]}" in frozen  # trained with it
+    registered = json.loads((project / "outputs/intent/register.json").read_text())
+    assert registered["champion"] == registered["version"] == "1"  # the run ends with a champion
     assert "Nothing to be done" in snakemake(project)
     # A training parameter re-runs training only.
     optimizer = project / "conf/optimizer/adamw.yaml"
     optimizer.write_text(optimizer.read_text().replace("lr: 0.003", "lr: 0.004"))
     log = snakemake(project)
     assert "rule train" in log and "rule ingest" not in log and "rule snapshot" not in log
+    assert "rule sweep" in log and "rule evaluate" in log and "rule register" in log
     # A commit added by hand re-runs ingest and snapshot, once.
     extra = project / "extra.csv"
     extra.write_text("please add this example,new_intent\n")
@@ -79,7 +88,7 @@ def test_snakemake_runs_the_graph_then_does_nothing(project):
 def test_dvc_repro_runs_the_same_stages_then_does_nothing(project):
     run(project, f"{BIN}/dvc", "init", "--no-scm", "-q")
     first = run(project, f"{BIN}/dvc", "repro")
-    for stage in ("ingest", "snapshot", "train"):
+    for stage in ("ingest", "snapshot", "sweep", "train", "evaluate", "register"):
         assert f"Running stage '{stage}-intent'" in first
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
     assert summary["commits"] == [1, 2]

@@ -4,8 +4,13 @@ Usage:
     dlforge data {create,commit,list,show,snapshot,fetch,verify} ...   the dataset manager
     dlforge ingest experiment=NAME [overrides...]     commit the experiment's sources
     dlforge snapshot experiment=NAME [overrides...]   build its training snapshot
+    dlforge sweep experiment=NAME [overrides...]      Optuna study: outputs/NAME/sweep/best.yaml
     dlforge train experiment=NAME [overrides...]      train, test and package a model
-    dlforge runs {list,show} ...                      training runs: status, metrics, lineage
+    dlforge evaluate experiment=NAME [overrides...]   test-split metrics and plots
+    dlforge register experiment=NAME [overrides...]   register in MLflow, gate, promote
+    dlforge runs {list,show} ...                      training runs: status, metrics
+    dlforge models {list,promote,rollback} ...        registered models and their aliases
+    dlforge lineage MODEL_URI [--json]                model -> run -> snapshot -> commits -> sources
     dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
@@ -30,7 +35,17 @@ log = logging.getLogger("dlforge")
 STAGES = {
     "ingest": "dlforge.data.stages:ingest",
     "snapshot": "dlforge.data.stages:snapshot",
+    "sweep": "dlforge.hpo.sweep:sweep",
     "train": "dlforge.train.run:train",
+    "evaluate": "dlforge.registry.evaluate:evaluate",
+    "register": "dlforge.registry.register:register",
+}
+# command -> module whose main(argv) implements it
+TOOLS = {
+    "data": "dlforge.data.cli",
+    "runs": "dlforge.train.runs",
+    "models": "dlforge.registry.models",
+    "lineage": "dlforge.registry.lineage",
 }
 
 
@@ -38,14 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else "--help"
     try:
-        if command == "data":
-            from dlforge.data.cli import main as data_main
-
-            return data_main(argv[1:])
-        if command == "runs":
-            from dlforge.train.runs import main as runs_main
-
-            return runs_main(argv[1:])
+        if command in TOOLS:
+            return import_module(TOOLS[command]).main(argv[1:])
         if command == "workflow" and argv[1:] == ["dvc"]:
             from dlforge.workflow import write_dvc_yaml
 

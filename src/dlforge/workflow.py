@@ -20,10 +20,15 @@ from pathlib import Path
 import yaml
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
+_TRAIN_GROUPS = ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
+                 "trainer", "callbacks", "tracking", "hpo", "hpo/sampler", "hpo/pruner")
 CONF_GROUPS = {"ingest": ("paths", "dataset", "experiment"),
                "snapshot": ("paths", "split", "dataset", "experiment"),
-               "train": ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
-                         "trainer", "callbacks", "tracking")}
+               "sweep": _TRAIN_GROUPS,
+               "train": _TRAIN_GROUPS,
+               "evaluate": ("paths", "dataset", "experiment", "tracking"),
+               "register": ("paths", "experiment", "tracking", "registry")}
+ENTRY_CONFIGS = {"sweep": ("sweep", "train")}  # entry configs that include others
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Stage:
             store, the snapshots); DVC caches them, Snakemake leaves them alone.
         metrics: JSON metrics files (``dvc metrics``), also written by the stage.
         plots: CSV files of per-epoch values (``dvc plots``).
+        confusion: CSV files of (actual, predicted) rows (``dvc plots``, confusion).
     """
 
     name: str
@@ -48,11 +54,12 @@ class Stage:
     persist: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     plots: tuple[str, ...] = ()
+    confusion: tuple[str, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
         """Every file or folder the stage writes (Snakemake's outputs)."""
-        return (*self.outs, *self.metrics, *self.plots, *self.dirs)
+        return (*self.outs, *self.metrics, *self.plots, *self.confusion, *self.dirs)
 
 
 @functools.cache
@@ -71,8 +78,10 @@ def stages(exp: str) -> list[Stage]:
     cfg = experiment_config(exp)
     exp_dir, paths = _norm(cfg.paths.exp_dir), cfg.paths
     ingest_out, snapshot_out = f"{exp_dir}/ingest.json", f"{exp_dir}/snapshot.json"
-    train_dir = _norm(experiment_config(exp, "train").paths.train_dir)
-    return [
+    train_cfg = experiment_config(exp, "train")
+    train_dir, sweep_dir = _norm(train_cfg.paths.train_dir), _norm(train_cfg.paths.sweep_dir)
+    best = f"{sweep_dir}/best.yaml"
+    graph = [
         Stage("ingest", f"dlforge ingest experiment={exp}",
               deps=(*(_norm(s.path) for s in cfg.dataset.sources), *_conf_files(exp, "ingest")),
               outs=(ingest_out,), persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
@@ -80,15 +89,42 @@ def stages(exp: str) -> list[Stage]:
               deps=(ingest_out, *_conf_files(exp, "snapshot")),
               outs=(snapshot_out,),
               persist=(_norm(f"{paths.snapshot_dir}/{cfg.dataset.name}"),)),
-        Stage("train", f"dlforge train experiment={exp}",
-              deps=(snapshot_out, *_conf_files(exp, "train")),
-              outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
-              metrics=(f"{train_dir}/metrics.json",), plots=(f"{train_dir}/history.csv",)),
     ]
+    swept = bool(train_cfg.hpo.enabled)
+    if swept:
+        # The study journal and trial folders are the sweep's working state (a
+        # re-run continues the study), not outputs.
+        graph.append(Stage("sweep", f"dlforge sweep experiment={exp}",
+                           deps=(snapshot_out, *_conf_files(exp, "sweep")),
+                           outs=(best, f"{sweep_dir}/summary.json", f"{sweep_dir}/history.png",
+                                 f"{sweep_dir}/importances.png")))
+    graph.append(Stage("train", f"dlforge train experiment={exp}",
+                       deps=(snapshot_out, *((best,) if swept else ()),
+                             *_conf_files(exp, "train")),
+                       outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
+                       metrics=(f"{train_dir}/metrics.json",),
+                       plots=(f"{train_dir}/history.csv",)))
+    eval_dir = _norm(experiment_config(exp, "evaluate").paths.eval_dir)
+    graph.append(Stage("evaluate", f"dlforge evaluate experiment={exp}",
+                       deps=(f"{train_dir}/model", f"{train_dir}/metrics.json",
+                             *_conf_files(exp, "evaluate")),
+                       outs=(f"{eval_dir}/per_class.csv", f"{eval_dir}/confusion.png"),
+                       metrics=(f"{eval_dir}/metrics.json",),
+                       confusion=(f"{eval_dir}/confusion.csv",)))
+    graph.append(Stage("register", f"dlforge register experiment={exp}",
+                       deps=(f"{eval_dir}/metrics.json", f"{train_dir}/model",
+                             *_conf_files(exp, "register")),
+                       outs=(f"{exp_dir}/register.json",)))
+    return graph
 
 
 def stage(exp: str, name: str) -> Stage:
     return next(s for s in stages(exp) if s.name == name)
+
+
+def sweep_workers(exp: str) -> int:
+    """``hpo.n_workers``: the sweep rule's threads (one core per worker)."""
+    return int(experiment_config(exp, "train").hpo.n_workers)
 
 
 def exp_dir_pattern() -> str:
@@ -131,8 +167,11 @@ def dvc_yaml(exps: list[str]) -> dict:
             stage["outs"] = outs
             if s.metrics:
                 stage["metrics"] = [{m: {"cache": False}} for m in s.metrics]
-            if s.plots:
-                stage["plots"] = [{p: {"cache": False, "x": "epoch"}} for p in s.plots]
+            plots = [{p: {"cache": False, "x": "epoch"}} for p in s.plots]
+            plots += [{p: {"cache": False, "template": "confusion", "x": "actual",
+                           "y": "predicted"}} for p in s.confusion]
+            if plots:
+                stage["plots"] = plots
             out[f"{s.name}-{exp}"] = stage
     return {"stages": out}
 
@@ -150,7 +189,8 @@ def _conf_files(exp: str, stage_name: str) -> list[str]:
 
     root = Path(os.path.relpath(conf_dir()))
     choices = experiment_config(exp, stage_name).hydra.runtime.choices
-    files = [root / f"{stage_name}.yaml", root / "stage.yaml"]
+    entries = ENTRY_CONFIGS.get(stage_name, (stage_name,))
+    files = [*(root / f"{name}.yaml" for name in entries), root / "stage.yaml"]
     files += [root / group / f"{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
               if choices.get(group)]
     return [str(f) for f in files]

@@ -47,15 +47,10 @@ def make_snapshot(root, rows: str, name: str = "toy") -> dict:
     return summary
 
 
+# hpo.enabled=false: train these settings, not the intent experiment's swept ones
 FAST = ["trainer.max_epochs=3", "trainer.enable_progress_bar=false", "datamodule.batch_size=16",
-        "optimizer.lr=0.02"]
+        "optimizer.lr=0.02", "hpo.enabled=false"]
 SMALL_MODEL = ["model.net.embed_dim=16", "model.net.hidden_dim=16"]  # for the default model
-
-
-@pytest.fixture(scope="session")
-def mlflow_dir(tmp_path_factory):
-    """One MLflow store for the session (creating its database takes seconds)."""
-    return tmp_path_factory.mktemp("mlruns")
 
 
 @pytest.fixture

@@ -48,6 +48,8 @@ class Param:
         """``key=value`` in Hydra's override grammar."""
         if isinstance(value, str):
             return f"{self.key}='{value}'"
+        if isinstance(value, float):  # 0.30000000000000004 -> 0.3
+            return f"{self.key}={value:.10g}"
         return f"{self.key}={'null' if value is None else value}"
 
 
@@ -70,6 +72,9 @@ def _parse(key: str, spec: Any, train_cfg: DictConfig) -> Param:
     if OmegaConf.select(train_cfg, key, default=_MISSING) is _MISSING:
         raise DlforgeError(f"{where}: '{key}' is not a key of the training config. Fix: use a "
                            "dotted path that `dlforge train experiment=... --cfg job` shows")
+    if isinstance(OmegaConf.select(train_cfg, key), DictConfig):
+        raise DlforgeError(f"{where}: '{key}' is a config section, not a value. Fix: search a "
+                           f"value inside it (e.g. {key}.<field>)")
     if not isinstance(spec, dict) or "type" not in spec:
         raise DlforgeError(f"{where}: expected a mapping with 'type' (float, int or categorical)")
     kind = spec["type"]
@@ -102,3 +107,52 @@ def _numeric(where: str, key: str, kind: str, spec: dict) -> Param:
     if unknown:
         raise DlforgeError(f"{where}: unknown field(s) {sorted(unknown)}; use low, high, log, step")
     return Param(key, kind, float(low), float(high), log, None if step is None else float(step))
+
+
+def grid_space(params: list[Param]) -> dict[str, list]:
+    """Every value of each parameter, for Optuna's GridSampler.
+
+    Raises:
+        DlforgeError: for a continuous parameter (no step), which has no grid.
+    """
+    grid = {}
+    for p in params:
+        if p.type == "categorical":
+            grid[p.key] = list(p.choices)
+        elif p.type == "int":
+            grid[p.key] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+        elif p.step is not None:
+            count = int(round((p.high - p.low) / p.step)) + 1
+            grid[p.key] = [round(p.low + i * p.step, 12) for i in range(count)]
+        else:
+            raise DlforgeError(f"hpo.space.{p.key}: the grid sampler needs a step or choices "
+                               "for every parameter. Fix: add 'step' or use hpo/sampler=tpe")
+    return grid
+
+
+def check_enqueued(entries: list, params: list[Param]) -> list[dict]:
+    """``hpo.enqueue``: parameter sets to try first (say, the current defaults).
+
+    Raises:
+        DlforgeError: naming the entry and key that is not in the space or out of range.
+    """
+    by_key = {p.key: p for p in params}
+    checked = []
+    for index, entry in enumerate(entries):
+        where = f"hpo.enqueue[{index}]"
+        if not isinstance(entry, dict):
+            raise DlforgeError(f"{where}: expected a mapping of space keys to values")
+        for key, value in entry.items():
+            param = by_key.get(key)
+            if param is None:
+                raise DlforgeError(f"{where}.{key}: not a key of hpo.space ({sorted(by_key)})")
+            if param.type == "categorical":
+                ok = value in param.choices
+            else:
+                ok = isinstance(value, int | float) and param.low <= value <= param.high
+            if not ok:
+                allowed = list(param.choices) if param.type == "categorical" \
+                    else f"[{param.low}, {param.high}]"
+                raise DlforgeError(f"{where}.{key}={value!r} is outside the space: {allowed}")
+        checked.append(dict(entry))
+    return checked

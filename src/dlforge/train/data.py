@@ -18,8 +18,6 @@ from dlforge.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 
-INPUT_COLUMN = {"text_intent": "utterance", "image_class": "image"}
-
 
 class EncodedSplit(Dataset):
     """Pre-encoded inputs and their targets (class index, or multi-hot for multi-label)."""
@@ -65,8 +63,9 @@ class SnapshotDataModule(L.LightningDataModule):
         if self.splits:
             return
         from dlforge.data.build import read_split
+        from dlforge.data.types import get_type
 
-        column = INPUT_COLUMN[self.manifest["type"]]
+        column = get_type(self.manifest["type"]).input_column
         frames = {s: read_split(self.snapshot / f"{s}.parquet") for s in ("train", "val", "test")}
         self.encoder.fit(frames["train"][column].tolist())
         for name, frame in frames.items():

@@ -10,6 +10,8 @@ import torch
 import torchmetrics
 from torch import nn
 
+from dlforge.errors import DlforgeError
+
 
 class Classifier(L.LightningModule):
     """Trains ``net`` with cross-entropy (or BCE for multi-label data).
@@ -55,7 +57,12 @@ class Classifier(L.LightningModule):
         """Log the stage's epoch metrics once: computing them reduces over all
         processes (torchmetrics), so nothing is logged per step."""
         metrics, loss = self.metrics[f"{stage}_metrics"], self.losses[f"{stage}_loss"]
-        self.log_dict({**metrics.compute(), f"{stage}/loss": loss.compute()}, on_step=False,
+        mean_loss = loss.compute()
+        if stage == "train" and not torch.isfinite(mean_loss):  # the same on every rank
+            raise DlforgeError(f"training diverged: train/loss is {float(mean_loss)} in epoch "
+                               f"{self.current_epoch}. Fix: lower optimizer.lr or set "
+                               "trainer.gradient_clip_val")
+        self.log_dict({**metrics.compute(), f"{stage}/loss": mean_loss}, on_step=False,
                       on_epoch=True, batch_size=1)
         metrics.reset()
         loss.reset()

@@ -1,8 +1,11 @@
 """``dlforge train experiment=X``: fit, test, package and track one model.
 
-    train(cfg)   the stage: resolve the snapshot, freeze the config, open the
-                 MLflow run (or re-open an interrupted one), then fit in this
-                 process or launch the DDP ranks from the frozen config
+    train(cfg)          the stage: the sweep's best parameters when the
+                        experiment enables it, then run_training
+    run_training(cfg)   resolve the snapshot, freeze the config, open the MLflow
+                        run (or re-open an interrupted one), then fit in this
+                        process or launch the DDP ranks from the frozen config;
+                        also what each sweep trial runs
     fit(frozen)  what every rank runs; rank 0 writes the outputs
 
 Outputs under ``paths.train_dir``: config.yaml (frozen), metrics.json,
@@ -45,14 +48,23 @@ def resolve_snapshot(cfg: DictConfig) -> Path:
 
 
 def train(cfg: DictConfig) -> dict:
-    """The train stage. Returns the metrics written to ``metrics.json``.
+    """The train stage. Returns the metrics written to ``metrics.json``."""
+    if cfg.get("hpo") and cfg.hpo.enabled:
+        from dlforge.hpo.best import apply_best, command_line_overrides
+
+        cfg = apply_best(cfg, Path(cfg.paths.sweep_dir) / "best.yaml", command_line_overrides())
+    return run_training(cfg)
+
+
+def run_training(cfg: DictConfig) -> dict:
+    """Train one model from a composed config. Returns its metrics.
 
     With ``launch=false`` nothing is trained: the config is frozen, the MLflow
     run opened, and the worker command to start on every node is returned.
     """
     from dlforge.train.launch import check_launch, launch, worker_command, world_size
 
-    _check_targets(cfg)
+    check_targets(cfg)
     check_launch(cfg.trainer, cfg.launch)
     frozen, frozen_path = _prepare(cfg, resolve_snapshot(cfg))
     if not cfg.launch:
@@ -174,7 +186,7 @@ def weights_digest(weights: dict) -> str:
     return digest.hexdigest()
 
 
-def _check_targets(cfg: DictConfig) -> None:
+def check_targets(cfg: DictConfig) -> None:
     """Fail before any work when a _target_ does not import (e.g. a typo in an override)."""
     from hydra.utils import get_object
 

@@ -88,15 +88,9 @@ def main(argv: list[str]) -> int:
     show.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from omegaconf import OmegaConf
+    from dlforge.train.tracking import connect
 
-    from dlforge.config import compose
-    from dlforge.train.tracking import setup_tracking_uri
-
-    tracking = compose("runs").tracking
-    if args.tracking_uri:
-        tracking = OmegaConf.create({"tracking_uri": args.tracking_uri})
-    setup_tracking_uri(tracking)
+    connect(args.tracking_uri)
     if args.command == "show":
         run = show_run(args.run_id)
         print(json.dumps(run, indent=2))

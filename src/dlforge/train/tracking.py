@@ -30,6 +30,15 @@ def setup_tracking_uri(tracking: DictConfig) -> None:
     mlflow.set_tracking_uri(_absolute_sqlite(tracking.tracking_uri))
 
 
+def connect(tracking_uri: str | None = None) -> None:
+    """Point MLflow at ``tracking_uri``, or at ``tracking.tracking_uri`` in conf/ (for CLIs)."""
+    from dlforge.config import compose
+
+    tracking = compose("runs").tracking if tracking_uri is None \
+        else OmegaConf.create({"tracking_uri": tracking_uri})
+    setup_tracking_uri(tracking)
+
+
 def setup_mlflow(tracking: DictConfig) -> str:
     """Point MLflow at the tracking store; create the experiment; return its id."""
     import mlflow
@@ -39,10 +48,16 @@ def setup_mlflow(tracking: DictConfig) -> str:
     if experiment is not None:
         return experiment.experiment_id
     location = tracking.get("artifact_location")
+    if location and "://" not in location and _is_server(tracking.tracking_uri):
+        location = None  # a tracking server stores (or proxies) artifacts itself
     if location and "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).resolve().as_uri()
     return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
 
 
 def _absolute_sqlite(uri: str) -> str:
@@ -108,10 +123,11 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
         "dlforge.host": socket.gethostname(),
         "dlforge.pid": str(os.getpid()),
         **git_state(),
+        **{k: str(v) for k, v in (cfg.tracking.get("tags") or {}).items()},
     }
     run = client.create_run(experiment_id, run_name=cfg.tracking.get("run_name"), tags=tags)
     run_id = run.info.run_id
-    params = flatten({k: v for k, v in frozen.items() if k not in ("paths", "hydra")})
+    params = flatten({k: v for k, v in frozen.items() if k not in ("paths", "hydra", "hpo")})
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
         _log_snapshot_input(manifest, Path(frozen["snapshot_path"]))

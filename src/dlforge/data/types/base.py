@@ -57,6 +57,8 @@ class DatasetType(ABC):
     content_columns: ClassVar[tuple[str, ...]]
     # Column that holds digests of blob objects (image bytes, ...), if any.
     blob_column: ClassVar[str | None] = None
+    # Snapshot column a model reads (text, image bytes).
+    input_column: ClassVar[str]
 
     @abstractmethod
     def stage(self, source: Path, staging: Path) -> Staged:

@@ -41,6 +41,7 @@ FIXES = {"labels": "give each image exactly one class label, without ';', '/' or
 
 class ImageClass(DatasetType):
     name = "image_class"
+    input_column = "image"
     description = "a folder per class, or a CSV manifest path,label"
     content_columns = ("image", "labels")
     blob_column = "image"

@@ -1,0 +1,133 @@
+"""``dlforge sweep experiment=X``: an Optuna study over the training config.
+
+    sweep(cfg)   check the space and settings, open (or continue) the study,
+                 fail trials a killed sweep left running, open the parent MLflow
+                 run, run the workers, then write best.yaml, summary.json and
+                 the plots under ``paths.sweep_dir``
+
+The sweep's training config is frozen (with ``hpo.overrides`` applied and the
+snapshot pinned) to ``<sweep_dir>/<study>/sweep.yaml``; every worker and every
+trial starts from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlforge.errors import DlforgeError
+from dlforge.hpo import study as s
+from dlforge.hpo.space import check_enqueued, parse_space
+
+log = logging.getLogger(__name__)
+
+
+def sweep(cfg: DictConfig) -> dict:
+    """The sweep stage. Returns the study summary (also in ``summary.json``)."""
+    from dlforge.hpo.report import close_parent, open_parent, write_report
+    from dlforge.hpo.worker import run_workers
+    from dlforge.train import tracking
+    from dlforge.train.run import check_targets, resolve_snapshot
+
+    settings = s.SweepSettings.from_config(cfg.hpo)
+    params = parse_space(cfg.hpo.space, cfg)
+    enqueued = check_enqueued(OmegaConf.to_container(cfg.hpo.enqueue), params)
+    s.check_target(cfg.hpo.sampler, "hpo.sampler")
+    s.check_target(cfg.hpo.pruner, "hpo.pruner")
+    check_targets(cfg)
+    n_trials = settings.n_trials
+    if cfg.hpo.sampler._target_.endswith("GridSampler"):
+        n_trials = min(n_trials, s.grid_size(params))
+    base = _trial_base(cfg, resolve_snapshot(cfg))
+    training_hash = tracking.config_hash(OmegaConf.to_container(OmegaConf.create(base),
+                                                                resolve=True))
+    name = s.study_name(settings.study_name, params, settings, training_hash)
+    folder = Path(cfg.paths.sweep_dir) / name
+    study = s.open_study(name, settings)
+    parent = open_parent(cfg, study, name, settings, params)
+    with s.claim_lock(settings.storage):
+        _recover(study, settings.storage, tracking.setup_mlflow(cfg.tracking))
+        if enqueued and not study.get_trials(deepcopy=False):
+            for values in enqueued:
+                study.enqueue_trial(values)
+    frozen = {"train": base, "sweep": {
+        "study": name, "storage": settings.storage, "folder": str(folder),
+        "metric": settings.metric, "direction": settings.direction, "n_trials": n_trials,
+        "deadline": time.time() + settings.timeout if settings.timeout else None,
+        "parent_run": parent, "settings": settings.__dict__,
+        "params": [p.__dict__ for p in params]}}
+    frozen_path = folder / "sweep.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
+    log.info("study %s: %d of %d trials done <hpo.storage=%s>", name, s.budget_used(study),
+             n_trials, s.redact(settings.storage))
+    try:
+        run_workers(frozen_path, frozen)
+        summary = write_report(study, settings, params, Path(cfg.paths.sweep_dir), n_trials)
+    except BaseException as err:
+        close_parent(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+    close_parent(parent, "FINISHED", summary, Path(cfg.paths.sweep_dir))
+    return {k: summary[k] for k in ("study", "storage", "counts", "best")}
+
+
+def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
+    """The training config every trial starts from, interpolations kept.
+
+    ``hpo.overrides`` (a cheaper budget for trials, say) are applied and the
+    snapshot is pinned, so all trials train on the same data.
+    """
+    import json
+
+    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    for key, value in _dotted(OmegaConf.to_container(cfg.hpo.overrides) or {}).items():
+        if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
+            raise DlforgeError(f"hpo.overrides.{key}: '{key}' is not a key of the training "
+                               "config. Fix: use a dotted path that `dlforge train "
+                               "experiment=... --cfg job` shows")
+        OmegaConf.update(base, key, value, merge=False)
+    base.snapshot = json.loads((snapshot / "manifest.json").read_text())["version"]
+    return OmegaConf.to_container(base, resolve=False)
+
+
+_MISSING = object()
+
+
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    """``{trainer: {max_epochs: 6}}`` (from ``+hpo.overrides.trainer.max_epochs=6``) and
+    ``{trainer.max_epochs: 6}`` (from YAML) both -> ``{"trainer.max_epochs": 6}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _recover(study, storage: str, experiment_id: str) -> None:
+    """Fail the trials a killed sweep on this machine left running; queue them again.
+
+    Their MLflow runs are found by tag (the kill may have come before the run
+    id reached any file) and marked KILLED.
+    """
+    import mlflow
+
+    from dlforge.train import tracking
+
+    client = mlflow.MlflowClient()
+    for trial in s.interrupted_trials(study, storage):
+        log.warning("trial %d was interrupted (process %s is gone): marking it failed and "
+                    "queueing its parameters again", trial.number, trial.user_attrs.get(s.PID))
+        s.mark_failed(study, trial, "interrupted: its process was killed")
+        query = (f"tags.`dlforge.study` = '{study.study_name}' and tags.`dlforge.trial` = "
+                 f"'{trial.number}' and attributes.status = 'RUNNING'")
+        for run in client.search_runs([experiment_id], filter_string=query):
+            client.set_terminated(run.info.run_id, status="KILLED")
+        state_file = Path(trial.user_attrs.get(s.DIR, "")) / "run.json"
+        if tracking.read_state(state_file).get("status") == "running":
+            tracking.write_state(state_file, **{**tracking.read_state(state_file),
+                                                "status": "killed"})

@@ -1,0 +1,149 @@
+"""Sweep workers: claim a trial, train it, tell the study; repeat until the study is full.
+
+Workers are asynchronous: each starts its next trial as soon as its own ends.
+``dlforge sweep`` runs one worker in its own process, or starts
+``hpo.n_workers`` of them as
+
+    python -m dlforge.hpo.worker SWEEP_CONFIG WORKER_INDEX
+
+each with its share of the CPU threads and, where there are GPUs, one GPU.
+A worker dies with the ``dlforge sweep`` that started it (even on SIGKILL), so
+a killed sweep leaves no orphans; its running trials are failed and retried
+when the sweep runs again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from dlforge.hpo import study as s
+from dlforge.hpo.space import Param
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(frozen: dict, worker: int) -> int:
+    """Run trials until the study has ``n_trials`` or the deadline passed; return how many."""
+    from dlforge.hpo.trial import run_trial
+
+    sweep = frozen["sweep"]
+    settings = s.SweepSettings(**sweep["settings"])
+    params = [Param(**p) for p in sweep["params"]]
+    hpo = OmegaConf.create(frozen["train"]).hpo  # interpolations (seed, epochs) resolve
+    existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
+    sampler = s.build_sampler(hpo.sampler, params, seed_offset=7919 * worker + existing)
+    study = s.open_study(sweep["study"], settings, sampler, _instantiate(hpo.pruner))
+    done = 0
+    while True:
+        with s.claim_lock(settings.storage):
+            if s.budget_used(study) >= sweep["n_trials"]:
+                break
+            if sweep["deadline"] is not None and time.time() > sweep["deadline"]:
+                log.info("no new trial: past hpo.timeout <hpo.timeout=%s>", settings.timeout)
+                break
+            trial = study.ask()
+            trial.set_user_attr(s.HOST, socket.gethostname())
+            trial.set_user_attr(s.PID, os.getpid())
+            trial.set_user_attr(s.WORKER, worker)
+        run_trial(study, trial, frozen, params)
+        done += 1
+    return done
+
+
+def run_workers(frozen_path: Path, frozen: dict) -> None:
+    """Run ``n_workers`` workers: this process for one, child processes for more.
+
+    Raises:
+        RuntimeError: when a worker process crashed (a failing trial does not).
+    """
+    settings = s.SweepSettings(**frozen["sweep"]["settings"])
+    if settings.n_workers == 1:
+        _set_threads(settings.threads_per_worker)
+        run_worker(frozen, 0)
+        return
+    threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // settings.n_workers)
+    gpus = _gpus()
+    procs = []
+    for index in range(settings.n_workers):
+        env = {**os.environ, "DLFORGE_WORKER_THREADS": str(threads),
+               "OMP_NUM_THREADS": str(threads)}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+        command = [sys.executable, "-m", "dlforge.hpo.worker", str(frozen_path), str(index)]
+        procs.append(subprocess.Popen(command, env=env))
+    log.info("started %d sweep workers, %d torch threads each%s <hpo.n_workers=%d>",
+             len(procs), threads, f", GPUs {gpus}" if gpus else "", settings.n_workers)
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        for p in procs:  # an interrupt or error here: take the workers down too
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+    if any(codes):
+        raise RuntimeError(f"sweep worker(s) exited with codes {codes}; see their log above")
+
+
+def _gpus() -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [d for d in visible.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _instantiate(node):
+    from hydra.utils import instantiate
+
+    return instantiate(node)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no orphaned workers)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent was already gone before prctl
+        os._exit(1)
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    path, index = Path(argv[0]), int(argv[1])
+    frozen = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    log_file = Path(frozen["sweep"]["folder"]) / f"worker-{index}.log"
+    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)]
+    logging.basicConfig(level=logging.INFO, handlers=handlers,
+                        format=f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] "
+                               "%(message)s")
+    _set_threads(int(os.environ.get("DLFORGE_WORKER_THREADS", "0")) or None)
+    try:
+        run_worker(frozen, index)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Metadata and artifact store: evaluation, the MLflow model registry, promotion, lineage."""

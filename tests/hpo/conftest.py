@@ -1,0 +1,62 @@
+"""A sweep config over a toy snapshot that trains a trial in a few seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from dlforge.config import compose
+from dlforge.train.tracking import setup_tracking_uri
+from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+
+SWEEP_FAST = ["hpo.n_trials=3", "hpo.n_workers=1", "hpo/pruner=none", "hpo/sampler=random"]
+
+
+@pytest.fixture
+def sweep_cfg(tmp_path, mlflow_dir):
+    """``sweep_cfg(*overrides, space=None, enqueue=None)``: the intent sweep on toy data.
+
+    Trials train like ``dlforge train`` with the same overrides: the intent
+    experiment's own ``hpo.overrides`` are cleared.
+    """
+    make_snapshot(tmp_path, toy_rows(400))
+
+    def make(*overrides: str, space: dict | None = None, enqueue: list | None = None):
+        cfg = compose("sweep", ["experiment=intent", f"paths.root={tmp_path}",
+                                f"paths.mlflow_dir={mlflow_dir}", "dataset.name=toy",
+                                f"tracking.experiment=sweep-{tmp_path.name}", *FAST,
+                                *SMALL_MODEL, *SWEEP_FAST, *overrides])
+        with open_dict(cfg):
+            if not any(o.startswith("+hpo.overrides") for o in overrides):
+                cfg.hpo.overrides = {}
+            if space is not None:
+                cfg.hpo.space = OmegaConf.create(space)
+            if enqueue is not None:
+                cfg.hpo.enqueue = OmegaConf.create(enqueue)
+        return cfg
+
+    return make
+
+
+def load_study(sweep_dir: Path) -> optuna.Study:
+    """The study recorded in ``summary.json`` (or the only one in the journal)."""
+    from dlforge.hpo.study import open_storage
+
+    storage = open_storage(str(sweep_dir / "study.journal"))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def runs(mlflow_dir: Path, experiment: str) -> list:
+    setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{mlflow_dir}/mlflow.db"}))
+    found = mlflow.get_experiment_by_name(experiment)
+    return mlflow.MlflowClient().search_runs([found.experiment_id]) if found else []
+
+
+def summary(sweep_dir: Path) -> dict:
+    return json.loads((sweep_dir / "summary.json").read_text())

@@ -1,0 +1,86 @@
+"""Study plumbing: every shipped sampler and pruner, the budget, interrupted trials."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from dlforge.config import compose
+from dlforge.hpo import study as s
+from dlforge.hpo.space import parse_space
+
+CONF = Path(__file__).resolve().parents[2] / "conf" / "hpo"
+STEPPED = {"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.004, "step": 0.001},
+           "model.net.hidden_dim": {"type": "categorical", "choices": [64, 128]}}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "sampler").glob("*.yaml")))
+def test_every_shipped_sampler_drives_an_ask_and_tell_study(name):
+    cfg = compose("sweep", ["experiment=intent", f"hpo/sampler={name}"])
+    params = parse_space(STEPPED, cfg)
+    sampler = s.build_sampler(cfg.hpo.sampler, params, seed_offset=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    seen = []
+    for _ in range(s.grid_size(params) if name == "grid" else 6):
+        trial = study.ask()
+        values = {p.key: p.suggest(trial) for p in params}
+        study.tell(trial, values["optimizer.lr"] * 100 + values["model.net.hidden_dim"] / 1000)
+        seen.append(tuple(values.values()))
+    assert all(0.001 <= lr <= 0.004 and dim in (64, 128) for lr, dim in seen)
+    if name == "grid":  # every combination exactly once
+        assert len(set(seen)) == len(seen) == 8
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (CONF / "pruner").glob("*.yaml")))
+def test_every_shipped_pruner_builds(name):
+    cfg = compose("sweep", ["experiment=intent", f"hpo/pruner={name}"])
+    assert isinstance(instantiate(cfg.hpo.pruner), optuna.pruners.BasePruner)
+
+
+def test_two_workers_with_one_seed_propose_different_parameters():
+    cfg = compose("sweep", ["experiment=intent", "hpo/sampler=random"])
+    params = parse_space(OmegaConf.to_container(cfg.hpo.space), cfg)
+    first, second = (optuna.create_study(sampler=s.build_sampler(cfg.hpo.sampler, params, k))
+                     .ask().suggest_float("x", 0, 1) for k in (0, 7919))
+    assert first != second
+
+
+def test_budget_and_interrupted_trials(tmp_path):
+    storage = str(tmp_path / "study.journal")
+    study = optuna.create_study(study_name="t", storage=s.open_storage(storage))
+    study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+    dead = study.ask()  # a worker that was killed
+    dead.set_user_attr(s.HOST, socket.gethostname())
+    dead.set_user_attr(s.PID, 2**22 + 12345)  # above pid_max on Linux: never alive
+    alive = study.ask()
+    alive.set_user_attr(s.HOST, socket.gethostname())
+    alive.set_user_attr(s.PID, os.getpid())
+    orphan = study.ask()  # killed between ask and recording its owner
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(s.HOST, "another-machine")
+    elsewhere.set_user_attr(s.PID, 1)
+    assert s.budget_used(study) == 5
+    found = s.interrupted_trials(study, storage)
+    assert sorted(t.number for t in found) == [dead.number, orphan.number]
+    for trial in found:
+        s.mark_failed(study, trial, "killed")
+    # Interrupted trials do not count: their parameters are queued again.
+    assert s.budget_used(study) == 3
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[dead.number] == states[orphan.number] == TrialState.FAIL
+    assert sum(st == TrialState.WAITING for st in states.values()) == 2
+    # Over RDB storage (several machines) an ownerless trial may be another's.
+    assert [t.number for t in s.interrupted_trials(study, "sqlite:///x.db")] == []
+
+
+def test_storage_urls_are_redacted_in_logs_and_tags():
+    assert s.redact("postgresql://user:secret@db:5432/optuna") == \
+        "postgresql://user:***@db:5432/optuna"
+    assert s.redact("/tmp/study.journal") == "/tmp/study.journal"

@@ -1,0 +1,115 @@
+"""Sweeps across processes: SIGKILL mid-sweep with two workers, then the same
+command finishes the study; a DDP trial pruned on all its ranks at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from dlforge.data.fs import pid_alive
+from dlforge.hpo.sweep import sweep
+from tests.conftest import ROOT
+from tests.hpo.conftest import load_study, runs, summary
+from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+
+pytestmark = pytest.mark.slow
+
+
+def start_sweep(root: Path, mlflow_dir: Path, *overrides: str) -> subprocess.Popen:
+    args = ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
+            "dataset.name=toy", f"tracking.experiment=sweep-faults-{root.name}", *FAST,
+            *SMALL_MODEL, "hpo/sampler=random", "hpo/pruner=none", "hpo.n_trials=4",
+            "hpo.n_workers=2", "~callbacks.early_stopping", *overrides]
+    return subprocess.Popen([sys.executable, "-m", "dlforge", "sweep", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, process: subprocess.Popen, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def states(sweep_dir: Path) -> dict[int, optuna.trial.FrozenTrial]:
+    if not (sweep_dir / "study.journal").is_file():
+        return {}
+    try:
+        return {t.number: t for t in load_study(sweep_dir).get_trials()}
+    except ValueError:  # the study is not created yet
+        return {}
+
+
+def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, mlflow_dir):
+    make_snapshot(tmp_path, toy_rows(3000))
+    out = tmp_path / "outputs/intent/sweep"
+    process = start_sweep(tmp_path, mlflow_dir)
+
+    def one_done_and_two_running() -> bool:
+        found = states(out).values()
+        return (sum(t.state == TrialState.COMPLETE for t in found) >= 1
+                and sum(t.state == TrialState.RUNNING and bool(t.params) for t in found) == 2)
+
+    wait_for(one_done_and_two_running, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = states(out)
+    running = [t for t in before.values() if t.state == TrialState.RUNNING]
+    complete = {n: t for n, t in before.items() if t.state == TrialState.COMPLETE}
+    assert running, "the kill came after the last trial"
+    # The workers die with the sweep that started them: no orphan keeps training.
+    deadline = time.monotonic() + 10
+    while any(pid_alive(t.user_attrs["dlforge.pid"]) for t in running):
+        assert time.monotonic() < deadline, "a sweep worker outlived the killed sweep"
+        time.sleep(0.1)
+
+    again = start_sweep(tmp_path, mlflow_dir)
+    _, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert "was interrupted" in err
+    after = states(out)
+    for number, trial in complete.items():  # completed trials are kept, never re-run
+        assert after[number].state == TrialState.COMPLETE
+        assert after[number].value == trial.value
+    for trial in running:  # failed as interrupted, and their parameters tried again
+        assert after[trial.number].state == TrialState.FAIL
+        assert after[trial.number].user_attrs["dlforge.interrupted"] is True
+        (retry,) = [t for t in after.values()
+                    if t.user_attrs.get("dlforge.retry_of") == trial.number]
+        assert retry.params == trial.params and retry.state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 4
+    assert len(after) == 4 + len(running)
+    assert (out / "best.yaml").is_file()
+
+    found = runs(mlflow_dir, f"sweep-faults-{tmp_path.name}")
+    assert not [r for r in found if r.info.status == "RUNNING"]
+    killed = {int(r.data.tags["dlforge.trial"]) for r in found if r.info.status == "KILLED"}
+    assert killed and killed <= {t.number for t in running}
+
+
+def test_a_ddp_trial_is_pruned_on_every_rank_at_the_same_epoch(sweep_cfg, tmp_path):
+    space = {"optimizer.lr": {"type": "categorical", "choices": [0.02, 1e-6]}}
+    cfg = sweep_cfg("trainer=ddp", "trainer.devices=2", "trainer.enable_progress_bar=false",
+                    "hpo/pruner=median", "hpo.pruner.n_startup_trials=1",
+                    "hpo.pruner.n_warmup_steps=0", "hpo.n_trials=2", "trainer.max_epochs=4",
+                    "~callbacks.early_stopping", space=space,
+                    enqueue=[{"optimizer.lr": 0.02}, {"optimizer.lr": 1e-6}])
+    result = sweep(cfg)  # a rank that stopped alone would leave the other one hanging
+    assert result["counts"] == {"COMPLETE": 1, "PRUNED": 1}
+    (pruned,) = [t for t in summary(tmp_path / "outputs/intent/sweep")["trials"]
+                 if t["state"] == "PRUNED"]
+    assert pruned["params"] == {"optimizer.lr": 1e-6} and pruned["epochs"] < 4
+    folder = Path(load_study(tmp_path / "outputs/intent/sweep").trials[1].user_attrs["dlforge.dir"])
+    digests = {json.loads(p.read_text())["weights_sha256"] for p in folder.glob("ranks/*.json")}
+    assert len(list(folder.glob("ranks/*.json"))) == 2
+    assert len(digests) == 1  # both ranks stopped at the same step
