@@ -13,6 +13,10 @@ stages, first), with the same sampler seed and the same trial budget:
     one_worker   hpo/pruner=none, one worker (--worker-trials of --worker-epochs)
     two_workers  the same with two workers
 
+The worker comparison searches only the learning rate and dropout, so that
+every trial costs about the same and trials per minute measure the workers,
+not which batch sizes the sampler happened to pick.
+
 All with one torch thread per worker; run nothing else on the machine
 meanwhile. Reports total epochs, wall time, best validation accuracy and
 completed trials per minute. Targets: pruning uses
@@ -76,6 +80,10 @@ def main() -> int:
         "two_workers": (args.worker_trials, args.worker_epochs,
                         ["hpo.n_workers=2", "hpo/pruner=none"]),
     }
+    same_cost = ["~hpo.space", "+hpo.space={optimizer.lr:{type:float,low:0.002,high:0.01,"
+                 "log:true},model.net.dropout:{type:float,low:0.0,high:0.5}}"]
+    for name in ("one_worker", "two_workers"):
+        variants[name][2].extend(same_cost)
     part = {"pruning": ("pruned", "unpruned"), "workers": ("one_worker", "two_workers")}
     for name, (trials, epochs, overrides) in variants.items():
         if args.only and name not in part[args.only]:

@@ -11,6 +11,7 @@ Usage:
     dlforge runs {list,show} ...                      training runs: status, metrics
     dlforge models {list,promote,rollback} ...        registered models and their aliases
     dlforge lineage MODEL_URI [--json]                model -> run -> snapshot -> commits -> sources
+    dlforge predict MODEL_URI --input F --output F    batch predictions to parquet
     dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
@@ -46,6 +47,7 @@ TOOLS = {
     "runs": "dlforge.train.runs",
     "models": "dlforge.registry.models",
     "lineage": "dlforge.registry.lineage",
+    "predict": "dlforge.serve.predict",
 }
 
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,26 @@ def open_storage(spec: str):
 
         return optuna.storages.JournalStorage(JournalRedisBackend(spec))
     if "://" in spec:
-        return optuna.storages.RDBStorage(spec)
+        return _rdb_storage(spec)
     path = Path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _rdb_storage(url: str, attempts: int = 5):
+    """RDB storage; retried, since processes starting together on a new database
+    race to create its schema (one wins, the others find it on the next try)."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def open_study(name: str, settings: SweepSettings, sampler=None, pruner=None):

@@ -27,7 +27,28 @@ def setup_tracking_uri(tracking: DictConfig) -> None:
     """Point MLflow at ``tracking.tracking_uri`` (a relative SQLite path made absolute)."""
     import mlflow
 
-    mlflow.set_tracking_uri(_absolute_sqlite(tracking.tracking_uri))
+    uri = _absolute_sqlite(tracking.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _create_sqlite_store(uri)
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create the SQLite store's tables under a lock: processes starting together on
+    a new database (sweep workers, parallel jobs) would otherwise race to create them."""
+    import mlflow
+
+    from dlforge.data.fs import file_lock
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path in _CREATED:
+        return
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    _CREATED.add(path)
+
+
+_CREATED: set[Path] = set()
 
 
 def connect(tracking_uri: str | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Model serving: the LitServe prediction service and offline batch prediction."""

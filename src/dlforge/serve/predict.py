@@ -1,0 +1,154 @@
+"""``dlforge predict MODEL_URI --input FILE --output FILE``: offline batch inference.
+
+    dlforge predict models:/intent@champion --input texts.csv --output predictions.parquet
+    dlforge predict models:/digits/3 --input images/ --output predictions.parquet
+    dlforge predict outputs/intent/train/model --input texts.parquet --output out.parquet
+
+The same model package serving uses, over a large input in batches: a CSV or
+parquet file of texts (column ``--column``, default the first), or a folder of
+images (searched recursively). Input is read and output written one batch at a
+time, so memory stays flat however large the input. The output parquet has
+one row per input: ``input`` (the text or image path), ``label``, ``score``,
+``top_k`` (JSON), ``model`` and ``version``. It is written to a temporary file
+and renamed at the end: an interrupted run leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from dlforge.errors import DlforgeError
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def text_batches(path: Path, column: str | None, batch_size: int) -> Iterator[list[str]]:
+    """Texts from a CSV or parquet file, ``batch_size`` at a time, never all at once."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        parquet = pq.ParquetFile(path)
+        name = column or parquet.schema_arrow.names[0]
+        if name not in parquet.schema_arrow.names:
+            raise DlforgeError(f"{path}: no column {name!r} (columns: "
+                               f"{parquet.schema_arrow.names}). Fix: pass --column")
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=[name]):
+            yield [str(v) for v in batch.column(0).to_pylist()]
+        return
+    options = pcsv.ReadOptions(block_size=1 << 22)
+    with pcsv.open_csv(path, read_options=options) as reader:
+        names = reader.schema.names
+        name = column or names[0]
+        if name not in names:
+            raise DlforgeError(f"{path}: no column {name!r} (header: {names}). Fix: pass "
+                               "--column, or add a header row")
+        pending: list[str] = []
+        for block in reader:
+            pending += [str(v) for v in block.column(names.index(name)).to_pylist()]
+            while len(pending) >= batch_size:
+                yield pending[:batch_size]
+                pending = pending[batch_size:]
+        if pending:
+            yield pending
+
+
+def image_batches(folder: Path, batch_size: int) -> Iterator[tuple[list[str], list[bytes]]]:
+    """(paths, bytes) of the image files under ``folder``, in sorted order."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DlforgeError(f"{folder}: no image files ({sorted(IMAGE_SUFFIXES)})")
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        yield [str(p) for p in chunk], [p.read_bytes() for p in chunk]
+
+
+def predict_file(model, source: Path, output: Path, model_name: str, version: str,
+                 column: str | None = None, batch_size: int = 512, top_k: int = 5,
+                 progress=None) -> int:
+    """Predict every input in ``source`` into the parquet file ``output``; return the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    images = source.is_dir()
+    if images != (model.spec.get("type") == "image_class"):
+        kind = "a folder of images" if model.spec.get("type") == "image_class" else "a text file"
+        raise DlforgeError(f"{source}: model {model_name} v{version} takes {kind}")
+    schema = pa.schema([("input", pa.string()), ("label", pa.string()), ("score", pa.float32()),
+                        ("top_k", pa.string()), ("model", pa.string()), ("version", pa.string())])
+    batches = image_batches(source, batch_size) if images else (
+        (texts, texts) for texts in text_batches(source, column, batch_size))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for shown, inputs in batches:
+                results = model.predict(inputs, top_k=top_k)
+                writer.write_table(pa.table({
+                    "input": shown, "label": [r["label"] for r in results],
+                    "score": [r["score"] for r in results],
+                    "top_k": [json.dumps(r["top_k"]) for r in results],
+                    "model": [model_name] * len(results),
+                    "version": [version] * len(results)}, schema=schema))
+                rows += len(results)
+                if progress is not None:
+                    progress(len(results))
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def load(uri: str, tracking_uri: str | None, cache: Path):
+    """A package folder or a registry URI -> (predictor, model name, version)."""
+    from dlforge.models.package import load_package
+
+    if not uri.startswith("models:/"):
+        model = load_package(uri)
+        return model, model.spec.get("experiment", Path(uri).name), "local"
+    import mlflow
+
+    from dlforge.registry.fetch import fetch_package
+    from dlforge.train.tracking import connect
+
+    connect(tracking_uri)
+    folder, name, version = fetch_package(mlflow.MlflowClient(), uri, cache)
+    return load_package(folder), name, version
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dlforge predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a folder")
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--column", help="text column (default: the first)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+    args = parser.parse_args(argv)
+    if not args.input.exists():
+        raise DlforgeError(f"{args.input} does not exist")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from dlforge.config import compose
+
+    cache = Path(compose("runs").paths.output_dir) / ".models"
+    model, name, version = load(args.model, args.tracking_uri, cache)
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(f"{name} v{version}", total=None)
+        rows = predict_file(model, args.input, args.output, name, version, args.column,
+                            args.batch_size, args.top_k,
+                            progress=lambda n: bar.advance(task, n))
+    print(json.dumps({"model": name, "version": version, "rows": rows,
+                      "output": str(args.output)}))
+    return 0
