@@ -137,6 +137,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, handlers=handlers,
                         format=f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] "
                                "%(message)s")
+    for name in ("lightning.pytorch", "lightning.fabric"):  # per-trial banners: noise here
+        logging.getLogger(name).setLevel(logging.WARNING)
     _set_threads(int(os.environ.get("DLFORGE_WORKER_THREADS", "0")) or None)
     try:
         run_worker(frozen, index)
