@@ -1,0 +1,101 @@
+"""Release strategies: which model version answers a request.
+
+    blue_green   the version behind the alias (default ``champion``); when the
+                 alias moves, new requests go to the new version
+    canary       ``share`` of requests to the ``candidate`` alias, the rest to champion
+    shadow       champion answers; the candidate also computes on a copy (logged,
+                 never returned)
+    bandit       Thompson sampling over ``versions``: each version's reward rate
+                 has a Beta posterior, updated by feedback (reward 1 or 0)
+
+A strategy only decides; loading and answering are the server's. Decisions
+are made with an injected random generator, so tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+STRATEGIES = ("blue_green", "canary", "shadow", "bandit")
+
+
+@dataclass(frozen=True)
+class Route:
+    """The version that answers and, for shadow releases, the one that computes alongside."""
+
+    version: str
+    shadow: str | None = None
+
+
+@dataclass
+class Release:
+    """One model's strategy. ``aliases`` maps alias -> version, refreshed by the server.
+
+    Args:
+        strategy: one of :data:`STRATEGIES`.
+        share: canary only, the fraction of requests sent to the candidate.
+        versions: bandit only, the versions to choose among (default: champion
+            and candidate).
+    """
+
+    strategy: str = "blue_green"
+    alias: str = "champion"
+    share: float = 0.1
+    versions: tuple[str, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+    _wins: dict[str, float] = field(default_factory=dict)
+    _losses: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"release strategy {self.strategy!r}: use one of {STRATEGIES}")
+        if not 0.0 <= self.share <= 1.0:
+            raise ValueError(f"canary share {self.share} must be between 0 and 1")
+
+    def route(self, rng: random.Random) -> Route:
+        """The route for one request.
+
+        Raises:
+            LookupError: when the alias the strategy needs points nowhere.
+        """
+        champion = self._alias(self.alias)
+        if self.strategy == "blue_green":
+            return Route(champion)
+        candidate = self.aliases.get("candidate")
+        if candidate is None or candidate == champion:
+            return Route(champion)  # nothing to release: everything to the champion
+        if self.strategy == "canary":
+            return Route(candidate if rng.random() < self.share else champion)
+        if self.strategy == "shadow":
+            return Route(champion, shadow=candidate)
+        return Route(self._thompson(rng, self.versions or (champion, candidate)))
+
+    def reward(self, version: str, reward: float) -> None:
+        """Feedback for a prediction of ``version``: 1 (good) to 0 (bad)."""
+        if not 0.0 <= reward <= 1.0:
+            raise ValueError(f"reward {reward} must be between 0 and 1")
+        with self._lock:
+            self._wins[version] = self._wins.get(version, 0.0) + reward
+            self._losses[version] = self._losses.get(version, 0.0) + 1.0 - reward
+
+    def posterior(self) -> dict[str, dict[str, float]]:
+        """Beta(alpha, beta) per version: 1 + rewards, 1 + misses (for /info)."""
+        with self._lock:
+            versions = set(self._wins) | set(self._losses)
+            return {v: {"alpha": 1 + self._wins.get(v, 0.0), "beta": 1 + self._losses.get(v, 0.0)}
+                    for v in sorted(versions)}
+
+    def _thompson(self, rng: random.Random, versions: tuple[str, ...]) -> str:
+        with self._lock:
+            draws = {v: rng.betavariate(1 + self._wins.get(v, 0.0), 1 + self._losses.get(v, 0.0))
+                     for v in versions}
+        return max(draws, key=draws.get)
+
+    def _alias(self, alias: str) -> str:
+        version = self.aliases.get(alias)
+        if version is None:
+            raise LookupError(f"no version has alias {alias!r}")
+        return version

@@ -1,0 +1,54 @@
+"""Release strategies: blue-green follows the alias, canary shares, shadow copies, bandit learns."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dlforge.serve.release import Release, Route
+
+
+def test_blue_green_follows_the_alias():
+    release = Release(aliases={"champion": "1", "candidate": "2"})
+    assert release.route(random.Random(0)) == Route("1")
+    release.aliases["champion"] = "2"  # the alias moved: the next request goes to v2
+    assert release.route(random.Random(0)) == Route("2")
+
+
+def test_canary_sends_its_share_to_the_candidate():
+    release = Release("canary", share=0.2, aliases={"champion": "1", "candidate": "2"})
+    rng = random.Random(7)
+    routes = [release.route(rng).version for _ in range(5000)]
+    assert routes.count("2") / len(routes) == pytest.approx(0.2, abs=0.02)
+    assert Release("canary", share=0.2, aliases={"champion": "1"}).route(rng) == Route("1")
+
+
+def test_shadow_answers_with_the_champion_and_copies_to_the_candidate():
+    release = Release("shadow", aliases={"champion": "1", "candidate": "2"})
+    assert release.route(random.Random(0)) == Route("1", shadow="2")
+
+
+def test_thompson_sampling_moves_traffic_to_the_version_that_earns_rewards():
+    release = Release("bandit", aliases={"champion": "1", "candidate": "2"})
+    rng, truth = random.Random(3), {"1": 0.3, "2": 0.7}
+    chosen = []
+    for _ in range(2000):
+        version = release.route(rng).version
+        release.reward(version, 1.0 if rng.random() < truth[version] else 0.0)
+        chosen.append(version)
+    assert chosen[-500:].count("2") / 500 > 0.9
+    posterior = release.posterior()
+    mean = {v: p["alpha"] / (p["alpha"] + p["beta"]) for v, p in posterior.items()}
+    assert mean["2"] == pytest.approx(0.7, abs=0.05)
+
+
+def test_bad_settings_and_a_missing_alias_are_errors():
+    with pytest.raises(ValueError, match="release strategy 'rolling'"):
+        Release("rolling")
+    with pytest.raises(ValueError, match="canary share 1.5"):
+        Release("canary", share=1.5)
+    with pytest.raises(LookupError, match="no version has alias 'champion'"):
+        Release(aliases={}).route(random.Random(0))
+    with pytest.raises(ValueError, match="reward 2"):
+        Release().reward("1", 2)
