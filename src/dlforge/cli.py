@@ -12,6 +12,7 @@ Usage:
     dlforge models {list,promote,rollback} ...        registered models and their aliases
     dlforge lineage MODEL_URI [--json]                model -> run -> snapshot -> commits -> sources
     dlforge predict MODEL_URI --input F --output F    batch predictions to parquet
+    dlforge serve [overrides...]                      the LitServe prediction server
     dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
@@ -40,6 +41,7 @@ STAGES = {
     "train": "dlforge.train.run:train",
     "evaluate": "dlforge.registry.evaluate:evaluate",
     "register": "dlforge.registry.register:register",
+    "serve": "dlforge.serve.server:serve",
 }
 # command -> module whose main(argv) implements it
 TOOLS = {

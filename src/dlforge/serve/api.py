@@ -1,0 +1,176 @@
+"""The LitServe API: request schema, routing to a model version, batched forward passes.
+
+A request names a model (or gets ``default_model``) and optionally a version
+or an alias; otherwise the model's release strategy picks the version. Loaded
+models live in a :class:`ModelCache`; every prediction is appended to the
+prediction log. Errors are HTTP errors with a message: 404 for an unknown
+model, version or alias, 503 for a version that does not load.
+"""
+
+# No `from __future__ import annotations`: LitServe reads decode_request's
+# annotation at run time to build the endpoint's request schema.
+import logging
+import random
+import time
+import uuid
+from pathlib import Path
+
+import litserve as ls
+from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from dlforge.serve.log import input_digest
+
+log = logging.getLogger(__name__)
+
+
+class PredictRequest(BaseModel):
+    """``POST /predict`` body."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    inputs: list[str] = Field(min_length=1, description="texts, or base64-encoded images")
+    model: str | None = Field(None, description="registered model name (default: the "
+                                                "server's default model)")
+    version: int | None = Field(None, ge=1, description="a model version")
+    alias: str | None = Field(None, description="a model alias, e.g. champion")
+    top_k: int = Field(5, ge=1, le=100)
+
+
+class ModelAPI(ls.LitAPI):
+    """Serves the registered models in ``settings["models"]``.
+
+    Args:
+        settings: the resolved ``conf/serve.yaml`` (plain data: this object is
+            sent to the inference worker processes).
+    """
+
+    def __init__(self, settings: dict):
+        super().__init__(max_batch_size=settings["max_batch_size"],
+                         batch_timeout=settings["batch_timeout"])
+        self.settings = settings
+
+    def setup(self, device) -> None:
+        import mlflow
+
+        from dlforge.serve.cache import ModelCache
+        from dlforge.serve.log import PredictionLog
+        from dlforge.serve.release import Release
+        from dlforge.train.tracking import connect
+
+        s = self.settings
+        connect(s["tracking_uri"])
+        self.client = mlflow.MlflowClient()
+        self.cache = ModelCache(self._load, s["cache_capacity"])
+        self.releases = {name: Release(**spec) for name, spec in s["models"].items()}
+        self.prediction_log = PredictionLog(s["log_dir"], s["log_max_bytes"])
+        self.rng, self.refreshed = random.Random(), 0.0
+        self.device = device
+
+    def _load(self, name: str, version: str):
+        from dlforge.models.package import load_package
+        from dlforge.registry.fetch import fetch_package
+
+        folder, _, _ = fetch_package(self.client, f"models:/{name}/{version}",
+                                     Path(self.settings["cache_dir"]))
+        return load_package(folder)
+
+    def _refresh_aliases(self) -> None:
+        if time.monotonic() - self.refreshed < self.settings["alias_refresh_seconds"]:
+            return
+        for name, release in self.releases.items():
+            try:
+                aliases = self.client.get_registered_model(name).aliases
+            except Exception as err:  # an unknown model answers 404 per request
+                log.warning("cannot read aliases of %s: %s", name, err)
+                continue
+            release.aliases = {a: str(v) for a, v in dict(aliases).items()}
+        self.refreshed = time.monotonic()
+
+    def decode_request(self, request: PredictRequest) -> dict:
+        name = request.model or self.settings["default_model"]
+        if name not in self.releases:
+            raise HTTPException(404, f"model {name!r} is not served here (served: "
+                                     f"{sorted(self.releases)})")
+        if len(request.inputs) > self.settings["max_inputs"]:
+            raise HTTPException(413, f"{len(request.inputs)} inputs: at most "
+                                     f"{self.settings['max_inputs']} per request")
+        self._refresh_aliases()
+        release, shadow = self.releases[name], None
+        if request.version is not None:
+            version = str(request.version)
+            self._check_version(name, version)
+        elif request.alias is not None:
+            version = release.aliases.get(request.alias)
+            if version is None:
+                raise HTTPException(404, f"model {name} has no alias {request.alias!r}")
+        else:
+            try:
+                route = release.route(self.rng)
+            except LookupError as err:
+                raise HTTPException(404, f"model {name}: {err}") from None
+            version, shadow = route.version, route.shadow
+        return {"model": name, "version": version, "shadow": shadow, "inputs": request.inputs,
+                "top_k": request.top_k, "request_id": uuid.uuid4().hex,
+                "received": time.time()}
+
+    def _check_version(self, name: str, version: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_model_version(name, version)
+        except MlflowException:
+            raise HTTPException(404, f"model {name} has no version {version}") from None
+
+    def predict(self, requests):
+        requests = requests if isinstance(requests, list) else [requests]
+        # One forward pass per (model, version) over all the batched requests' inputs.
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for request in requests:
+            groups.setdefault((request["model"], request["version"]), []).append(request)
+        answers: dict[str, dict] = {}
+        for (name, version), members in groups.items():
+            answers.update(self._forward(name, version, members))
+        return [answers[r["request_id"]] for r in requests]
+
+    def _forward(self, name: str, version: str, members: list[dict]) -> dict[str, dict]:
+        from dlforge.serve.cache import LoadFailed
+
+        try:
+            model = self.cache.get(name, version)
+        except LoadFailed as err:
+            return {r["request_id"]: {"error": (503, f"model unavailable: {err}")}
+                    for r in members}
+        inputs = [x for r in members for x in r["inputs"]]
+        top_k = max(r["top_k"] for r in members)
+        results = model.predict(self._decode(model, inputs), top_k=top_k)
+        out, start, records = {}, 0, []
+        for r in members:
+            mine = results[start:start + len(r["inputs"])]
+            start += len(r["inputs"])
+            predictions = [{"label": p["label"], "score": p["score"],
+                            "top_k": p["top_k"][:r["top_k"]]} for p in mine]
+            out[r["request_id"]] = {"model": name, "version": version,
+                                    "predictions": predictions, "request_id": r["request_id"]}
+            latency = (time.time() - r["received"]) * 1000
+            records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
+                         "version": version, "input_digest": input_digest(x),
+                         "input_chars": len(x), "label": p["label"], "score": p["score"],
+                         "latency_ms": round(latency, 2)} for x, p in zip(r["inputs"], mine,
+                                                                           strict=True)]
+        self.prediction_log.write(records)
+        return out
+
+    @staticmethod
+    def _decode(model, inputs: list[str]) -> list:
+        if model.spec.get("type") != "image_class":
+            return inputs
+        from dlforge.registry.pyfunc import decode_image
+
+        return [decode_image(x, i) for i, x in enumerate(inputs)]
+
+    def encode_response(self, output: dict) -> dict:
+        if "error" in output:
+            status, message = output["error"]
+            raise HTTPException(status, message)
+        return output

@@ -1,0 +1,65 @@
+"""The prediction server in-process: routing, batching, errors, the prediction log."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from litserve.utils import wrap_litserve_start
+
+from dlforge.config import compose
+from dlforge.serve.log import read_log
+from dlforge.serve.server import build_server
+
+TEXTS = ["guitar song album", "rain umbrella forecast"]
+
+
+@pytest.fixture
+def served(project):
+    """Two registered versions of the toy model, and a client for a server over them."""
+    project.release("optimizer.lr=0.02")
+    project.release("optimizer.lr=0.000001", "seed=3")  # v2: candidate, not champion
+    cfg = compose("serve", [f"paths.root={project.root}",
+                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
+                            f"+models={{{project.model_name}: {{strategy: blue_green}}}}",
+                            f"default_model={project.model_name}", "accelerator=cpu",
+                            "max_batch_size=4", "batch_timeout=0.01"])
+    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+        yield client, project
+
+
+def test_predict_answers_with_the_champion_and_names_model_and_version(served):
+    client, project = served
+    response = client.post("/predict", json={"inputs": TEXTS, "top_k": 2})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["model"], body["version"]) == (project.model_name, "1")
+    assert [p["label"] for p in body["predictions"]] == ["music", "weather"]
+    assert all(len(p["top_k"]) == 2 for p in body["predictions"])
+    assert len(body["request_id"]) == 32
+    explicit = client.post("/predict", json={"inputs": TEXTS, "version": 2}).json()
+    assert explicit["version"] == "2"
+    by_alias = client.post("/predict", json={"inputs": TEXTS, "alias": "candidate"}).json()
+    assert by_alias["version"] == "2"
+    records, stats = read_log(project.root / "outputs/serve/predictions")
+    logged = list(records)
+    assert [r["request_id"] for r in logged[:2]] == [body["request_id"]] * 2
+    assert {r["version"] for r in logged} == {"1", "2"} and stats["skipped"] == 0
+
+
+BAD = [
+    ({"inputs": []}, 422, "inputs"),
+    ({"input": ["x"]}, 422, "inputs"),
+    ({"inputs": ["x"], "top_k": 0}, 422, "top_k"),
+    ({"inputs": ["x"], "model": "nope"}, 404, "not served here"),
+    ({"inputs": ["x"], "version": 99}, 404, "has no version 99"),
+    ({"inputs": ["x"], "alias": "staging"}, 404, "has no alias 'staging'"),
+]
+
+
+def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(served):
+    client, _ = served
+    for body, status, words in BAD:
+        response = client.post("/predict", json=body)
+        assert (response.status_code, words in response.text) == (status, True), response.text
+    assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
+    assert client.get("/health").status_code == 200
