@@ -13,16 +13,21 @@ from dlforge.serve.server import build_server
 TEXTS = ["guitar song album", "rain umbrella forecast"]
 
 
+def server_config(project, *overrides: str):
+    return compose("serve", [f"paths.root={project.root}",
+                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
+                            f"+models={{{project.model_name}: {{strategy: blue_green}}}}",
+                            f"default_model={project.model_name}", "accelerator=cpu",
+                            "max_batch_size=4", "batch_timeout=0.01", "max_body_bytes=4096",
+                            "api_key=null", *overrides])
+
+
 @pytest.fixture
 def served(project):
     """Two registered versions of the toy model, and a client for a server over them."""
     project.release("optimizer.lr=0.02")
     project.release("optimizer.lr=0.000001", "seed=3")  # v2: candidate, not champion
-    cfg = compose("serve", [f"paths.root={project.root}",
-                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
-                            f"+models={{{project.model_name}: {{strategy: blue_green}}}}",
-                            f"default_model={project.model_name}", "accelerator=cpu",
-                            "max_batch_size=4", "batch_timeout=0.01"])
+    cfg = server_config(project)
     with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
         yield client, project
 
@@ -53,6 +58,7 @@ BAD = [
     ({"inputs": ["x"], "model": "nope"}, 404, "not served here"),
     ({"inputs": ["x"], "version": 99}, 404, "has no version 99"),
     ({"inputs": ["x"], "alias": "staging"}, 404, "has no alias 'staging'"),
+    ({"inputs": ["x" * 5000]}, 413, "too large"),
 ]
 
 
@@ -63,3 +69,16 @@ def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(serv
         assert (response.status_code, words in response.text) == (status, True), response.text
     assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_a_configured_api_key_is_required_except_for_health(project):
+    project.release()
+    cfg = server_config(project, "api_key=s3cret")
+    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+        assert client.post("/predict", json={"inputs": TEXTS}).status_code == 401
+        wrong = client.post("/predict", json={"inputs": TEXTS}, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and "API key" in wrong.json()["detail"]
+        ok = client.post("/predict", json={"inputs": TEXTS},
+                         headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["version"] == "1"
+        assert client.get("/health").status_code == 200  # open to load balancers

@@ -37,10 +37,13 @@ def build_server(cfg: DictConfig):
     import litserve as ls
 
     from dlforge.serve.api import ModelAPI
+    from dlforge.serve.middleware import ApiKeyMiddleware
 
     conf = settings(cfg)
+    middlewares = [(ApiKeyMiddleware, {"api_key": str(cfg.api_key)})] if cfg.api_key else []
     return ls.LitServer(ModelAPI(conf), accelerator=cfg.accelerator,
                         workers_per_device=cfg.workers_per_device,
+                        max_payload_size=cfg.max_body_bytes, middlewares=middlewares,
                         model_metadata={"models": conf["models"],
                                         "default_model": conf["default_model"]})
 
