@@ -28,7 +28,8 @@ def start_sweep(root: Path, mlflow_dir: Path, *overrides: str) -> subprocess.Pop
     args = ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
             "dataset.name=toy", f"tracking.experiment=sweep-faults-{root.name}", *FAST,
             *SMALL_MODEL, "hpo/sampler=random", "hpo/pruner=none", "hpo.n_trials=3",
-            "hpo.n_workers=2", "~callbacks.early_stopping", *overrides]
+            "hpo.n_workers=2", "hpo.overrides.trainer.max_epochs=3", "~callbacks.early_stopping",
+            *overrides]
     return subprocess.Popen([sys.executable, "-m", "dlforge", "sweep", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -55,12 +56,12 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
     out = tmp_path / "outputs/intent/sweep"
     process = start_sweep(tmp_path, mlflow_dir)
 
-    def one_done_and_two_running() -> bool:
+    def one_done_and_one_running() -> bool:
         found = states(out).values()
         return (sum(t.state == TrialState.COMPLETE for t in found) >= 1
-                and sum(t.state == TrialState.RUNNING and bool(t.params) for t in found) == 2)
+                and any(t.state == TrialState.RUNNING and t.params for t in found))
 
-    wait_for(one_done_and_two_running, process)
+    wait_for(one_done_and_one_running, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     before = states(out)
@@ -86,7 +87,9 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
         assert after[trial.number].user_attrs["dlforge.interrupted"] is True
         (retry,) = [t for t in after.values()
                     if t.user_attrs.get("dlforge.retry_of") == trial.number]
-        assert retry.params == trial.params and retry.state == TrialState.COMPLETE
+        assert retry.state == TrialState.COMPLETE
+        if trial.params:  # killed after sampling: the same parameters again
+            assert retry.params == trial.params
     assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 3
     assert len(after) == 3 + len(running)
     assert (out / "best.yaml").is_file()
