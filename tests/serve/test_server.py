@@ -82,3 +82,17 @@ def test_a_configured_api_key_is_required_except_for_health(project):
                          headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["version"] == "1"
         assert client.get("/health").status_code == 200  # open to load balancers
+
+
+def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(project):
+    project.release("optimizer.lr=0.02")
+    project.release("optimizer.lr=0.000001", "seed=3")
+    cfg = server_config(project)
+    cfg.models[project.model_name].strategy = "shadow"
+    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+        body = client.post("/predict", json={"inputs": TEXTS}).json()
+    assert body["version"] == "1"
+    records, _ = read_log(project.root / "outputs/serve/predictions")
+    mine = [r for r in records if r["request_id"] == body["request_id"]]
+    assert sorted((r["version"], r["shadow"]) for r in mine) == [
+        ("1", False), ("1", False), ("2", True), ("2", True)]

@@ -131,9 +131,13 @@ class ModelAPI(ls.LitAPI):
         answers: dict[str, dict] = {}
         for (name, version), members in groups.items():
             answers.update(self._forward(name, version, members))
+        for request in requests:  # shadow: the candidate sees a copy; only the log keeps it
+            if request["shadow"] and "error" not in answers[request["request_id"]]:
+                self._forward(request["model"], request["shadow"], [request], shadow=True)
         return [answers[r["request_id"]] for r in requests]
 
-    def _forward(self, name: str, version: str, members: list[dict]) -> dict[str, dict]:
+    def _forward(self, name: str, version: str, members: list[dict],
+                 shadow: bool = False) -> dict[str, dict]:
         from dlforge.serve.cache import LoadFailed
 
         try:
@@ -156,8 +160,8 @@ class ModelAPI(ls.LitAPI):
             records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
                          "version": version, "input_digest": input_digest(x),
                          "input_chars": len(x), "label": p["label"], "score": p["score"],
-                         "latency_ms": round(latency, 2)} for x, p in zip(r["inputs"], mine,
-                                                                           strict=True)]
+                         "latency_ms": round(latency, 2), "shadow": shadow}
+                        for x, p in zip(r["inputs"], mine, strict=True)]
         self.prediction_log.write(records)
         return out
 
