@@ -21,6 +21,16 @@ def conf_dir() -> Path:
     return path
 
 
+def has_key(cfg, dotted: str) -> bool:
+    """Whether ``dotted`` (``a.b.c``) is a key of ``cfg``, even one whose value is null."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, dotted, default=_MISSING) is not _MISSING
+
+
+_MISSING = object()
+
+
 def compose(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
     """Compose ``conf/<config_name>.yaml`` with Hydra overrides (no Hydra run dir, no logging)."""
     from hydra import compose as hydra_compose

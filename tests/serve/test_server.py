@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from litserve.utils import wrap_litserve_start
 
 from dlforge.config import compose
+from dlforge.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.server import build_server
 
@@ -59,14 +63,21 @@ BAD = [
     ({"inputs": ["x"], "version": 99}, 404, "has no version 99"),
     ({"inputs": ["x"], "alias": "staging"}, 404, "has no alias 'staging'"),
     ({"inputs": ["x" * 5000]}, 413, "too large"),
+    ({"inputs": ["x"] * 300}, 413, "at most 256 per request"),
 ]
 
 
 def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(served):
-    client, _ = served
+    client, project = served
     for body, status, words in BAD:
         response = client.post("/predict", json=body)
         assert (response.status_code, words in response.text) == (status, True), response.text
+    # Version 2's stored files are damaged: it answers 503, version 1 keeps serving.
+    stored = mlflow.MlflowClient().get_model_version_download_uri(project.model_name, "2")
+    (weights,) = Path(stored.removeprefix("file://")).rglob("weights.safetensors")
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    broken = client.post("/predict", json={"inputs": TEXTS, "version": 2})
+    assert broken.status_code == 503 and "does not match SHA256SUMS" in broken.text
     assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
     assert client.get("/health").status_code == 200
 
@@ -96,3 +107,12 @@ def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(project
     mine = [r for r in records if r["request_id"] == body["request_id"]]
     assert sorted((r["version"], r["shadow"]) for r in mine) == [
         ("1", False), ("1", False), ("2", True), ("2", True)]
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("+models.other={strategy: rolling}", "models.other: release strategy 'rolling'"),
+    ("default_model=nope", "default_model='nope' is not one of models"),
+])
+def test_bad_server_settings_fail_before_serving(project, override, words):
+    with pytest.raises(DlforgeError, match=words):
+        build_server(server_config(project, override))

@@ -17,10 +17,10 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.config import has_key
 from dlforge.errors import DlforgeError, InvalidInput
 
 log = logging.getLogger(__name__)
-_MISSING = object()
 
 
 def write_best(path: Path, overrides: list[str], header: str) -> None:
@@ -63,7 +63,7 @@ def apply_best(cfg: DictConfig, path: Path, command_line: list[str]) -> DictConf
         if key in given:
             log.info("keeping %s from the command line over %s", key, path)
             continue
-        if OmegaConf.select(tuned, key, default=_MISSING) is _MISSING:
+        if not has_key(tuned, key):
             raise InvalidInput(path, f"sets {key}, which the training config does not have",
                                "re-run `dlforge sweep` after changing the config")
         OmegaConf.update(tuned, key, override.value(), merge=False)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dlforge.data.fs import write_json_atomic
 from dlforge.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.best import write_best
@@ -83,7 +83,7 @@ def write_report(study, settings: s.SweepSettings, params: list[Param], out: Pat
     """
     summary = summarize(study, settings, n_trials)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "summary.json", summary)
+    write_json_atomic(out / "summary.json", summary)
     _plot_history(out / "history.png", summary)
     _plot_importances(out / "importances.png", summary["importances"])
     best = summary["best"]
@@ -142,12 +142,6 @@ def _importances(study) -> dict[str, float]:
     except (RuntimeError, ValueError) as err:  # e.g. a parameter that never varied
         log.info("no parameter importances: %s", err)
         return {}
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _plot_history(path: Path, summary: dict) -> None:

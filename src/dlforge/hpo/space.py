@@ -18,9 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.config import has_key
 from dlforge.errors import DlforgeError
-
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def parse_space(space: DictConfig | dict, train_cfg: DictConfig) -> list[Param]:
 
 def _parse(key: str, spec: Any, train_cfg: DictConfig) -> Param:
     where = f"hpo.space.{key}"
-    if OmegaConf.select(train_cfg, key, default=_MISSING) is _MISSING:
+    if not has_key(train_cfg, key):
         raise DlforgeError(f"{where}: '{key}' is not a key of the training config. Fix: use a "
                            "dotted path that `dlforge train experiment=... --cfg job` shows")
     if isinstance(OmegaConf.select(train_cfg, key), DictConfig):

@@ -132,28 +132,8 @@ def build_sampler(node: DictConfig, params: list[Param], seed_offset: int):
     if node.get("seed") is not None:
         options["seed"] = int(node.seed) + seed_offset
     if get_object(node._target_) is GridSampler:
-        options.update(search_space=grid_space(params), _target_=f"{__name__}.Grid")
+        options.update(search_space=grid_space(params), _target_="dlforge.hpo.samplers.Grid")
     return instantiate(node, **options)
-
-
-def _grid_class():
-    from optuna.samplers import GridSampler
-
-    class Grid(GridSampler):
-        """GridSampler for ask-and-tell workers, which stop at the grid's size
-        themselves: the stock one calls ``study.stop()``, which only works in
-        ``study.optimize``."""
-
-        def after_trial(self, study, trial, state, values) -> None:
-            pass
-
-    return Grid
-
-
-def __getattr__(name: str):  # Grid is built on first use: importing optuna is not free
-    if name == "Grid":
-        return _grid_class()
-    raise AttributeError(name)
 
 
 def check_target(node: DictConfig, key: str) -> None:

@@ -12,12 +12,14 @@ trial starts from it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.config import has_key
 from dlforge.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
@@ -80,20 +82,15 @@ def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
     ``hpo.overrides`` (a cheaper budget for trials, say) are applied and the
     snapshot is pinned, so all trials train on the same data.
     """
-    import json
-
     base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     for key, value in _dotted(OmegaConf.to_container(cfg.hpo.overrides) or {}).items():
-        if OmegaConf.select(base, key, default=_MISSING) is _MISSING:
+        if not has_key(base, key):
             raise DlforgeError(f"hpo.overrides.{key}: '{key}' is not a key of the training "
                                "config. Fix: use a dotted path that `dlforge train "
                                "experiment=... --cfg job` shows")
         OmegaConf.update(base, key, value, merge=False)
     base.snapshot = json.loads((snapshot / "manifest.json").read_text())["version"]
     return OmegaConf.to_container(base, resolve=False)
-
-
-_MISSING = object()
 
 
 def _dotted(tree: dict, prefix: str = "") -> dict:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 def run_worker(frozen: dict, worker: int) -> int:
     """Run trials until the study has ``n_trials`` or the deadline passed; return how many."""
+    from hydra.utils import instantiate
+
     from dlforge.hpo.trial import run_trial
 
     sweep = frozen["sweep"]
@@ -41,7 +43,7 @@ def run_worker(frozen: dict, worker: int) -> int:
     hpo = OmegaConf.create(frozen["train"]).hpo  # interpolations (seed, epochs) resolve
     existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
     sampler = s.build_sampler(hpo.sampler, params, seed_offset=7919 * worker + existing)
-    study = s.open_study(sweep["study"], settings, sampler, _instantiate(hpo.pruner))
+    study = s.open_study(sweep["study"], settings, sampler, instantiate(hpo.pruner))
     done = 0
     while True:
         with s.claim_lock(settings.storage):
@@ -108,12 +110,6 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _instantiate(node):
-    from hydra.utils import instantiate
-
-    return instantiate(node)
 
 
 def _die_with_parent() -> None:

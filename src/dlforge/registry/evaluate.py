@@ -18,12 +18,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.data.fs import write_json_atomic
 from dlforge.errors import DlforgeError
 from dlforge.registry import metrics as m
 
@@ -93,7 +93,7 @@ def _scores(model, inputs: list, batch_size: int) -> np.ndarray:
 def _write(out: Path, headline: dict, result: dict, labels: list[str], truth, probs,
            multi_label: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "metrics.json", json.dumps(headline, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out / "metrics.json", headline)
     with (out / "per_class.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, ["label", "precision", "recall", "f1", "support"])
         writer.writeheader()
@@ -144,9 +144,3 @@ def _log_to_run(cfg: DictConfig, run_id: str, out: Path, headline: dict) -> None
             client.log_metric(run_id, f"eval/{name}", value)
     for name in ("metrics.json", "per_class.csv", "confusion.png"):
         client.log_artifact(run_id, str(out / name), artifact_path="eval")
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -19,6 +19,7 @@ import os
 import re
 
 from dlforge.errors import DlforgeError, NotFound
+from dlforge.train.tracking import add_tracking_uri_option
 
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 RUN_PARAMS = ("model.net._target_", "optimizer._target_", "optimizer.lr", "trainer.max_epochs",
@@ -86,8 +87,7 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--tracking-uri",
-                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+    add_tracking_uri_option(parser)
     args = parser.parse_args(argv)
 
     import mlflow

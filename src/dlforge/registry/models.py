@@ -18,6 +18,7 @@ import json
 import time
 
 from dlforge.errors import DlforgeError, NotFound
+from dlforge.train.tracking import add_tracking_uri_option
 
 HISTORY = "dlforge.alias_history"
 KEEP = 50  # alias switches kept in the history tag (tag values are size-limited)
@@ -112,8 +113,7 @@ def _aliases(model) -> dict[str, str]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dlforge models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracking-uri",
-                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+    add_tracking_uri_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="registered models, versions and aliases")
     listing.add_argument("name", nargs="?")

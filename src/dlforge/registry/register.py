@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dlforge.data.fs import write_json_atomic
 from dlforge.errors import DlforgeError
 from dlforge.registry import models as registry
 
@@ -65,7 +65,7 @@ def register(cfg: DictConfig) -> dict:
                        "direction": gate.direction, "margin": gate.margin},
               "champion": registry.alias_version(client, name, "champion"),
               **decision}
-    _write_json(Path(cfg.paths.exp_dir) / "register.json", record)
+    write_json_atomic(Path(cfg.paths.exp_dir) / "register.json", record)
     log.info("registered %s version %s: %s", name, version, decision["reason"])
     return record
 
@@ -149,10 +149,3 @@ def _tag(client, name: str, version: str, train: dict, evaluation: dict, gate_me
                if isinstance(v, float)}}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dlforge.errors import DlforgeError
+from dlforge.train.tracking import add_tracking_uri_option
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -132,8 +133,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--column", help="text column (default: the first)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--tracking-uri",
-                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+    add_tracking_uri_option(parser)
     args = parser.parse_args(argv)
     if not args.input.exists():
         raise DlforgeError(f"{args.input} does not exist")

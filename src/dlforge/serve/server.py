@@ -30,7 +30,26 @@ def settings(cfg: DictConfig) -> dict:
     from dlforge.train.tracking import _absolute_sqlite
 
     out["tracking_uri"] = _absolute_sqlite(cfg.tracking.tracking_uri)
+    _check(out)
     return out
+
+
+def _check(conf: dict) -> None:
+    """Bad settings fail here, naming the key, not later inside a worker process."""
+    from dlforge.errors import DlforgeError
+    from dlforge.serve.release import Release
+
+    for name, spec in conf["models"].items():
+        try:
+            Release(**spec)
+        except (TypeError, ValueError) as err:
+            raise DlforgeError(f"models.{name}: {err}. Fix: use strategy (blue_green, canary, "
+                               "shadow, bandit), alias, share, versions") from None
+    if conf["default_model"] not in conf["models"]:
+        raise DlforgeError(f"default_model={conf['default_model']!r} is not one of models "
+                           f"({sorted(conf['models'])})")
+    if conf["cache_capacity"] < 1 or conf["max_batch_size"] < 1:
+        raise DlforgeError("cache_capacity and max_batch_size must be at least 1")
 
 
 def build_server(cfg: DictConfig):

@@ -17,6 +17,7 @@ import time
 
 from dlforge.data.fs import pid_alive
 from dlforge.errors import NotFound
+from dlforge.train.tracking import add_tracking_uri_option
 
 SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
 
@@ -77,8 +78,7 @@ def show_run(run_id: str) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dlforge runs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tracking-uri",
-                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+    add_tracking_uri_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="training runs, newest first")
     listing.add_argument("--experiment")

@@ -60,6 +60,12 @@ def connect(tracking_uri: str | None = None) -> None:
     setup_tracking_uri(tracking)
 
 
+def add_tracking_uri_option(parser) -> None:
+    """``--tracking-uri`` for the commands that read the tracking store (see :func:`connect`)."""
+    parser.add_argument("--tracking-uri",
+                        help="MLflow tracking URI (default: tracking.tracking_uri in conf/)")
+
+
 def setup_mlflow(tracking: DictConfig) -> str:
     """Point MLflow at the tracking store; create the experiment; return its id."""
     import mlflow
@@ -188,10 +194,9 @@ def end_run(frozen: dict, status: str) -> None:
 
 
 def write_state(state_file: Path, **state) -> None:
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.replace(tmp, state_file)
+    from dlforge.data.fs import write_json_atomic
+
+    write_json_atomic(state_file, state)
 
 
 def read_state(state_file: Path) -> dict:
