@@ -106,7 +106,8 @@ def project(tmp_path, mlflow_dir):
                   "dataset.name=toy", f"tracking.experiment=registry-{tmp_path.name}"]
 
         def config(self, stage: str, *overrides: str):
-            extra = {"train": [*FAST, *SMALL_MODEL, "hpo.enabled=false"],
+            model = [] if any(o.startswith("model=") for o in overrides) else SMALL_MODEL
+            extra = {"train": [*FAST, *model, "hpo.enabled=false"],
                      "register": [f"registry.model_name={self.model_name}"]}.get(stage, [])
             return compose(stage, [*self.common, *extra, *overrides])
 

@@ -58,5 +58,5 @@ def test_a_line_cut_short_by_a_killed_writer_is_skipped_and_counted(tmp_path):
 
 
 def test_a_tiny_rotation_size_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="serve.log.max_bytes must be at least 1024"):
+    with pytest.raises(ValueError, match="log_max_bytes must be at least 1024"):
         PredictionLog(tmp_path, max_bytes=10)

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
 import pytest
-from fastapi.testclient import TestClient
-from litserve.utils import wrap_litserve_start
 
-from dlforge.config import compose
 from dlforge.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.server import build_server
-
-TEXTS = ["guitar song album", "rain umbrella forecast"]
-
-
-def server_config(project, *overrides: str):
-    return compose("serve", [f"paths.root={project.root}",
-                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
-                            f"+models={{{project.model_name}: {{strategy: blue_green}}}}",
-                            f"default_model={project.model_name}", "accelerator=cpu",
-                            "max_batch_size=4", "batch_timeout=0.01", "max_body_bytes=4096",
-                            "api_key=null", *overrides])
-
-
-@pytest.fixture
-def served(project):
-    """Two registered versions of the toy model, and a client for a server over them."""
-    project.release("optimizer.lr=0.02")
-    project.release("optimizer.lr=0.000001", "seed=3")  # v2: candidate, not champion
-    cfg = server_config(project)
-    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
-        yield client, project
+from tests.serve.conftest import TEXTS, running, server_config
 
 
 def test_predict_answers_with_the_champion_and_names_model_and_version(served):
@@ -84,8 +62,7 @@ def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(serv
 
 def test_a_configured_api_key_is_required_except_for_health(project):
     project.release()
-    cfg = server_config(project, "api_key=s3cret")
-    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+    with running(server_config(project, "api_key=s3cret")) as client:
         assert client.post("/predict", json={"inputs": TEXTS}).status_code == 401
         wrong = client.post("/predict", json={"inputs": TEXTS}, headers={"X-API-Key": "nope"})
         assert wrong.status_code == 401 and "API key" in wrong.json()["detail"]
@@ -95,12 +72,9 @@ def test_a_configured_api_key_is_required_except_for_health(project):
         assert client.get("/health").status_code == 200  # open to load balancers
 
 
-def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(project):
-    project.release("optimizer.lr=0.02")
-    project.release("optimizer.lr=0.000001", "seed=3")
-    cfg = server_config(project)
-    cfg.models[project.model_name].strategy = "shadow"
-    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(two_versions):
+    project = two_versions
+    with running(server_config(project, strategy="shadow")) as client:
         body = client.post("/predict", json={"inputs": TEXTS}).json()
     assert body["version"] == "1"
     records, _ = read_log(project.root / "outputs/serve/predictions")
@@ -116,3 +90,69 @@ def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(project
 def test_bad_server_settings_fail_before_serving(project, override, words):
     with pytest.raises(DlforgeError, match=words):
         build_server(server_config(project, override))
+
+
+def samples(text: str) -> dict:
+    """Prometheus text -> {(sample name, frozenset of labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_errors_and_batches_per_model_and_version(served):
+    client, project = served
+    for _ in range(3):
+        assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
+    assert client.post("/predict", json={"inputs": ["x"], "version": 99}).status_code == 404
+    assert client.post("/predict", json={"inputs": []}).status_code == 422
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    got = samples(response.text)
+    v1 = frozenset({("model", project.model_name), ("version", "1")})
+    assert got[("dlforge_requests_total", v1)] == 3
+    assert got[("dlforge_predictions_total", v1)] == 6
+    assert got[("dlforge_latency_seconds_count", v1)] == 3
+    assert got[("dlforge_batch_size_sum", v1)] == 6
+    assert got[("dlforge_model_loads_total", v1)] == 1
+    missing = frozenset({("model", project.model_name), ("version", "99"), ("status", "404")})
+    assert got[("dlforge_errors_total", missing)] == 1
+    http = frozenset({("path", "/predict"), ("status", "422")})
+    assert got[("dlforge_http_requests_total", http)] == 1
+
+
+def test_info_shows_what_is_loaded_and_a_full_cache_evicts_and_reloads(two_versions):
+    project = two_versions
+    with running(server_config(project, "cache_capacity=1", "refresh_seconds=0")) as client:
+        for version in (1, 2, 1):
+            response = client.post("/predict", json={"inputs": TEXTS, "version": version})
+            assert response.json()["version"] == str(version)
+        info = client.get("/info").json()
+        loads = samples(client.get("/metrics").text)
+    model = info["models"][project.model_name]
+    assert model["loaded"] == ["1"]  # capacity 1: v2 evicted v1, v1 evicted v2
+    assert model["aliases"] == {"champion": "1", "candidate": "2"}
+    assert model["release"]["strategy"] == "blue_green"
+    assert [w["loaded"] for w in info["workers"]] == [[{"model": project.model_name,
+                                                        "version": "1"}]]
+    v1 = frozenset({("model", project.model_name), ("version", "1")})
+    assert loads[("dlforge_model_loads_total", v1)] == 2  # evicted, then loaded again
+
+
+def test_a_full_queue_answers_503_at_once_and_the_server_goes_on(project):
+    project.release()
+    # Each admitted request waits up to a second for its batch to fill.
+    cfg = server_config(project, "max_pending_requests=2", "max_batch_size=64",
+                        "batch_timeout=1.0")
+    with running(cfg) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: client.post("/predict", json={"inputs": TEXTS}),
+                                range(8)))
+        statuses = sorted(a.status_code for a in answers)
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
+        refused = next(a for a in answers if a.status_code == 503)
+        assert "max_pending_requests=2" in refused.json()["detail"]
+        assert refused.headers["retry-after"] == "1"
+        assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
+        overloaded = samples(client.get("/metrics").text)[("dlforge_overloaded_total",
+                                                          frozenset())]
+        assert overloaded == statuses.count(503)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,23 @@ def make_snapshot(root, rows: str, name: str = "toy") -> dict:
     (root / "outputs" / "intent").mkdir(parents=True, exist_ok=True)
     (root / "outputs" / "intent" / "snapshot.json").write_text(json.dumps(summary))
     return summary
+
+
+def write_images(folder: Path, per_class: int = 40) -> Path:
+    """Three visually distinct classes of 8x8 grayscale images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    patterns = {"rows": lambda: np.tile(np.array([[255], [0]] * 4), (1, 8)),
+                "cols": lambda: np.tile(np.array([[255, 0] * 4]), (8, 1)),
+                "dark": lambda: np.zeros((8, 8))}
+    for label, pattern in patterns.items():
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noisy = np.clip(pattern() + rng.normal(0, 40, (8, 8)), 0, 255).astype("uint8")
+            Image.fromarray(noisy, mode="L").save(folder / label / f"{i}.png")
+    return folder
 
 
 # hpo.enabled=false: train these settings, not the intent experiment's swept ones

@@ -14,7 +14,7 @@ from dlforge.models.package import load_package
 from dlforge.train.run import train
 from dlforge.train.runs import list_runs, show_run
 from dlforge.train.tracking import setup_tracking_uri
-from tests.train.conftest import make_snapshot, toy_rows
+from tests.train.conftest import make_snapshot, toy_rows, write_images
 
 
 def runs_of(cfg):
@@ -114,23 +114,6 @@ def test_missing_snapshot_names_the_commands_to_run(train_cfg, tmp_path):
         train(train_cfg())
     with pytest.raises(DlforgeError, match="does not exist"):
         train(train_cfg("snapshot=0123456789ab"))
-
-
-def write_images(folder: Path, per_class: int = 40) -> Path:
-    """Three visually distinct classes of 8x8 grayscale images."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    patterns = {"rows": lambda: np.tile(np.array([[255], [0]] * 4), (1, 8)),
-                "cols": lambda: np.tile(np.array([[255, 0] * 4]), (8, 1)),
-                "dark": lambda: np.zeros((8, 8))}
-    for label, pattern in patterns.items():
-        (folder / label).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            noisy = np.clip(pattern() + rng.normal(0, 40, (8, 8)), 0, 255).astype("uint8")
-            Image.fromarray(noisy, mode="L").save(folder / label / f"{i}.png")
-    return folder
 
 
 def test_image_datasets_train_the_small_cnn(train_cfg, tmp_path):

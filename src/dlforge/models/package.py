@@ -59,16 +59,31 @@ class Predictor:
     multi_label: bool
     spec: dict
 
-    @torch.inference_mode()
+    def encode(self, inputs: Sequence) -> list:
+        """Each input as the network reads it (raises on an input it cannot read)."""
+        return [self.encoder.encode(x) for x in inputs]
+
     def scores(self, inputs: Sequence) -> torch.Tensor:
         """Class probabilities ``(N, C)``: softmax, or sigmoid for multi-label models."""
-        batch = self.encoder.collate([self.encoder.encode(x) for x in inputs])
-        logits = self.net(batch)
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+        return self.scores_of(self.encode(inputs))
+
+    @torch.inference_mode()
+    def scores_of(self, encoded: Sequence) -> torch.Tensor:
+        """:meth:`scores` of already encoded inputs: one forward pass."""
+        batch = self.encoder.collate(encoded)
+        device = next(self.net.parameters()).device
+        logits = self.net(batch.to(device, non_blocking=True))
+        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+        return probs.cpu()
 
     def predict(self, inputs: Sequence, top_k: int = 5, threshold: float = 0.5) -> list[dict]:
         """One dict per input: ``label``, ``score``, ``top_k`` (and ``labels`` if multi-label)."""
-        probs = self.scores(inputs)
+        return self.predict_encoded(self.encode(inputs), top_k, threshold)
+
+    def predict_encoded(self, encoded: Sequence, top_k: int = 5,
+                        threshold: float = 0.5) -> list[dict]:
+        """:meth:`predict` of already encoded inputs."""
+        probs = self.scores_of(encoded)
         k = min(top_k, len(self.labels))
         values, indices = probs.topk(k, dim=1)
         out = []
@@ -83,8 +98,9 @@ class Predictor:
         return out
 
 
-def load_package(folder: str | Path) -> Predictor:
-    """Load a package, refusing one whose files do not match their recorded digests."""
+def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
+    """Load a package onto ``device`` ("cpu", "cuda:0", ...), refusing one whose files
+    do not match their recorded digests."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -92,7 +108,7 @@ def load_package(folder: str | Path) -> Predictor:
     spec = json.loads((folder / "model.json").read_text())
     net = architecture(spec["architecture"])(**spec["arguments"])
     net.load_state_dict(load_file(folder / "weights.safetensors"))
-    net.eval()
+    net.to(device).eval()
     encoder = encoder_from_dict(json.loads((folder / "preprocessing.json").read_text()))
     return Predictor(net, encoder, spec["labels"], spec["multi_label"], spec)
 

@@ -3,13 +3,18 @@
 A request names a model (or gets ``default_model``) and optionally a version
 or an alias; otherwise the model's release strategy picks the version. Loaded
 models live in a :class:`ModelCache`; every prediction is appended to the
-prediction log. Errors are HTTP errors with a message: 404 for an unknown
-model, version or alias, 503 for a version that does not load.
+prediction log, remembered in the shared state for feedback, and counted in
+the metrics. Errors are HTTP errors with a message: 404 for an unknown model,
+version or alias, 503 for a version that does not load.
+
+Every ``refresh_seconds`` a worker re-reads the aliases (blue-green switches),
+the bandit rewards from feedback, and reports what it has loaded (``/info``).
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's
 # annotation at run time to build the endpoint's request schema.
 import logging
+import os
 import random
 import time
 import uuid
@@ -19,6 +24,7 @@ import litserve as ls
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from dlforge.errors import DlforgeError
 from dlforge.serve.log import input_digest
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,9 @@ class ModelAPI(ls.LitAPI):
 
         from dlforge.serve.cache import ModelCache
         from dlforge.serve.log import PredictionLog
+        from dlforge.serve.metrics import WorkerMetrics
         from dlforge.serve.release import Release
+        from dlforge.serve.state import ServingState
         from dlforge.train.tracking import connect
 
         s = self.settings
@@ -64,8 +72,11 @@ class ModelAPI(ls.LitAPI):
         self.cache = ModelCache(self._load, s["cache_capacity"])
         self.releases = {name: Release(**spec) for name, spec in s["models"].items()}
         self.prediction_log = PredictionLog(s["log_dir"], s["log_max_bytes"])
-        self.rng, self.refreshed = random.Random(), 0.0
-        self.device = device
+        self.state = ServingState(s["state_path"], s["feedback_window_seconds"])
+        self.metrics = WorkerMetrics(s["metrics_dir"])
+        self.rng, self.refreshed, self.reported = random.Random(s["routing_seed"]), 0.0, None
+        self.device = str(device)
+        self._refresh()
 
     def _load(self, name: str, version: str):
         from dlforge.models.package import load_package
@@ -73,10 +84,13 @@ class ModelAPI(ls.LitAPI):
 
         folder, _, _ = fetch_package(self.client, f"models:/{name}/{version}",
                                      Path(self.settings["cache_dir"]))
-        return load_package(folder)
+        model = load_package(folder, self.device)
+        self.metrics.loads.labels(name, version).inc()
+        return model
 
-    def _refresh_aliases(self) -> None:
-        if time.monotonic() - self.refreshed < self.settings["alias_refresh_seconds"]:
+    def _refresh(self) -> None:
+        """Aliases and bandit rewards, re-read every ``refresh_seconds``."""
+        if time.monotonic() - self.refreshed < self.settings["refresh_seconds"]:
             return
         for name, release in self.releases.items():
             try:
@@ -85,9 +99,29 @@ class ModelAPI(ls.LitAPI):
                 log.warning("cannot read aliases of %s: %s", name, err)
                 continue
             release.aliases = {a: str(v) for a, v in dict(aliases).items()}
+            if release.strategy == "bandit":
+                release.rewards = self.state.rewards(name)
+        self.state.forget_old()
         self.refreshed = time.monotonic()
+        self._report(force=True)
+
+    def _report(self, force: bool = False) -> None:
+        """Tell /info what this worker has loaded, when that changed."""
+        loaded = self.cache.loaded()
+        if force or loaded != self.reported:
+            self.state.report_worker(f"{self.device}/{os.getpid()}", os.getpid(), self.device,
+                                     loaded, {n: r.aliases for n, r in self.releases.items()})
+            self.reported = loaded
 
     def decode_request(self, request: PredictRequest) -> dict:
+        try:
+            return self._route(request)
+        except HTTPException as err:
+            self.metrics.error(request.model or self.settings["default_model"],
+                               request.version and str(request.version), err.status_code)
+            raise
+
+    def _route(self, request: PredictRequest) -> dict:
         name = request.model or self.settings["default_model"]
         if name not in self.releases:
             raise HTTPException(404, f"model {name!r} is not served here (served: "
@@ -95,7 +129,7 @@ class ModelAPI(ls.LitAPI):
         if len(request.inputs) > self.settings["max_inputs"]:
             raise HTTPException(413, f"{len(request.inputs)} inputs: at most "
                                      f"{self.settings['max_inputs']} per request")
-        self._refresh_aliases()
+        self._refresh()
         release, shadow = self.releases[name], None
         if request.version is not None:
             version = str(request.version)
@@ -134,6 +168,7 @@ class ModelAPI(ls.LitAPI):
         for request in requests:  # shadow: the candidate sees a copy; only the log keeps it
             if request["shadow"] and "error" not in answers[request["request_id"]]:
                 self._forward(request["model"], request["shadow"], [request], shadow=True)
+        self._report()
         return [answers[r["request_id"]] for r in requests]
 
     def _forward(self, name: str, version: str, members: list[dict],
@@ -143,12 +178,31 @@ class ModelAPI(ls.LitAPI):
         try:
             model = self.cache.get(name, version)
         except LoadFailed as err:
+            for _ in members:
+                self.metrics.error(name, version, 503)
             return {r["request_id"]: {"error": (503, f"model unavailable: {err}")}
                     for r in members}
-        inputs = [x for r in members for x in r["inputs"]]
-        top_k = max(r["top_k"] for r in members)
-        results = model.predict(self._decode(model, inputs), top_k=top_k)
-        out, start, records = {}, 0, []
+        out, ready, encoded = {}, [], []
+        for r in members:
+            try:
+                mine = self._encode(model, r["inputs"])
+            except ValueError as err:  # an input that does not decode fails its request only
+                out[r["request_id"]] = {"error": (422, str(err))}
+                self.metrics.error(name, version, 422)
+                continue
+            ready.append(r)
+            encoded += mine
+        if ready:
+            results = model.predict_encoded(encoded, top_k=max(r["top_k"] for r in ready))
+            if not shadow:
+                self.metrics.batch_size.labels(name, version).observe(len(encoded))
+            out.update(self._answer(name, version, ready, results, shadow))
+        return out
+
+    def _answer(self, name: str, version: str, members: list[dict], results: list[dict],
+                shadow: bool) -> dict[str, dict]:
+        """Each request's response; every prediction logged and remembered for feedback."""
+        out, start, records, answers = {}, 0, [], []
         for r in members:
             mine = results[start:start + len(r["inputs"])]
             start += len(r["inputs"])
@@ -156,22 +210,37 @@ class ModelAPI(ls.LitAPI):
                             "top_k": p["top_k"][:r["top_k"]]} for p in mine]
             out[r["request_id"]] = {"model": name, "version": version,
                                     "predictions": predictions, "request_id": r["request_id"]}
-            latency = (time.time() - r["received"]) * 1000
+            latency = time.time() - r["received"]
+            if not shadow:
+                self.metrics.answered(name, version, len(mine), latency)
+                answers += [(r["request_id"], i, name, version, p["label"])
+                            for i, p in enumerate(mine)]
             records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
                          "version": version, "input_digest": input_digest(x),
                          "input_chars": len(x), "label": p["label"], "score": p["score"],
-                         "latency_ms": round(latency, 2), "shadow": shadow}
+                         "latency_ms": round(latency * 1000, 2), "shadow": shadow}
                         for x, p in zip(r["inputs"], mine, strict=True)]
         self.prediction_log.write(records)
+        if answers:
+            self.state.record(answers)
         return out
 
     @staticmethod
-    def _decode(model, inputs: list[str]) -> list:
+    def _encode(model, inputs: list[str]) -> list:
+        """The inputs as the model reads them; ValueError names an input that does not."""
         if model.spec.get("type") != "image_class":
-            return inputs
+            return model.encode(inputs)
         from dlforge.registry.pyfunc import decode_image
 
-        return [decode_image(x, i) for i, x in enumerate(inputs)]
+        encoded = []
+        for i, x in enumerate(inputs):
+            try:
+                encoded.append(model.encoder.encode(decode_image(x, i)))
+            except DlforgeError:
+                raise ValueError(f"inputs.{i}: not base64-encoded image data") from None
+            except (OSError, ValueError) as err:  # PIL: not an image it can read
+                raise ValueError(f"inputs.{i}: not a readable image ({err})") from None
+        return encoded
 
     def encode_response(self, output: dict) -> dict:
         if "error" in output:

@@ -2,6 +2,7 @@
 
     <folder>/predictions.jsonl                       the file being written
     <folder>/predictions-20261126T223501-0003.jsonl  rotated, never written again
+    <folder>/feedback.jsonl                          the feedback log (``name="feedback"``)
 
 Every record is one line written with a single ``write`` on a file opened
 with O_APPEND, under an ``flock`` shared by every serving process, so lines
@@ -20,8 +21,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-CURRENT = "predictions.jsonl"
-
 
 def input_digest(data: str | bytes) -> str:
     """sha256 of an input (its text or its image bytes), for joining without storing it."""
@@ -29,14 +28,15 @@ def input_digest(data: str | bytes) -> str:
 
 
 class PredictionLog:
-    """Appends prediction records under ``folder``; rotates at ``max_bytes``."""
+    """Appends records to ``folder/NAME.jsonl``; rotates at ``max_bytes``."""
 
-    def __init__(self, folder: str | Path, max_bytes: int = 64 << 20):
+    def __init__(self, folder: str | Path, max_bytes: int = 64 << 20,
+                 name: str = "predictions"):
         if max_bytes < 1024:
-            raise ValueError(f"serve.log.max_bytes must be at least 1024 (got {max_bytes})")
-        self.folder, self.max_bytes = Path(folder), max_bytes
+            raise ValueError(f"log_max_bytes must be at least 1024 (got {max_bytes})")
+        self.folder, self.max_bytes, self.name = Path(folder), max_bytes, name
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock_path = self.folder / ".lock"
+        self._lock_path = self.folder / f".{name}.lock"
 
     def write(self, records: list[dict]) -> None:
         """Append ``records`` (one line each) atomically with respect to other writers."""
@@ -46,7 +46,7 @@ class PredictionLog:
                        for r in records).encode()
         with open(self._lock_path, "a+b") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            current = self.folder / CURRENT
+            current = self.folder / f"{self.name}.jsonl"
             if current.exists() and current.stat().st_size + len(data) > self.max_bytes:
                 self._rotate(current)
             fd = os.open(current, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -60,15 +60,16 @@ class PredictionLog:
 
     def _rotate(self, current: Path) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        sequence = len(list(self.folder.glob("predictions-*.jsonl")))
-        os.replace(current, self.folder / f"predictions-{stamp}-{sequence:04d}.jsonl")
+        sequence = len(list(self.folder.glob(f"{self.name}-*.jsonl")))
+        os.replace(current, self.folder / f"{self.name}-{stamp}-{sequence:04d}.jsonl")
 
 
-def read_log(folder: str | Path) -> tuple[Iterator[dict], dict]:
+def read_log(folder: str | Path, name: str = "predictions") -> tuple[Iterator[dict], dict]:
     """(records oldest first, stats) — ``stats["skipped"]`` counts damaged lines."""
     folder = Path(folder)
-    files = sorted(folder.glob("predictions-*.jsonl"), key=lambda p: p.name.split("-")[-1])
-    files += [folder / CURRENT] if (folder / CURRENT).is_file() else []
+    files = sorted(folder.glob(f"{name}-*.jsonl"), key=lambda p: p.name.split("-")[-1])
+    current = folder / f"{name}.jsonl"
+    files += [current] if current.is_file() else []
     stats = {"files": len(files), "skipped": 0}
 
     def records() -> Iterator[dict]:

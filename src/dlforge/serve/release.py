@@ -6,7 +6,8 @@
     shadow       champion answers; the candidate also computes on a copy (logged,
                  never returned)
     bandit       Thompson sampling over ``versions``: each version's reward rate
-                 has a Beta posterior, updated by feedback (reward 1 or 0)
+                 has a Beta posterior from the feedback on its answers (``rewards``:
+                 wins and losses, refreshed by the server from POST /feedback)
 
 A strategy only decides; loading and answering are the server's. Decisions
 are made with an injected random generator, so tests are deterministic.
@@ -15,7 +16,6 @@ are made with an injected random generator, so tests are deterministic.
 from __future__ import annotations
 
 import random
-import threading
 from dataclasses import dataclass, field
 
 STRATEGIES = ("blue_green", "canary", "shadow", "bandit")
@@ -31,7 +31,8 @@ class Route:
 
 @dataclass
 class Release:
-    """One model's strategy. ``aliases`` maps alias -> version, refreshed by the server.
+    """One model's strategy. ``aliases`` maps alias -> version and ``rewards`` maps
+    version -> (wins, losses); the server refreshes both.
 
     Args:
         strategy: one of :data:`STRATEGIES`.
@@ -45,15 +46,14 @@ class Release:
     share: float = 0.1
     versions: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
-    _wins: dict[str, float] = field(default_factory=dict)
-    _losses: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    rewards: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"release strategy {self.strategy!r}: use one of {STRATEGIES}")
         if not 0.0 <= self.share <= 1.0:
             raise ValueError(f"canary share {self.share} must be between 0 and 1")
+        self.versions = tuple(str(v) for v in self.versions)  # YAML may give numbers
 
     def route(self, rng: random.Random) -> Route:
         """The route for one request.
@@ -73,25 +73,16 @@ class Release:
             return Route(champion, shadow=candidate)
         return Route(self._thompson(rng, self.versions or (champion, candidate)))
 
-    def reward(self, version: str, reward: float) -> None:
-        """Feedback for a prediction of ``version``: 1 (good) to 0 (bad)."""
-        if not 0.0 <= reward <= 1.0:
-            raise ValueError(f"reward {reward} must be between 0 and 1")
-        with self._lock:
-            self._wins[version] = self._wins.get(version, 0.0) + reward
-            self._losses[version] = self._losses.get(version, 0.0) + 1.0 - reward
-
     def posterior(self) -> dict[str, dict[str, float]]:
-        """Beta(alpha, beta) per version: 1 + rewards, 1 + misses (for /info)."""
-        with self._lock:
-            versions = set(self._wins) | set(self._losses)
-            return {v: {"alpha": 1 + self._wins.get(v, 0.0), "beta": 1 + self._losses.get(v, 0.0)}
-                    for v in sorted(versions)}
+        """Beta(alpha, beta) per version: 1 + wins, 1 + losses (uniform prior)."""
+        return {v: {"alpha": 1 + wins, "beta": 1 + losses}
+                for v, (wins, losses) in sorted(self.rewards.items())}
 
     def _thompson(self, rng: random.Random, versions: tuple[str, ...]) -> str:
-        with self._lock:
-            draws = {v: rng.betavariate(1 + self._wins.get(v, 0.0), 1 + self._losses.get(v, 0.0))
-                     for v in versions}
+        draws = {}
+        for v in versions:
+            wins, losses = self.rewards.get(v, (0.0, 0.0))
+            draws[v] = rng.betavariate(1 + wins, 1 + losses)
         return max(draws, key=draws.get)
 
     def _alias(self, alias: str) -> str:

@@ -5,8 +5,10 @@
 
 ``POST /predict`` ``{"inputs": [...], "model"?, "version"?, "alias"?, "top_k"?}``
 answers ``{"model", "version", "predictions": [{"label", "score", "top_k"}],
-"request_id"}``; ``GET /health`` and ``GET /info`` come from LitServe. The
-OpenAPI page (``/docs``) shows the request schema.
+"request_id"}``; ``POST /feedback`` ``{"request_id", "label", "index"?}`` scores
+an answer; ``GET /info`` shows the models, releases and what is loaded;
+``GET /metrics`` is Prometheus text; ``GET /health`` is LitServe's. The OpenAPI
+page (``/docs``) shows the schemas.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.errors import DlforgeError
+
 log = logging.getLogger(__name__)
 
 
 def settings(cfg: DictConfig) -> dict:
     """The plain settings the API (and its worker processes) get."""
-    keys = ("models", "default_model", "cache_capacity", "alias_refresh_seconds",
-            "max_batch_size", "batch_timeout", "max_inputs", "log_dir", "log_max_bytes")
+    keys = ("models", "default_model", "cache_capacity", "refresh_seconds", "max_batch_size",
+            "batch_timeout", "max_inputs", "log_dir", "log_max_bytes", "state_path",
+            "feedback_window_seconds", "routing_seed")
     out = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
            else cfg[k] for k in keys}
-    out["log_dir"] = str(Path(out["log_dir"]).resolve())
+    for key in ("log_dir", "state_path"):
+        out[key] = str(Path(out[key]).resolve())
     out["cache_dir"] = str((Path(cfg.paths.output_dir) / ".models").resolve())
     from dlforge.train.tracking import _absolute_sqlite
 
@@ -36,7 +42,6 @@ def settings(cfg: DictConfig) -> dict:
 
 def _check(conf: dict) -> None:
     """Bad settings fail here, naming the key, not later inside a worker process."""
-    from dlforge.errors import DlforgeError
     from dlforge.serve.release import Release
 
     for name, spec in conf["models"].items():
@@ -48,23 +53,46 @@ def _check(conf: dict) -> None:
     if conf["default_model"] not in conf["models"]:
         raise DlforgeError(f"default_model={conf['default_model']!r} is not one of models "
                            f"({sorted(conf['models'])})")
-    if conf["cache_capacity"] < 1 or conf["max_batch_size"] < 1:
-        raise DlforgeError("cache_capacity and max_batch_size must be at least 1")
+    for key in ("cache_capacity", "max_batch_size", "max_inputs"):
+        if conf[key] < 1:
+            raise DlforgeError(f"{key}={conf[key]} must be at least 1")
 
 
 def build_server(cfg: DictConfig):
+    """The LitServer: workers for /predict, our middleware and routes around them."""
     import litserve as ls
 
     from dlforge.serve.api import ModelAPI
-    from dlforge.serve.middleware import ApiKeyMiddleware
+    from dlforge.serve.metrics import prepare_folder
+    from dlforge.serve.middleware import (
+        AdmissionMiddleware,
+        ApiKeyMiddleware,
+        HttpMetricsMiddleware,
+    )
+    from dlforge.serve.routes import Routes
+    from dlforge.serve.state import ServingState
 
     conf = settings(cfg)
-    middlewares = [(ApiKeyMiddleware, {"api_key": str(cfg.api_key)})] if cfg.api_key else []
-    return ls.LitServer(ModelAPI(conf), accelerator=cfg.accelerator,
-                        workers_per_device=cfg.workers_per_device,
-                        max_payload_size=cfg.max_body_bytes, middlewares=middlewares,
-                        model_metadata={"models": conf["models"],
-                                        "default_model": conf["default_model"]})
+    if cfg.max_pending_requests < 1:
+        raise DlforgeError(f"max_pending_requests={cfg.max_pending_requests} must be at least 1")
+    conf["metrics_dir"] = str(prepare_folder(Path(cfg.metrics_dir).resolve()))
+    state = ServingState(conf["state_path"])
+    state.clear_workers()  # the workers of an earlier run are gone
+    state.close()
+    metrics = {"metrics_dir": conf["metrics_dir"]}
+    # Starlette runs the last added outermost: metrics, then the key, then the queue.
+    middlewares = [(AdmissionMiddleware, {"max_pending": cfg.max_pending_requests, **metrics})]
+    if cfg.api_key:
+        middlewares.append((ApiKeyMiddleware, {"api_key": str(cfg.api_key)}))
+    middlewares.append((HttpMetricsMiddleware, metrics))
+    server = ls.LitServer(ModelAPI(conf), accelerator=cfg.accelerator,
+                          workers_per_device=cfg.workers_per_device,
+                          max_payload_size=cfg.max_body_bytes, middlewares=middlewares,
+                          fast_queue=cfg.fast_queue, info_path="/info/litserve")
+    Routes(conf, {"devices": server.devices, "workers_per_device": cfg.workers_per_device,
+                  "max_batch_size": cfg.max_batch_size, "batch_timeout": cfg.batch_timeout,
+                  "max_pending_requests": cfg.max_pending_requests}).add_to(server.app)
+    return server
 
 
 def serve(cfg: DictConfig) -> dict:

@@ -1,0 +1,46 @@
+"""A prediction server over a test project's registered models, in-process."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from fastapi.testclient import TestClient
+from litserve.utils import wrap_litserve_start
+
+from dlforge.config import compose
+from dlforge.serve.server import build_server
+
+TEXTS = ["guitar song album", "rain umbrella forecast"]
+TRUTH = ["music", "weather"]
+
+
+def server_config(project, *overrides: str, strategy: str = "blue_green"):
+    return compose("serve", [f"paths.root={project.root}",
+                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
+                            f"+models={{{project.model_name}: {{strategy: {strategy}}}}}",
+                            f"default_model={project.model_name}", "accelerator=cpu",
+                            "max_batch_size=4", "batch_timeout=0.01", "max_body_bytes=4096",
+                            "api_key=null", *overrides])
+
+
+@contextlib.contextmanager
+def running(cfg):
+    """A TestClient of a started server (its inference workers are real processes)."""
+    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+        yield client
+
+
+@pytest.fixture
+def two_versions(project):
+    """v1 (champion) learns the toy task; v2 (candidate) barely trains."""
+    project.release("optimizer.lr=0.02")
+    project.release("optimizer.lr=0.000001", "seed=3")
+    return project
+
+
+@pytest.fixture
+def served(two_versions):
+    """A client of a blue-green server over the two versions."""
+    with running(server_config(two_versions)) as client:
+        yield client, two_versions
