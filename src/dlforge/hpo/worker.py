@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 
 from dlforge.hpo import study as s
 from dlforge.hpo.space import Param
+from dlforge.process import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -112,20 +113,8 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (no orphaned workers)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() == 1:  # the parent was already gone before prctl
-        os._exit(1)
-
-
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     path, index = Path(argv[0]), int(argv[1])
     frozen = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     log_file = Path(frozen["sweep"]["folder"]) / f"worker-{index}.log"

@@ -59,6 +59,10 @@ class ModelAPI(ls.LitAPI):
     def setup(self, device) -> None:
         import mlflow
 
+        from dlforge.process import die_with_parent
+
+        die_with_parent()  # a server killed with SIGKILL leaves no worker behind
+
         from dlforge.serve.cache import ModelCache
         from dlforge.serve.log import PredictionLog
         from dlforge.serve.metrics import WorkerMetrics

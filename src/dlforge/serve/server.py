@@ -96,8 +96,11 @@ def build_server(cfg: DictConfig):
 
 
 def serve(cfg: DictConfig) -> dict:
-    """The serve command: runs until interrupted."""
+    """The serve command: runs until interrupted (Ctrl-C or SIGTERM)."""
+    from dlforge.process import interrupt_on_sigterm
+
     server = build_server(cfg)
+    interrupt_on_sigterm()
     log.info("serving %s on http://%s:%d", sorted(cfg.models), cfg.host, cfg.port)
     server.run(host=cfg.host, port=cfg.port, generate_client_file=False)
     return {"stopped": True}
