@@ -27,6 +27,8 @@ def test_predict_answers_with_the_champion_and_names_model_and_version(served):
     assert explicit["version"] == "2"
     by_alias = client.post("/predict", json={"inputs": TEXTS, "alias": "candidate"}).json()
     assert by_alias["version"] == "2"
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"PredictRequest", "PredictResponse", "FeedbackRequest"} <= set(schemas)
     records, stats = read_log(project.root / "outputs/serve/predictions")
     logged = list(records)
     assert [r["request_id"] for r in logged[:2]] == [body["request_id"]] * 2

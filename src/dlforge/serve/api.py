@@ -43,6 +43,30 @@ class PredictRequest(BaseModel):
     top_k: int = Field(5, ge=1, le=100)
 
 
+class Scored(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most likely label")
+    score: float = Field(description="its probability")
+    top_k: list[Scored] = Field(description="the top_k labels, most likely first")
+    labels: list[str] | None = Field(None, description="multi-label models: every label "
+                                                       "over the threshold")
+
+
+class PredictResponse(BaseModel):
+    """``POST /predict`` answer: which model version answered, and its predictions."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    version: str
+    predictions: list[Prediction] = Field(description="one per input, in order")
+    request_id: str = Field(description="for POST /feedback and the prediction log")
+
+
 class ModelAPI(ls.LitAPI):
     """Serves the registered models in ``settings["models"]``.
 
@@ -210,8 +234,7 @@ class ModelAPI(ls.LitAPI):
         for r in members:
             mine = results[start:start + len(r["inputs"])]
             start += len(r["inputs"])
-            predictions = [{"label": p["label"], "score": p["score"],
-                            "top_k": p["top_k"][:r["top_k"]]} for p in mine]
+            predictions = [{**p, "top_k": p["top_k"][:r["top_k"]]} for p in mine]
             out[r["request_id"]] = {"model": name, "version": version,
                                     "predictions": predictions, "request_id": r["request_id"]}
             latency = time.time() - r["received"]
@@ -246,7 +269,7 @@ class ModelAPI(ls.LitAPI):
                 raise ValueError(f"inputs.{i}: not a readable image ({err})") from None
         return encoded
 
-    def encode_response(self, output: dict) -> dict:
+    def encode_response(self, output: dict) -> PredictResponse:
         if "error" in output:
             status, message = output["error"]
             raise HTTPException(status, message)
