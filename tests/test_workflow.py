@@ -23,15 +23,17 @@ def project(tmp_path) -> Path:
     """A copy of the project's workflow, configs and sample data."""
     for name in ("conf", "workflow"):
         shutil.copytree(ROOT / name, tmp_path / name)
-    for name in ("Snakefile", "dvc.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "data" / "raw", tmp_path / "data" / "raw")
+    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
+    shutil.copytree(ROOT / "data" / "raw" / "clinc150", tmp_path / "data" / "raw" / "clinc150")
     for part in (tmp_path / "data" / "raw" / "clinc150").glob("part-*.csv"):
         part.write_text("".join(part.read_text().splitlines(keepends=True)[::20]))  # 5%
     experiment = tmp_path / "conf" / "experiment" / "intent.yaml"
     quick = experiment.read_text().replace("n_trials: 8", "n_trials: 1").replace(
         "n_workers: 2", "n_workers: 1").replace("max_epochs: 6", "max_epochs: 1")
     experiment.write_text(quick + "trainer:\n  max_epochs: 1\n  enable_progress_bar: false\n")
+    # The intent experiment only (digits has tests of its own), in both front ends.
+    (tmp_path / "workflow" / "config.yaml").write_text("experiments:\n  - intent\n")
+    run(tmp_path, f"{BIN}/dlforge", "workflow", "dvc")
     return tmp_path
 
 
@@ -50,6 +52,38 @@ def test_dvc_yaml_is_generated_from_the_stage_graph():
     committed = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert committed == dvc_yaml(experiments(ROOT / "workflow" / "config.yaml")), (
         "dvc.yaml is stale: run `dlforge workflow dvc`")
+
+
+def snakemake_plan(cwd: Path) -> dict[str, dict]:
+    """Every job of a forced dry run: ``{"rule-exp": {"cmd", "deps", "outs"}}``."""
+    out = run(cwd, f"{BIN}/snakemake", "--dry-run", "--forceall", "--printshellcmds",
+              "--cores", "1")
+    jobs = {}
+    for block in out.split("\nrule ")[1:]:
+        fields = dict(line.strip().split(": ", 1) for line in block.splitlines()[1:]
+                      if ": " in line and not line.startswith("Shell command"))
+        if "wildcards" not in fields:
+            continue  # rule all: targets only
+        command = block.split("Shell command: ", 1)[1].splitlines()[0]
+        name = f"{block.split(':', 1)[0]}-{fields['wildcards'].removeprefix('exp=')}"
+        jobs[name] = {"cmd": command.removesuffix(" > /dev/null"),
+                      "deps": set(fields["input"].split(", ")),
+                      "outs": set(fields["output"].split(", "))}
+    return jobs
+
+
+def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
+    planned = snakemake_plan(ROOT)
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(planned) == set(stages)
+    for name, stage in stages.items():
+        declared = [next(iter(o)) if isinstance(o, dict) else o for kind in
+                    ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+        persistent = {next(iter(o)) for o in stage["outs"]
+                      if isinstance(o, dict) and next(iter(o.values())).get("persist")}
+        assert planned[name]["cmd"] == stage["cmd"], name
+        assert planned[name]["deps"] == set(stage["deps"]), name
+        assert planned[name]["outs"] == set(declared) - persistent, name
 
 
 def without_sweep(project: Path) -> None:

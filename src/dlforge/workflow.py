@@ -83,7 +83,7 @@ def stages(exp: str) -> list[Stage]:
     best = f"{sweep_dir}/best.yaml"
     graph = [
         Stage("ingest", f"dlforge ingest experiment={exp}",
-              deps=(*(_norm(s.path) for s in cfg.dataset.sources), *_conf_files(exp, "ingest")),
+              deps=(*_source_files(cfg.dataset.sources), *_conf_files(exp, "ingest")),
               outs=(ingest_out,), persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
         Stage("snapshot", f"dlforge snapshot experiment={exp}",
               deps=(ingest_out, *_conf_files(exp, "snapshot")),
@@ -194,6 +194,12 @@ def _conf_files(exp: str, stage_name: str) -> list[str]:
     files += [root / group / f"{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
               if choices.get(group)]
     return [str(f) for f in files]
+
+
+def _source_files(sources) -> list[str]:
+    """The sources ingest reads; a source built by ingest itself (``build``) depends
+    on its config only, which is already a dependency."""
+    return [_norm(s.path) for s in sources if not s.get("build")]
 
 
 def _norm(path: str) -> str:

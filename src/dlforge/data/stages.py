@@ -20,11 +20,17 @@ log = logging.getLogger(__name__)
 
 
 def ingest(cfg: DictConfig) -> dict:
-    """Commit each of ``dataset.sources`` once, in order (idempotent)."""
+    """Commit each of ``dataset.sources`` once, in order (idempotent); a source with a
+    ``build`` target is built first when it is not there (``dlforge.data.sources``)."""
     store = Store(cfg.paths.store_dir)
     name, type_name = cfg.dataset.name, cfg.dataset.type
     sources = []
     for source in OmegaConf.to_container(cfg.dataset.sources, resolve=True):
+        if source.get("build") and not Path(source["path"]).exists():
+            from hydra.utils import instantiate
+
+            log.info("building %s <dataset.sources.build>", source["path"])
+            instantiate(source["build"], out=source["path"])
         commit, created = store.ingest(name, type_name, source["path"], source.get("message", ""),
                                        _str_tags(source.get("tags")))
         log.info("%s: %s commit %d of dataset %s <dataset.sources>", source["path"],

@@ -55,6 +55,13 @@ class TextEncoder:
         """What the model needs to know about its input (``vocab_size``)."""
         return {"vocab_size": len(self.vocab)}
 
+    def summarize(self, text: str) -> dict:
+        """What monitoring compares with the train split: length and out-of-vocabulary rate."""
+        words = _TOKEN.findall(text.lower())
+        unknown = sum(w not in self._index for w in words)
+        return {"chars": len(text), "tokens": len(words),
+                "oov": round(unknown / len(words), 4) if words else 0.0}
+
     def encode(self, text: str) -> list[int]:
         # Unknown words map to UNK; unknown n-grams are dropped (they are mostly noise).
         ids = [self._index.get(f, UNK if " " not in f else None) for f in self.features(text)]
@@ -114,6 +121,16 @@ class ImageEncoder:
     @property
     def model_inputs(self) -> dict:
         return {"channels": self.channels}
+
+    def summarize(self, data: bytes) -> dict:
+        """What monitoring compares with the train split: size and intensity in [0, 1]."""
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+        return {"height": height, "width": width, "mean": round(float(pixels.mean()), 4),
+                "std": round(float(pixels.std()), 4)}
 
     def encode(self, data: bytes) -> torch.Tensor:
         pixels = self._pixels(data)

@@ -210,29 +210,31 @@ class ModelAPI(ls.LitAPI):
                 self.metrics.error(name, version, 503)
             return {r["request_id"]: {"error": (503, f"model unavailable: {err}")}
                     for r in members}
-        out, ready, encoded = {}, [], []
+        out, ready, encoded, summaries = {}, [], [], []
         for r in members:
             try:
-                mine = self._encode(model, r["inputs"])
+                mine, about = self._encode(model, r["inputs"])
             except ValueError as err:  # an input that does not decode fails its request only
                 out[r["request_id"]] = {"error": (422, str(err))}
                 self.metrics.error(name, version, 422)
                 continue
             ready.append(r)
             encoded += mine
+            summaries += about
         if ready:
             results = model.predict_encoded(encoded, top_k=max(r["top_k"] for r in ready))
             if not shadow:
                 self.metrics.batch_size.labels(name, version).observe(len(encoded))
-            out.update(self._answer(name, version, ready, results, shadow))
+            out.update(self._answer(name, version, ready, results, summaries, shadow))
         return out
 
     def _answer(self, name: str, version: str, members: list[dict], results: list[dict],
-                shadow: bool) -> dict[str, dict]:
+                summaries: list[dict], shadow: bool) -> dict[str, dict]:
         """Each request's response; every prediction logged and remembered for feedback."""
         out, start, records, answers = {}, 0, [], []
         for r in members:
             mine = results[start:start + len(r["inputs"])]
+            about = summaries[start:start + len(r["inputs"])]
             start += len(r["inputs"])
             predictions = [{**p, "top_k": p["top_k"][:r["top_k"]]} for p in mine]
             out[r["request_id"]] = {"model": name, "version": version,
@@ -243,31 +245,38 @@ class ModelAPI(ls.LitAPI):
                 answers += [(r["request_id"], i, name, version, p["label"])
                             for i, p in enumerate(mine)]
             records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
-                         "version": version, "input_digest": input_digest(x),
-                         "input_chars": len(x), "label": p["label"], "score": p["score"],
+                         "version": version, "input_digest": input_digest(x), "input": a,
+                         "label": p["label"], "score": p["score"],
                          "latency_ms": round(latency * 1000, 2), "shadow": shadow}
-                        for x, p in zip(r["inputs"], mine, strict=True)]
+                        for x, p, a in zip(r["inputs"], mine, about, strict=True)]
         self.prediction_log.write(records)
         if answers:
             self.state.record(answers)
         return out
 
     @staticmethod
-    def _encode(model, inputs: list[str]) -> list:
-        """The inputs as the model reads them; ValueError names an input that does not."""
+    def _encode(model, inputs: list[str]) -> tuple[list, list[dict]]:
+        """The inputs as the model reads them, and a summary of each for the log.
+
+        Raises:
+            ValueError: naming the first input that does not decode.
+        """
+        encoder = model.encoder
         if model.spec.get("type") != "image_class":
-            return model.encode(inputs)
+            return model.encode(inputs), [encoder.summarize(x) for x in inputs]
         from dlforge.registry.pyfunc import decode_image
 
-        encoded = []
+        encoded, summaries = [], []
         for i, x in enumerate(inputs):
             try:
-                encoded.append(model.encoder.encode(decode_image(x, i)))
+                data = decode_image(x, i)
+                encoded.append(encoder.encode(data))
+                summaries.append(encoder.summarize(data))
             except DlforgeError:
                 raise ValueError(f"inputs.{i}: not base64-encoded image data") from None
             except (OSError, ValueError) as err:  # PIL: not an image it can read
                 raise ValueError(f"inputs.{i}: not a readable image ({err})") from None
-        return encoded
+        return encoded, summaries
 
     def encode_response(self, output: dict) -> PredictResponse:
         if "error" in output:
