@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dlforge.params import compose_params, overrides
 from dlforge.workflow import dvc_yaml, experiments
 from tests.conftest import ROOT
 
@@ -52,6 +53,17 @@ def test_dvc_yaml_is_generated_from_the_stage_graph():
     committed = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert committed == dvc_yaml(experiments(ROOT / "workflow" / "config.yaml")), (
         "dvc.yaml is stale: run `dlforge workflow dvc`")
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose_params(), (
+        "params.yaml is stale: run `dlforge workflow dvc`")
+    assert overrides(ROOT / "params.yaml") == []
+
+
+def test_params_yaml_changes_become_overrides_of_the_keys_changed(tmp_path):
+    changed = compose_params()
+    changed["trainer"]["max_epochs"] = 5
+    changed["optimizer"]["lr"] = 0.01
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))
+    assert overrides(tmp_path / "params.yaml") == ["optimizer.lr=0.01", "trainer.max_epochs=5"]
 
 
 def snakemake_plan(cwd: Path) -> dict[str, dict]:
@@ -82,7 +94,8 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
         persistent = {next(iter(o)) for o in stage["outs"]
                       if isinstance(o, dict) and next(iter(o.values())).get("persist")}
         assert planned[name]["cmd"] == stage["cmd"], name
-        assert planned[name]["deps"] == set(stage["deps"]), name
+        params = {next(iter(p)) for p in stage.get("params", [])}
+        assert planned[name]["deps"] == set(stage["deps"]) | params, name
         assert planned[name]["outs"] == set(declared) - persistent, name
 
 
@@ -120,11 +133,21 @@ def test_snakemake_runs_the_graph_then_does_nothing(project):
     assert json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())[
         "commits"] == [1, 2, 3]
     assert "Nothing to be done" in snakemake(project)
+    # A deleted output is made again by its stage, and what reads it follows.
+    (project / "outputs/intent/eval/confusion.png").unlink()
+    log = snakemake(project)
+    assert "rule evaluate" in log and "rule train" not in log and "rule snapshot" not in log
+    assert (project / "outputs/intent/eval/confusion.png").is_file()
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_same_stages_then_does_nothing(project):
-    run(project, f"{BIN}/dvc", "init", "--no-scm", "-q")
+def test_dvc_repro_runs_the_same_stages_then_does_nothing(project, monkeypatch):
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "dlforge@example.org")
+    run(project, "git", "init", "-q")
+    run(project, f"{BIN}/dvc", "init", "-q")
+    shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")  # Hydra composition
     first = run(project, f"{BIN}/dvc", "repro")
     for stage in ("ingest", "snapshot", "sweep", "train", "evaluate", "register"):
         assert f"Running stage '{stage}-intent'" in first
@@ -137,6 +160,19 @@ def test_dvc_repro_runs_the_same_stages_then_does_nothing(project):
     assert registered["champion"] == registered["version"] == "1"
     second = run(project, f"{BIN}/dvc", "repro")
     assert "Running stage" not in second
+    # A deleted output: its stage runs again, and nothing before it.
+    (project / "outputs/intent/eval/confusion.png").unlink()
+    third = run(project, f"{BIN}/dvc", "repro")
+    assert "Running stage 'evaluate-intent'" in third and "'train-intent'" not in third.replace(
+        "Stage 'train-intent' didn't change", "")
+    # A parameter set through DVC's Hydra composition re-runs training, not the data stages.
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline")
+    tried = run(project, f"{BIN}/dvc", "exp", "run", "-S", "trainer.max_epochs=2")
+    assert "Running stage 'train-intent'" in tried and "Running stage 'sweep-intent'" in tried
+    assert "Running stage 'ingest-intent'" not in tried
+    assert "Running stage 'snapshot-intent'" not in tried
+    assert "max_epochs: 2" in (project / "outputs/intent/train/config.yaml").read_text()
 
 
 @pytest.mark.slow

@@ -8,12 +8,13 @@ Usage:
     dlforge train experiment=NAME [overrides...]      train, test and package a model
     dlforge evaluate experiment=NAME [overrides...]   test-split metrics and plots
     dlforge register experiment=NAME [overrides...]   register in MLflow, gate, promote
+    dlforge monitor experiment=NAME [overrides...]    drift and quality of the served model
     dlforge runs {list,show} ...                      training runs: status, metrics
     dlforge models {list,promote,rollback} ...        registered models and their aliases
     dlforge lineage MODEL_URI [--json]                model -> run -> snapshot -> commits -> sources
     dlforge predict MODEL_URI --input F --output F    batch predictions to parquet
     dlforge serve [overrides...]                      the LitServe prediction server
-    dlforge workflow dvc                              regenerate dvc.yaml from the stage graph
+    dlforge workflow dvc                              regenerate dvc.yaml and params.yaml
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
 ``--cfg job`` prints the resolved config, ``--help`` lists the config groups.
@@ -41,6 +42,7 @@ STAGES = {
     "train": "dlforge.train.run:train",
     "evaluate": "dlforge.registry.evaluate:evaluate",
     "register": "dlforge.registry.register:register",
+    "monitor": "dlforge.monitor.report:monitor",
     "serve": "dlforge.serve.server:serve",
 }
 # command -> module whose main(argv) implements it
@@ -60,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         if command in TOOLS:
             return import_module(TOOLS[command]).main(argv[1:])
         if command == "workflow" and argv[1:] == ["dvc"]:
+            from dlforge.params import write_params_file
             from dlforge.workflow import write_dvc_yaml
 
             print(write_dvc_yaml())
+            print(write_params_file())
             return 0
         if command in STAGES:
             return run_stage(command, argv[1:])
@@ -83,8 +87,11 @@ def run_stage(name: str, overrides: list[str]) -> int:
     """Run stage ``name`` as a Hydra app over ``conf/<name>.yaml``."""
     import hydra
 
+    from dlforge import params
     from dlforge.config import conf_dir
 
+    if name in params.STAGES:
+        overrides = [*_tracked_params(name, overrides), *overrides]  # the command line wins
     module, attr = STAGES[name].split(":")
     function = getattr(import_module(module), attr)
     status = {"code": 0}
@@ -105,3 +112,17 @@ def run_stage(name: str, overrides: list[str]) -> int:
     finally:
         sys.argv = saved
     return status["code"]
+
+
+def _tracked_params(name: str, overrides: list[str]) -> list[str]:
+    """What ``dvc exp run -S`` set in params.yaml, for the keys this experiment has."""
+    from dlforge import params
+    from dlforge.config import compose, has_key
+
+    tracked = params.overrides()
+    if not tracked:
+        return []
+    cfg = compose(name, overrides)
+    kept = [o for o in tracked if has_key(cfg, o.split("=", 1)[0])]
+    log.info("from %s: %s <dvc exp run -S>", params.PARAMS_FILE, " ".join(kept) or "nothing")
+    return kept

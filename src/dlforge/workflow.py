@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from dlforge.params import PARAMS_FILE
+
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
 _TRAIN_GROUPS = ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
                  "trainer", "callbacks", "tracking", "hpo", "hpo/sampler", "hpo/pruner")
@@ -37,6 +39,8 @@ class Stage:
 
     Attributes:
         deps: files read (sources, config files, earlier stages' outputs).
+        params: parameter files read (``params.yaml``: DVC tracks them as
+            params, Snakemake as inputs).
         outs: small summary files written (tracked by both front ends, not cached).
         dirs: folders written whole (a model package); cached by DVC.
         persist: folders the stage appends to and never deletes (the dataset
@@ -49,6 +53,7 @@ class Stage:
     name: str
     cmd: str
     deps: tuple[str, ...]
+    params: tuple[str, ...] = ()
     outs: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
     persist: tuple[str, ...] = ()
@@ -91,16 +96,17 @@ def stages(exp: str) -> list[Stage]:
               persist=(_norm(f"{paths.snapshot_dir}/{cfg.dataset.name}"),)),
     ]
     swept = bool(train_cfg.hpo.enabled)
+    params = (str(PARAMS_FILE),)  # what `dvc exp run -S` sets
     if swept:
         # The study journal and trial folders are the sweep's working state (a
         # re-run continues the study), not outputs.
         graph.append(Stage("sweep", f"dlforge sweep experiment={exp}",
-                           deps=(snapshot_out, *_conf_files(exp, "sweep")),
+                           deps=(snapshot_out, *_conf_files(exp, "sweep")), params=params,
                            outs=(best, f"{sweep_dir}/summary.json", f"{sweep_dir}/history.png",
                                  f"{sweep_dir}/importances.png")))
     graph.append(Stage("train", f"dlforge train experiment={exp}",
                        deps=(snapshot_out, *((best,) if swept else ()),
-                             *_conf_files(exp, "train")),
+                             *_conf_files(exp, "train")), params=params,
                        outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
                        metrics=(f"{train_dir}/metrics.json",),
                        plots=(f"{train_dir}/history.csv",)))
@@ -162,6 +168,8 @@ def dvc_yaml(exps: list[str]) -> dict:
     for exp in exps:
         for s in stages(exp):
             stage = {"cmd": s.cmd, "deps": list(s.deps)}
+            if s.params:
+                stage["params"] = [{p: None} for p in s.params]  # every key of the file
             outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
             outs += [{p: {"persist": True}} for p in s.persist]
             stage["outs"] = outs

@@ -9,8 +9,13 @@ EXP_DIR = graph.exp_dir_pattern()  # e.g. outputs/{exp}, from conf/paths
 
 
 def deps(stage_name):
-    """Input function: the files the stage depends on, from dlforge.workflow."""
-    return lambda wildcards: graph.stage(wildcards.exp, stage_name).deps
+    """Input function: the files (and parameter files) the stage reads, from dlforge.workflow."""
+
+    def files(wildcards):
+        stage = graph.stage(wildcards.exp, stage_name)
+        return [*stage.deps, *stage.params]
+
+    return files
 
 
 wildcard_constraints:

@@ -1,0 +1,66 @@
+"""DVC's view of the training parameters: ``params.yaml``, composed from conf/.
+
+DVC tracks parameters in ``params.yaml``. Here that file is never edited by
+hand: it is the Hydra composition of ``conf/params.yaml`` (the training groups),
+written by ``dlforge workflow dvc`` and rewritten by DVC itself when
+``dvc exp run -S KEY=VALUE`` runs (Hydra composition is enabled in
+``.dvc/config``). What params.yaml holds beyond that composition is what the
+user set; the sweep and train stages apply it as overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+PARAMS_FILE = Path("params.yaml")
+CONFIG_NAME = "params"  # conf/params.yaml
+STAGES = ("sweep", "train")  # the stages that read params.yaml
+
+
+def compose_params() -> dict:
+    """conf/params.yaml composed and resolved, as DVC composes it."""
+    from omegaconf import OmegaConf
+
+    from dlforge.config import compose
+
+    return OmegaConf.to_container(compose(CONFIG_NAME), resolve=True)
+
+
+def write_params_file(path: Path = PARAMS_FILE) -> Path:
+    """Write params.yaml as DVC's Hydra composition would (no overrides)."""
+    from omegaconf import OmegaConf
+
+    path.write_text(OmegaConf.to_yaml(OmegaConf.create(compose_params())))
+    return path
+
+
+def overrides(path: Path = PARAMS_FILE) -> list[str]:
+    """``key=value`` Hydra overrides for every leaf of params.yaml that differs from conf/."""
+    if not path.is_file():
+        return []
+    try:
+        given = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        from dlforge.errors import DlforgeError
+
+        raise DlforgeError(f"{path} is not valid YAML ({err}). Fix: regenerate it with "
+                           "`dlforge workflow dvc`") from None
+    base = _flatten(compose_params())
+    changed = {k: v for k, v in _flatten(given).items() if k not in base or base[k] != v}
+    return [f"{key}={json.dumps(value)}" for key, value in sorted(changed.items())]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
