@@ -91,8 +91,8 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
     for name, stage in stages.items():
         declared = [next(iter(o)) if isinstance(o, dict) else o for kind in
                     ("outs", "metrics", "plots") for o in stage.get(kind, [])]
-        persistent = {next(iter(o)) for o in stage["outs"]
-                      if isinstance(o, dict) and next(iter(o.values())).get("persist")}
+        persistent = {next(iter(o)) for o in stage["outs"] if isinstance(o, dict)
+                      and next(iter(o.values())) == {"persist": True}}  # DVC-cached stores
         assert planned[name]["cmd"] == stage["cmd"], name
         params = {next(iter(p)) for p in stage.get("params", [])}
         assert planned[name]["deps"] == set(stage["deps"]) | params, name

@@ -45,6 +45,9 @@ class Stage:
         dirs: folders written whole (a model package); cached by DVC.
         persist: folders the stage appends to and never deletes (the dataset
             store, the snapshots); DVC caches them, Snakemake leaves them alone.
+        markers: small files the stage creates when missing and other commands
+            update (the retrain request of ``dlforge monitor``): outputs of both
+            front ends, kept by DVC between runs.
         metrics: JSON metrics files (``dvc metrics``), also written by the stage.
         plots: CSV files of per-epoch values (``dvc plots``).
         confusion: CSV files of (actual, predicted) rows (``dvc plots``, confusion).
@@ -57,6 +60,7 @@ class Stage:
     outs: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
     persist: tuple[str, ...] = ()
+    markers: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     plots: tuple[str, ...] = ()
     confusion: tuple[str, ...] = ()
@@ -64,7 +68,8 @@ class Stage:
     @property
     def files(self) -> tuple[str, ...]:
         """Every file or folder the stage writes (Snakemake's outputs)."""
-        return (*self.outs, *self.metrics, *self.plots, *self.confusion, *self.dirs)
+        return (*self.outs, *self.markers, *self.metrics, *self.plots, *self.confusion,
+                *self.dirs)
 
 
 @functools.cache
@@ -83,13 +88,15 @@ def stages(exp: str) -> list[Stage]:
     cfg = experiment_config(exp)
     exp_dir, paths = _norm(cfg.paths.exp_dir), cfg.paths
     ingest_out, snapshot_out = f"{exp_dir}/ingest.json", f"{exp_dir}/snapshot.json"
+    retrain = f"{exp_dir}/retrain.json"  # raised by `dlforge monitor`; read by train
     train_cfg = experiment_config(exp, "train")
     train_dir, sweep_dir = _norm(train_cfg.paths.train_dir), _norm(train_cfg.paths.sweep_dir)
     best = f"{sweep_dir}/best.yaml"
     graph = [
         Stage("ingest", f"dlforge ingest experiment={exp}",
               deps=(*_source_files(cfg.dataset.sources), *_conf_files(exp, "ingest")),
-              outs=(ingest_out,), persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
+              outs=(ingest_out,), markers=(retrain,),
+              persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
         Stage("snapshot", f"dlforge snapshot experiment={exp}",
               deps=(ingest_out, *_conf_files(exp, "snapshot")),
               outs=(snapshot_out,),
@@ -105,7 +112,7 @@ def stages(exp: str) -> list[Stage]:
                            outs=(best, f"{sweep_dir}/summary.json", f"{sweep_dir}/history.png",
                                  f"{sweep_dir}/importances.png")))
     graph.append(Stage("train", f"dlforge train experiment={exp}",
-                       deps=(snapshot_out, *((best,) if swept else ()),
+                       deps=(snapshot_out, *((best,) if swept else ()), retrain,
                              *_conf_files(exp, "train")), params=params,
                        outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
                        metrics=(f"{train_dir}/metrics.json",),
@@ -171,6 +178,7 @@ def dvc_yaml(exps: list[str]) -> dict:
             if s.params:
                 stage["params"] = [{p: None} for p in s.params]  # every key of the file
             outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
+            outs += [{m: {"cache": False, "persist": True}} for m in s.markers]
             outs += [{p: {"persist": True}} for p in s.persist]
             stage["outs"] = outs
             if s.metrics:

@@ -5,7 +5,9 @@ rule ingest:
     input:
         deps("ingest"),
     output:
-        f"{EXP_DIR}/ingest.json",
+        summary=f"{EXP_DIR}/ingest.json",
+        # Created here, raised by `dlforge monitor` on drift: training reads it.
+        retrain=f"{EXP_DIR}/retrain.json",
     params:
         # A commit added outside the workflow changes this and re-runs the stage.
         external_commits=lambda wildcards: graph.external_commits(wildcards.exp),
@@ -17,7 +19,7 @@ rule ingest:
 
 rule snapshot:
     input:
-        rules.ingest.output,
+        rules.ingest.output.summary,
         deps("snapshot"),
     output:
         f"{EXP_DIR}/snapshot.json",

@@ -37,6 +37,9 @@ def ingest(cfg: DictConfig) -> dict:
                  "created" if created else "already", commit.id, name)
         sources.append({"path": source["path"], "commit": commit.id, "digest": commit.digest,
                         "rows": commit.rows})
+    from dlforge.monitor.retrain import ensure_marker
+
+    ensure_marker(cfg.paths.exp_dir)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
                "commits": [c.id for c in store.commits(name)]}
     write_json_atomic(Path(cfg.paths.exp_dir) / "ingest.json", summary)

@@ -48,11 +48,24 @@ def resolve_snapshot(cfg: DictConfig) -> Path:
 
 
 def train(cfg: DictConfig) -> dict:
-    """The train stage. Returns the metrics written to ``metrics.json``."""
+    """The train stage. Returns the metrics written to ``metrics.json``.
+
+    A retrain request of ``dlforge monitor`` (``retrain.json``, request N) trains
+    with ``seed + N``: a retrain on unchanged data is a new sample of the model,
+    which the registry's gate then judges.
+    """
+    from dlforge.monitor.retrain import retrain_request
+
     if cfg.get("hpo") and cfg.hpo.enabled:
         from dlforge.hpo.best import apply_best, command_line_overrides
 
         cfg = apply_best(cfg, Path(cfg.paths.sweep_dir) / "best.yaml", command_line_overrides())
+    request = retrain_request(cfg.paths.exp_dir)
+    if request:
+        cfg = cfg.copy()
+        cfg.seed = int(cfg.seed) + request
+        log.info("retrain request %d: seed %d <%s/retrain.json>", request, cfg.seed,
+                 cfg.paths.exp_dir)
     return run_training(cfg)
 
 
