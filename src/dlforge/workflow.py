@@ -12,13 +12,16 @@ current).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from dlforge.memo import memo
 from dlforge.params import PARAMS_FILE
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
@@ -85,6 +88,17 @@ def experiment_config(exp: str, stage: str = "ingest"):
 
 def stages(exp: str) -> list[Stage]:
     """The stages of experiment ``exp``, in order."""
+    return [Stage(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+            for s in _stage_records(exp)]
+
+
+@memo("conf", str(WORKFLOW_CONFIG))
+def _stage_records(exp: str) -> list[dict]:
+    """The stages as plain data (kept on disk: composing the configs takes seconds)."""
+    return [dataclasses.asdict(s) for s in _build_stages(exp)]
+
+
+def _build_stages(exp: str) -> list[Stage]:
     cfg = experiment_config(exp)
     exp_dir, paths = _norm(cfg.paths.exp_dir), cfg.paths
     ingest_out, snapshot_out = f"{exp_dir}/ingest.json", f"{exp_dir}/snapshot.json"
@@ -135,11 +149,13 @@ def stage(exp: str, name: str) -> Stage:
     return next(s for s in stages(exp) if s.name == name)
 
 
+@memo("conf", str(WORKFLOW_CONFIG))
 def sweep_workers(exp: str) -> int:
     """``hpo.n_workers``: the sweep rule's threads (one core per worker)."""
     return int(experiment_config(exp, "train").hpo.n_workers)
 
 
+@memo("conf", str(WORKFLOW_CONFIG))
 def exp_dir_pattern() -> str:
     """``paths.exp_dir`` with the experiment as the Snakemake wildcard ``{exp}``."""
     from dlforge.config import compose
@@ -152,17 +168,23 @@ def external_commits(exp: str) -> str:
 
     A Snakemake param of ``ingest``: a commit added with ``dlforge data commit``
     changes it and re-runs ingest and everything after. Ingest's own commits do
-    not change it, so a second run of the workflow does nothing.
+    not change it, so a second run of the workflow does nothing. Commit records
+    are read as the plain JSON they are (see ``dlforge.data.store``), without
+    loading the data stack.
     """
-    from dlforge.data.store import Store
+    where = _dataset_sources(exp)
+    records = sorted((Path(where["store"]) / "commits").glob("*.json"))
+    ids = [json.loads(r.read_text()) for r in records]
+    return ",".join(str(c["id"]) for c in ids
+                    if _norm(c["source"]["path"]) not in where["declared"])
 
+
+@memo("conf", str(WORKFLOW_CONFIG))
+def _dataset_sources(exp: str) -> dict:
+    """The experiment's dataset folder in the store and its declared source paths."""
     cfg = experiment_config(exp)
-    store = Store(cfg.paths.store_dir)
-    if not (store.path(cfg.dataset.name) / "dataset.json").is_file():
-        return ""
-    declared = {_norm(s.path) for s in cfg.dataset.sources}
-    return ",".join(str(c.id) for c in store.commits(cfg.dataset.name)
-                    if _norm(c.source["path"]) not in declared)
+    return {"store": _norm(f"{cfg.paths.store_dir}/{cfg.dataset.name}"),
+            "declared": [_norm(s.path) for s in cfg.dataset.sources]}
 
 
 def experiments(config_file: Path = WORKFLOW_CONFIG) -> list[str]:
