@@ -3,10 +3,14 @@ project that trains, evaluates and registers models."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +77,37 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
     return result
 
 
+@contextlib.contextmanager
+def dlforge_serve(cwd: Path, *overrides: str):
+    """``dlforge serve`` on a free loopback port, in its own process group, until healthy.
+
+    Yields (base URL, the process); the whole group is killed on exit.
+    """
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "dlforge", "serve", f"port={port}",
+                               "accelerator=cpu", "api_key=null", *overrides],
+                              cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            assert server.poll() is None, server.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "dlforge serve did not become healthy"
+            time.sleep(0.5)
+        yield url, server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
 @pytest.fixture
 def cli(tmp_path):
     """``dlforge data --store ... --snapshots ...`` against the tmp store."""
@@ -108,7 +143,8 @@ def project(tmp_path, mlflow_dir):
         def config(self, stage: str, *overrides: str):
             model = [] if any(o.startswith("model=") for o in overrides) else SMALL_MODEL
             extra = {"train": [*FAST, *model, "hpo.enabled=false"],
-                     "register": [f"registry.model_name={self.model_name}"]}.get(stage, [])
+                     "register": [f"registry.model_name={self.model_name}"],
+                     "monitor": [f"registry.model_name={self.model_name}"]}.get(stage, [])
             return compose(stage, [*self.common, *extra, *overrides])
 
         def run(self, stage: str, *overrides: str) -> dict:

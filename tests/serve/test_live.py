@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, dlforge_serve, run_cli
 from tests.serve.conftest import TEXTS
 
 pytestmark = pytest.mark.slow
@@ -22,45 +20,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def live(two_versions):
-    """``dlforge serve`` in its own process group; yields (base url, project)."""
+    """``dlforge serve`` over the two versions; yields (base url, project, process)."""
     project = two_versions
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     name = project.model_name
-    server = subprocess.Popen(
-        [sys.executable, "-m", "dlforge", "serve", f"port={port}", f"paths.root={project.root}",
-         f"tracking.tracking_uri={project.tracking_uri}", "~models",
-         f"+models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
-         "accelerator=cpu", "refresh_seconds=0.5", "api_key=null"],
-        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(url):
-            assert server.poll() is None, server.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "dlforge serve did not become healthy"
-            time.sleep(0.5)
+    with dlforge_serve(ROOT, f"paths.root={project.root}",
+                       f"tracking.tracking_uri={project.tracking_uri}", "~models",
+                       f"+models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
+                       "refresh_seconds=0.5") as (url, server):
         yield url, project, server
-    finally:
-        with _suppress_gone():
-            os.killpg(server.pid, signal.SIGKILL)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-class _suppress_gone:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        return kind is ProcessLookupError
 
 
 def test_blue_green_switch_under_load_drops_nothing_and_sigterm_stops_every_process(live):

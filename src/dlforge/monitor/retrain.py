@@ -5,7 +5,8 @@
 ``request`` counts up by one on every drifting monitor run, so a workflow
 that lists the file as an input (or compares :func:`retrain_request` with the
 value it last acted on) retrains once per new request. A run without drift
-leaves the file as it is.
+leaves the file as it is. Request 0 (written by :func:`ensure_marker`) means
+no request yet.
 """
 
 from __future__ import annotations
