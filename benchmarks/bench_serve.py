@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/bench_serve.py [--duration 10] [--warmup 2] [--concurrency 1,16,64]
-        [--only a,b,c,d] [--serve-args "max_batch_size=32 batch_timeout=0.002"]
+        [--only a,b,c,d,g] [--serve-args "max_batch_size=32 batch_timeout=0.002"]
+        [--torch-threads 1] [--baseline-handler sync|async] [--out FILE]
 
 All on the same registered model, ``models:/intent@champion`` in the store of
 ``tracking.tracking_uri`` (run `make run` first):
@@ -21,10 +22,12 @@ keep-alive, one connection per client) runs N clients that each send one
 request, wait for the answer and send the next; one test-split text per
 request. Warm up, then count the answers that arrive within --duration
 seconds: requests/s, p50/p99 latency, errors (non-200 or broken connections),
-and the CPU (in cores) that the server's processes and the generator used.
+the CPU (in cores) that the server's processes and the generator used, and
+the server's CPU milliseconds per answer (steadier than requests/s when other
+work shares the cores). --torch-threads sets OMP_NUM_THREADS for every server.
 Each server runs in its own process group, which is killed afterwards
-(SIGTERM, then SIGKILL). `dlforge serve` writes its prediction log to a
-temporary folder, not to outputs/. The generator shares the machine with the
+(SIGTERM, then SIGKILL). `dlforge serve` writes its prediction log, state and
+metrics to a temporary folder, not to outputs/. The generator shares the machine with the
 server: read the figures with the CPU columns. Targets at concurrency 64:
 a/b >= 2x and a/c >= 1.5x requests/s, p99 of a < 100 ms.
 Prints a table and writes benchmarks/results/serve.json (--out).
@@ -69,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve-args", default="", help="Hydra overrides for `dlforge serve`")
     parser.add_argument("--baseline-handler", choices=("sync", "async"), default="sync",
                         help="FastAPI endpoint of c: def (threadpool) or async def")
+    parser.add_argument("--torch-threads", type=int,
+                        help="OMP_NUM_THREADS of every server, torch threads of d "
+                             "(default: torch's default, one per core)")
     parser.add_argument("--start-timeout", type=float, default=180.0,
                         help="seconds a server may take to answer its health check")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
@@ -119,10 +125,15 @@ def fetch_model() -> tuple[Path, str, str, list[str]]:
     return folder, version, uri, [k for k in WRITTEN if k in cfg]
 
 
-def measure_inprocess(folder: Path, texts: list[str], warmup: float, duration: float) -> dict:
+def measure_inprocess(folder: Path, texts: list[str], warmup: float, duration: float,
+                      threads: int | None) -> dict:
     """d: texts/s of predict(64 texts), one text per 'request'; latency is per batch."""
+    import torch
+
     from dlforge.models.package import load_package
 
+    if threads:
+        torch.set_num_threads(threads)
     model = load_package(folder)
     batches = [texts[i:i + 64] for i in range(0, len(texts) - 63, 64)]
     deadline, i = time.perf_counter() + warmup, 0
@@ -136,7 +147,8 @@ def measure_inprocess(folder: Path, texts: list[str], warmup: float, duration: f
         seconds.append(time.perf_counter() - t0)
         texts_done, i = texts_done + 64, i + 1
     elapsed = time.perf_counter() - started
-    return {"rps": round(texts_done / elapsed, 1), "batch_p50_ms": _ms(seconds, 50),
+    return {"rps": round(texts_done / elapsed, 1), "threads": torch.get_num_threads(),
+            "batch_p50_ms": _ms(seconds, 50),
             "batch_p99_ms": _ms(seconds, 99), "errors": 0, "requests": texts_done}
 
 
@@ -312,6 +324,9 @@ def closed_loop(port: int, requests: list[bytes], concurrency: int, warmup: floa
         per = {f"{pid} {cmd}": round((s - before.get(pid, ("", 0.0))[1]) / elapsed, 2)
                for pid, (cmd, s) in after.items()}
         result["server_cpu"] = round(sum(per.values()), 2)
+        # CPU per answer: steadier than requests/s when other work shares the cores
+        result["cpu_ms_per_request"] = round(result["server_cpu"] * 1000 / result["rps"], 2) \
+            if result["rps"] else None
         result["server_cpu_by_process"] = {k: v for k, v in per.items() if v >= 0.01}
     return result
 
@@ -333,6 +348,8 @@ def server_spec(target: str, port: int, args, folder: Path, uri: str, written: d
     """(command, health path, request path, body of one text, environment) of a target;
     ``written``: Hydra overrides that send `dlforge serve`'s files to a temporary folder."""
     python, env = sys.executable, dict(os.environ)
+    if args.torch_threads:
+        env["OMP_NUM_THREADS"] = str(args.torch_threads)
     if target == "a":
         extra = shlex.split(args.serve_args)
         extra += [f"{k}={v}" for k, v in written.items()
@@ -386,7 +403,7 @@ def measure_server(target: str, args, folder: Path, uri: str, texts: list[str],
 # --- report ------------------------------------------------------------------------------
 
 HEADER = (f"{'target':<24} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-          f"{'srv cpu':>8} {'gen cpu':>8}")
+          f"{'srv cpu':>8} {'cpu ms/req':>10} {'gen cpu':>8}")
 
 
 def _row(r: dict) -> str:
@@ -395,7 +412,8 @@ def _row(r: dict) -> str:
 
     return (f"{r['target'] + ' ' + r['name']:<24} {f(r['concurrency'], '>5')} {r['rps']:>9.1f} "
             f"{f(r.get('p50_ms'), '>8.1f')} {f(r.get('p99_ms'), '>8.1f')} {r['errors']:>7} "
-            f"{f(r.get('server_cpu'), '>8.2f')} {f(r.get('gen_cpu'), '>8.2f')}")
+            f"{f(r.get('server_cpu'), '>8.2f')} {f(r.get('cpu_ms_per_request'), '>10.2f')} "
+            f"{f(r.get('gen_cpu'), '>8.2f')}")
 
 
 def ratios(rows: list[dict], concurrency: int) -> dict:
@@ -438,6 +456,8 @@ def print_report(rows: list[dict], summary: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl+C, so that the servers' process groups are still killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     texts = load_texts()
     folder, version, uri, keys = fetch_model()
     print(f"{MODEL_URI} = version {version} ({folder}); {len(texts)} texts; "
@@ -449,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             if target in args.only:
                 rows += measure_server(target, args, folder, uri, texts, written)
     if "d" in args.only:
-        result = measure_inprocess(folder, texts, args.warmup, args.duration)
+        result = measure_inprocess(folder, texts, args.warmup, args.duration, args.torch_threads)
         rows.append({"target": "d", "name": TARGETS["d"], "concurrency": None, **result})
         print(_row(rows[-1]), flush=True)
     summary = ratios(rows, 64 if 64 in args.concurrency else max(args.concurrency))
@@ -458,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps({
         "model": MODEL_URI, "version": version, "cpus": os.cpu_count(),
         "duration": args.duration, "warmup": args.warmup, "serve_args": args.serve_args,
-        "baseline_handler": args.baseline_handler, "results": rows, "targets": summary},
+        "baseline_handler": args.baseline_handler, "torch_threads": args.torch_threads,
+        "load_average": os.getloadavg(), "results": rows, "targets": summary},
         indent=2) + "\n")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
