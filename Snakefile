@@ -3,6 +3,10 @@
 configfile: "workflow/config.yaml"
 
 
+# `snakemake --report report.html`: the metrics and plots of every experiment.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/sweep.smk"
@@ -10,7 +14,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/registry.smk"
 
 
+# Every output of every stage, so that a deleted file is made again.
 rule all:
     default_target: True
     input:
-        expand(rules.register.output, exp=config["experiments"]),
+        [f for exp in config["experiments"] for stage in graph.stages(exp) for f in stage.files],

@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from dlforge.params import compose_params, overrides
 from dlforge.workflow import dvc_yaml, experiments
-from tests.conftest import ROOT
+from tests.conftest import ROOT, dlforge_serve
 
 BIN = str(Path(sys.executable).parent)
 
@@ -99,6 +100,9 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
         assert planned[name]["outs"] == set(declared) - persistent, name
 
 
+DRIFTED = "zorblat quuxify the frobnicated glimmerwocks " * 4  # long, out of vocabulary
+
+
 def without_sweep(project: Path) -> None:
     """Turn the intent experiment's sweep off (the DVC test runs it; this keeps time)."""
     experiment = project / "conf" / "experiment" / "intent.yaml"
@@ -106,7 +110,7 @@ def without_sweep(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_snakemake_runs_the_graph_then_does_nothing(project):
+def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project):
     without_sweep(project)
     snakemake(project)
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
@@ -138,6 +142,22 @@ def test_snakemake_runs_the_graph_then_does_nothing(project):
     log = snakemake(project)
     assert "rule evaluate" in log and "rule train" not in log and "rule snapshot" not in log
     assert (project / "outputs/intent/eval/confusion.png").is_file()
+    # The loop: serve the champion, send traffic unlike the training data, monitor
+    # finds drift and raises a retrain request, the workflow retrains and registers.
+    before = json.loads((project / "outputs/intent/register.json").read_text())["version"]
+    with dlforge_serve(project) as (url, _):
+        for _ in range(8):
+            answer = httpx.post(f"{url}/predict", json={"inputs": [DRIFTED] * 10}, timeout=30)
+            assert answer.status_code == 200, answer.text
+    run(project, f"{BIN}/dlforge", "monitor", "experiment=intent")
+    report = json.loads((project / "outputs/intent/monitor/report.json").read_text())
+    assert report["decision"]["drift"] is True, report["decision"]
+    assert json.loads((project / "outputs/intent/retrain.json").read_text())["request"] == 1
+    log = snakemake(project)
+    assert "rule train" in log and "rule register" in log and "rule ingest" not in log
+    after = json.loads((project / "outputs/intent/register.json").read_text())
+    assert int(after["version"]) == int(before) + 1  # a new version, seeded by the request
+    assert "Nothing to be done" in snakemake(project)
 
 
 @pytest.mark.slow

@@ -18,5 +18,13 @@ def deps(stage_name):
     return files
 
 
+def sweep_workers_done(wildcards):
+    """Input function of the sweep rule: its workers' markers (none with sweep_jobs 1)."""
+    jobs = config["sweep_jobs"]
+    if jobs == 1:
+        return []
+    return expand(rules.sweep_worker.output, exp=wildcards.exp, worker=range(jobs))
+
+
 wildcard_constraints:
     exp="|".join(config["experiments"]),

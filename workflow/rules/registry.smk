@@ -7,10 +7,25 @@ rule evaluate:
         rules.train.output.model,
         deps("evaluate"),
     output:
-        metrics=f"{EXP_DIR}/eval/metrics.json",
-        per_class=f"{EXP_DIR}/eval/per_class.csv",
+        metrics=report(
+            f"{EXP_DIR}/eval/metrics.json",
+            caption="../report/eval_metrics.rst",
+            category="{exp}",
+            subcategory="evaluation",
+        ),
+        per_class=report(
+            f"{EXP_DIR}/eval/per_class.csv",
+            caption="../report/per_class.rst",
+            category="{exp}",
+            subcategory="evaluation",
+        ),
         confusion=f"{EXP_DIR}/eval/confusion.csv",
-        plot=f"{EXP_DIR}/eval/confusion.png",
+        plot=report(
+            f"{EXP_DIR}/eval/confusion.png",
+            caption="../report/confusion.rst",
+            category="{exp}",
+            subcategory="evaluation",
+        ),
     log:
         f"{EXP_DIR}/logs/evaluate/evaluate.log",
     shell:
@@ -22,7 +37,12 @@ rule register:
         rules.evaluate.output.metrics,
         deps("register"),
     output:
-        f"{EXP_DIR}/register.json",
+        report(
+            f"{EXP_DIR}/register.json",
+            caption="../report/register.rst",
+            category="{exp}",
+            subcategory="registry",
+        ),
     log:
         f"{EXP_DIR}/logs/register/register.log",
     shell:

@@ -8,13 +8,23 @@ rule train:
         rules.snapshot.output,
         deps("train"),
     output:
-        metrics=f"{EXP_DIR}/train/metrics.json",
+        metrics=report(
+            f"{EXP_DIR}/train/metrics.json",
+            caption="../report/train_metrics.rst",
+            category="{exp}",
+            subcategory="training",
+        ),
         history=f"{EXP_DIR}/train/history.csv",
-        curves=f"{EXP_DIR}/train/curves.png",
+        curves=report(
+            f"{EXP_DIR}/train/curves.png",
+            caption="../report/curves.rst",
+            category="{exp}",
+            subcategory="training",
+        ),
         model=directory(f"{EXP_DIR}/train/model"),
     log:
         f"{EXP_DIR}/logs/train/train.log",
     resources:
-        gpus=0,  # set by the cluster profile
+        gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
         "dlforge train experiment={wildcards.exp} > /dev/null"

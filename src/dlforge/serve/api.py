@@ -95,6 +95,10 @@ class ModelAPI(ls.LitAPI):
         from dlforge.train.tracking import connect
 
         s = self.settings
+        if str(device).startswith("cpu") and s["cpu_threads"]:
+            import torch
+
+            torch.set_num_threads(s["cpu_threads"])  # workers, not threads, share the cores
         connect(s["tracking_uri"])
         self.client = mlflow.MlflowClient()
         self.cache = ModelCache(self._load, s["cache_capacity"])

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 def settings(cfg: DictConfig) -> dict:
     """The plain settings the API (and its worker processes) get."""
-    keys = ("models", "default_model", "cache_capacity", "refresh_seconds", "max_batch_size",
+    keys = ("models", "default_model", "cache_capacity", "refresh_seconds", "cpu_threads",
+            "max_batch_size",
             "batch_timeout", "max_inputs", "log_dir", "log_max_bytes", "state_path",
             "feedback_window_seconds", "routing_seed")
     out = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig)
@@ -58,10 +59,31 @@ def _check(conf: dict) -> None:
             raise DlforgeError(f"{key}={conf[key]} must be at least 1")
 
 
-def build_server(cfg: DictConfig):
-    """The LitServer: workers for /predict, our middleware and routes around them."""
+def _server_class():
+    import multiprocessing as mp
+
     import litserve as ls
 
+    class PipeQueueServer(ls.LitServer):
+        """A LitServer whose request queues are pipes (``multiprocessing.Queue``).
+
+        LitServe hands requests to the inference workers through a Manager queue:
+        every put and every get is a round trip through the manager's own server
+        process, and on a small machine that costs more than the model's forward
+        pass. A pipe queue carries the same tuples directly.
+        """
+
+        def _init_manager(self, num_api_servers: int):
+            manager = super()._init_manager(num_api_servers)
+            for path in self.litapi_request_queues:
+                self.litapi_request_queues[path] = mp.get_context("spawn").Queue()
+            return manager
+
+    return PipeQueueServer
+
+
+def build_server(cfg: DictConfig):
+    """The LitServer: workers for /predict, our middleware and routes around them."""
     from dlforge.serve.api import ModelAPI
     from dlforge.serve.metrics import prepare_folder
     from dlforge.serve.middleware import (
@@ -85,10 +107,10 @@ def build_server(cfg: DictConfig):
     if cfg.api_key:
         middlewares.append((ApiKeyMiddleware, {"api_key": str(cfg.api_key)}))
     middlewares.append((HttpMetricsMiddleware, metrics))
-    server = ls.LitServer(ModelAPI(conf), accelerator=cfg.accelerator,
-                          workers_per_device=cfg.workers_per_device,
-                          max_payload_size=cfg.max_body_bytes, middlewares=middlewares,
-                          fast_queue=cfg.fast_queue, info_path="/info/litserve")
+    server = _server_class()(ModelAPI(conf), accelerator=cfg.accelerator,
+                            workers_per_device=cfg.workers_per_device,
+                            max_payload_size=cfg.max_body_bytes, middlewares=middlewares,
+                            fast_queue=cfg.fast_queue, info_path="/info/litserve")
     Routes(conf, {"devices": server.devices, "workers_per_device": cfg.workers_per_device,
                   "max_batch_size": cfg.max_batch_size, "batch_timeout": cfg.batch_timeout,
                   "max_pending_requests": cfg.max_pending_requests}).add_to(server.app)
@@ -102,5 +124,6 @@ def serve(cfg: DictConfig) -> dict:
     server = build_server(cfg)
     interrupt_on_sigterm()
     log.info("serving %s on http://%s:%d", sorted(cfg.models), cfg.host, cfg.port)
-    server.run(host=cfg.host, port=cfg.port, generate_client_file=False)
+    server.run(host=cfg.host, port=cfg.port, generate_client_file=False,
+               log_level=cfg.log_level)
     return {"stopped": True}
