@@ -38,3 +38,15 @@ def compose(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """``{trainer: {max_epochs: 6}}`` and ``{trainer.max_epochs: 6}`` both ->
+    ``{"trainer.max_epochs": 6}`` (empty mappings stay leaves)."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

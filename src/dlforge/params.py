@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from dlforge.config import dotted
+
 log = logging.getLogger(__name__)
 
 PARAMS_FILE = Path("params.yaml")
@@ -51,16 +53,6 @@ def overrides(path: Path = PARAMS_FILE) -> list[str]:
 
         raise DlforgeError(f"{path} is not valid YAML ({err}). Fix: regenerate it with "
                            "`dlforge workflow dvc`") from None
-    base = _flatten(compose_params())
-    changed = {k: v for k, v in _flatten(given).items() if k not in base or base[k] != v}
+    base = dotted(compose_params())
+    changed = {k: v for k, v in dotted(given).items() if k not in base or base[k] != v}
     return [f"{key}={json.dumps(value)}" for key, value in sorted(changed.items())]
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

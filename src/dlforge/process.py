@@ -7,6 +7,17 @@ import signal
 import sys
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when its parent dies (no orphaned workers)."""
     if not sys.platform.startswith("linux"):

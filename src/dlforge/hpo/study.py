@@ -190,7 +190,7 @@ def interrupted_trials(study, storage: str) -> list:
     """
     from optuna.trial import TrialState
 
-    from dlforge.data.fs import pid_alive
+    from dlforge.process import pid_alive
 
     host, local = socket.gethostname(), "://" not in storage
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.config import has_key
+from dlforge.config import dotted, has_key
 from dlforge.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
@@ -83,7 +83,7 @@ def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
     snapshot is pinned, so all trials train on the same data.
     """
     base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    for key, value in _dotted(OmegaConf.to_container(cfg.hpo.overrides) or {}).items():
+    for key, value in dotted(OmegaConf.to_container(cfg.hpo.overrides) or {}).items():
         if not has_key(base, key):
             raise DlforgeError(f"hpo.overrides.{key}: '{key}' is not a key of the training "
                                "config. Fix: use a dotted path that `dlforge train "
@@ -91,18 +91,6 @@ def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
         OmegaConf.update(base, key, value, merge=False)
     base.snapshot = json.loads((snapshot / "manifest.json").read_text())["version"]
     return OmegaConf.to_container(base, resolve=False)
-
-
-def _dotted(tree: dict, prefix: str = "") -> dict:
-    """``{trainer: {max_epochs: 6}}`` (from ``+hpo.overrides.trainer.max_epochs=6``) and
-    ``{trainer.max_epochs: 6}`` (from YAML) both -> ``{"trainer.max_epochs": 6}``."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _recover(study, storage: str, experiment_id: str) -> None:

@@ -23,6 +23,8 @@ import os
 import shutil
 from pathlib import Path
 
+from dlforge.process import pid_alive
+
 LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 PATHS = frozenset({"/predict", "/feedback", "/health", "/info", "/metrics"})
@@ -37,22 +39,12 @@ def prepare_folder(root: str | Path) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for old in root.iterdir():
-        if old.name == str(os.getpid()) or (old.name.isdigit() and not _alive(int(old.name))):
+        if old.name == str(os.getpid()) or (old.name.isdigit() and not pid_alive(int(old.name))):
             shutil.rmtree(old, ignore_errors=True)
     folder = root / str(os.getpid())
     folder.mkdir()
     http_metrics.cache_clear()  # a server started again in this process starts afresh
     return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _use_folder(folder: str | Path) -> None:

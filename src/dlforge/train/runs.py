@@ -15,8 +15,8 @@ import json
 import socket
 import time
 
-from dlforge.data.fs import pid_alive
 from dlforge.errors import NotFound
+from dlforge.process import pid_alive
 from dlforge.train.tracking import add_tracking_uri_option
 
 SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
