@@ -88,8 +88,9 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
         (retry,) = [t for t in after.values()
                     if t.user_attrs.get("dlforge.retry_of") == trial.number]
         assert retry.state == TrialState.COMPLETE
-        if trial.params:  # killed after sampling: the same parameters again
-            assert retry.params == trial.params
+        # The parameters it had drawn are tried again (a kill between two draws
+        # leaves the rest to the sampler).
+        assert trial.params.items() <= retry.params.items()
     assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 3
     assert len(after) == 3 + len(running)
     assert (out / "best.yaml").is_file()
