@@ -13,9 +13,11 @@ the bandit rewards from feedback, and reports what it has loaded (``/info``).
 
 # No `from __future__ import annotations`: LitServe reads decode_request's
 # annotation at run time to build the endpoint's request schema.
+import gc
 import logging
 import os
 import random
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -113,9 +115,13 @@ class ModelAPI(ls.LitAPI):
         self.prediction_log = PredictionLog(s["log_dir"], s["log_max_bytes"])
         self.state = ServingState(s["state_path"], s["feedback_window_seconds"])
         self.metrics = WorkerMetrics(s["metrics_dir"])
-        self.rng, self.refreshed, self.reported = random.Random(s["routing_seed"]), 0.0, None
+        self.rng, self.reported = random.Random(s["routing_seed"]), None
         self.device = str(device)
         self._refresh()
+        if s["refresh_seconds"] > 0:  # off the request path: a registry read takes a while
+            threading.Thread(target=self._refresh_forever, name="dlforge-refresh",
+                             daemon=True).start()
+        gc.freeze()  # what setup loaded (torch, mlflow) is never garbage: skip it in every GC
 
     def _load(self, name: str, version: str):
         from dlforge.models.package import load_package
@@ -127,10 +133,16 @@ class ModelAPI(ls.LitAPI):
         self.metrics.loads.labels(name, version).inc()
         return model
 
+    def _refresh_forever(self) -> None:
+        while True:
+            time.sleep(self.settings["refresh_seconds"])
+            try:
+                self._refresh()
+            except Exception:  # the next round tries again; requests go on meanwhile
+                log.exception("refreshing aliases and rewards failed")
+
     def _refresh(self) -> None:
-        """Aliases and bandit rewards, re-read every ``refresh_seconds``."""
-        if time.monotonic() - self.refreshed < self.settings["refresh_seconds"]:
-            return
+        """Re-read aliases and bandit rewards; report what this worker has loaded."""
         for name, release in self.releases.items():
             try:
                 aliases = self.client.get_registered_model(name).aliases
@@ -141,7 +153,6 @@ class ModelAPI(ls.LitAPI):
             if release.strategy == "bandit":
                 release.rewards = self.state.rewards(name)
         self.state.forget_old()
-        self.refreshed = time.monotonic()
         self._report(force=True)
 
     def _report(self, force: bool = False) -> None:
@@ -168,7 +179,8 @@ class ModelAPI(ls.LitAPI):
         if len(request.inputs) > self.settings["max_inputs"]:
             raise HTTPException(413, f"{len(request.inputs)} inputs: at most "
                                      f"{self.settings['max_inputs']} per request")
-        self._refresh()
+        if not self.settings["refresh_seconds"]:
+            self._refresh()  # 0: before every request (tests, debugging)
         release, shadow = self.releases[name], None
         if request.version is not None:
             version = str(request.version)

@@ -13,6 +13,7 @@ page (``/docs``) shows the schemas.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def serve(cfg: DictConfig) -> dict:
 
     server = build_server(cfg)
     interrupt_on_sigterm()
+    gc.freeze()  # the HTTP processes fork from here: their GC skips what was loaded so far
     log.info("serving %s on http://%s:%d", sorted(cfg.models), cfg.host, cfg.port)
     server.run(host=cfg.host, port=cfg.port, generate_client_file=False,
                log_level=cfg.log_level)
