@@ -53,8 +53,7 @@ def planned_jobs(cwd: Path, *args: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def slurm_plan() -> list[dict]:
-    pytest.importorskip("snakemake_executor_plugin_slurm",
-                        reason="the SLURM profile needs snakemake-executor-plugin-slurm")
+    """The plan under the SLURM profile (its executor plugin is a dev dependency)."""
     return planned_jobs(ROOT, "--profile", SLURM)
 
 
