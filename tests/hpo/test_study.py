@@ -84,3 +84,13 @@ def test_storage_urls_are_redacted_in_logs_and_tags():
     assert s.redact("postgresql://user:secret@db:5432/optuna") == \
         "postgresql://user:***@db:5432/optuna"
     assert s.redact("/tmp/study.journal") == "/tmp/study.journal"
+
+
+def test_separately_started_sweeps_on_an_rdb_seed_their_samplers_apart(monkeypatch):
+    from dlforge.hpo import worker
+
+    assert worker._seed_offset(1, 3, "/tmp/study.journal") == 7919 + 3  # local: reproducible
+    monkeypatch.setattr(worker.os, "getpid", lambda: 100)
+    first = worker._seed_offset(0, 3, "postgresql://db/optuna")
+    monkeypatch.setattr(worker.os, "getpid", lambda: 101)
+    assert worker._seed_offset(0, 3, "postgresql://db/optuna") != first

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -42,12 +43,14 @@ def run_worker(frozen: dict, worker: int) -> int:
     settings = s.SweepSettings(**sweep["settings"])
     params = [Param(**p) for p in sweep["params"]]
     hpo = OmegaConf.create(frozen["train"]).hpo  # interpolations (seed, epochs) resolve
-    existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
-    sampler = s.build_sampler(hpo.sampler, params, seed_offset=7919 * worker + existing)
-    study = s.open_study(sweep["study"], settings, sampler, instantiate(hpo.pruner))
-    done = 0
+    study, done = None, 0
     while True:
         with s.claim_lock(settings.storage):
+            if study is None:  # seeded under the lock: it counts a neighbour's first trial
+                existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
+                offset = _seed_offset(worker, existing, settings.storage)
+                sampler = s.build_sampler(hpo.sampler, params, seed_offset=offset)
+                study = s.open_study(sweep["study"], settings, sampler, instantiate(hpo.pruner))
             if s.budget_used(study) >= sweep["n_trials"]:
                 break
             if sweep["deadline"] is not None and time.time() > sweep["deadline"]:
@@ -60,6 +63,19 @@ def run_worker(frozen: dict, worker: int) -> int:
         run_trial(study, trial, frozen, params)
         done += 1
     return done
+
+
+def _seed_offset(worker: int, existing: int, storage: str) -> int:
+    """Keep samplers apart: equal seeds would propose the same parameters.
+
+    Workers of one sweep differ by index, re-runs by the trials already in the
+    study. Separately started sweeps (cluster jobs, all worker 0) on an RDB URL
+    have no common lock and may count the same trials, so host and pid count too.
+    """
+    offset = 7919 * worker + existing
+    if "://" in storage:
+        offset += zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_003
+    return offset
 
 
 def run_workers(frozen_path: Path, frozen: dict) -> None:
