@@ -88,6 +88,8 @@ def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(two_ver
 @pytest.mark.parametrize(("override", "words"), [
     ("+models.other={strategy: rolling}", "models.other: release strategy 'rolling'"),
     ("default_model=nope", "default_model='nope' is not one of models"),
+    ("cpu_threads=0", "cpu_threads=0 must be at least 1"),
+    ("batch_timeout=-1", "batch_timeout=-1 must not be negative"),
 ])
 def test_bad_server_settings_fail_before_serving(project, override, words):
     with pytest.raises(DlforgeError, match=words):

@@ -38,24 +38,16 @@ def monitor_run(tracking: DictConfig, experiment: str, model_name: str) -> Itera
 
 def metrics_of(report: dict) -> dict[str, float]:
     """The report's numbers as flat metric names (``labels.psi``, ``latency_ms.p95``, ...)."""
-    out = {}
-    for section in METRIC_SECTIONS:
-        out.update(_numbers(report.get(section), f"{section}."))
+    from dlforge.config import dotted
+
+    sections = {k: report[k] for k in METRIC_SECTIONS if isinstance(report.get(k), dict)}
+    out = {name: float(value) for name, value in dotted(sections).items()
+           if isinstance(value, int | float) and not isinstance(value, bool)
+           and math.isfinite(value)}  # lists, text and None are not metrics
     drift = report["decision"]["drift"]
     if drift is not None:
         out["drift"] = float(drift)
     return out
-
-
-def _numbers(value, prefix: str) -> dict[str, float]:
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_numbers(item, f"{prefix}{key}."))
-        return out
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return {prefix.rstrip("."): float(value)}
-    return {}  # lists, text, None
 
 
 def log_results(client, run_id: str, report: dict, files: list[Path]) -> None:

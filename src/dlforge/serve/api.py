@@ -200,8 +200,11 @@ class ModelAPI(ls.LitAPI):
                 "received": time.time()}
 
     def _check_version(self, name: str, version: str) -> None:
+        """404 for a version the registry does not have (a loaded one exists: no lookup)."""
         from mlflow.exceptions import MlflowException
 
+        if (name, version) in self.cache.loaded():
+            return
         try:
             self.client.get_model_version(name, version)
         except MlflowException:

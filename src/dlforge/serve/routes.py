@@ -76,10 +76,9 @@ class Routes:
         state, models = self._open(), {}
         workers = state.workers()
         for name, spec in self.settings["models"].items():
-            followed = {w["worker"]: w["aliases"].get(name, {}) for w in workers}
             models[name] = {
                 "release": spec,
-                "aliases": next(iter(followed.values()), {}),
+                "aliases": workers[0]["aliases"].get(name, {}) if workers else {},
                 "loaded": sorted({x["version"] for w in workers for x in w["loaded"]
                                   if x["model"] == name}, key=int),
                 "rewards": {v: {"wins": w, "losses": lost}

@@ -58,6 +58,12 @@ def _check(conf: dict) -> None:
     for key in ("cache_capacity", "max_batch_size", "max_inputs"):
         if conf[key] < 1:
             raise DlforgeError(f"{key}={conf[key]} must be at least 1")
+    if conf["cpu_threads"] is not None and conf["cpu_threads"] < 1:
+        raise DlforgeError(f"cpu_threads={conf['cpu_threads']} must be at least 1 (null: "
+                           "torch's default)")
+    for key in ("refresh_seconds", "batch_timeout", "feedback_window_seconds"):
+        if conf[key] < 0:
+            raise DlforgeError(f"{key}={conf[key]} must not be negative")
 
 
 def _server_class():

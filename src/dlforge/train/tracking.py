@@ -106,14 +106,10 @@ def config_hash(cfg: dict) -> str:
 
 def flatten(cfg: dict, prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` for MLflow params."""
-    flat = {}
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return flat
+    from dlforge.config import dotted
+
+    return {name: json.dumps(value) if isinstance(value, list | dict) else str(value)
+            for name, value in dotted(cfg, prefix).items()}
 
 
 def git_state() -> dict[str, str]:
