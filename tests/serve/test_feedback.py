@@ -20,8 +20,8 @@ def test_feedback_scores_the_answer_once_and_names_what_is_wrong(served):
     good = client.post("/feedback", json={"request_id": rid, "label": "music"})
     assert good.status_code == 200, good.text
     assert good.json() == {"request_id": rid, "index": 0, "model": project.model_name,
-                                "version": "1", "predicted": "music", "label": "music",
-                                "reward": 1.0}
+                           "version": "1", "predicted": "music", "label": "music",
+                           "reward": 1.0, "rewarded": False}  # blue-green: no bandit
     wrong = client.post("/feedback", json={"request_id": rid, "label": "food", "index": 1})
     assert wrong.json()["reward"] == 0.0
     for body, status, words in [
@@ -30,20 +30,31 @@ def test_feedback_scores_the_answer_once_and_names_what_is_wrong(served):
         ({"request_id": "nope", "label": "music"}, 404, "no answer with request_id 'nope'"),
         ({"request_id": rid}, 422, "label"),
         ({"request_id": rid, "label": "music", "index": -1}, 422, "index"),
+        ({"request_id": rid, "label": "music", "index": 2**63}, 422, "index"),
+        ({"request_id": rid, "label": "m" * 257}, 422, "at most 256 (max_label_chars)"),
+        ({"request_id": rid * 3, "label": "music"}, 422, "request_id"),
     ]:
         response = client.post("/feedback", json=body)
         assert (response.status_code, words in response.text) == (status, True), response.text
     records, _ = read_log(project.root / "outputs/serve/predictions", name="feedback")
     assert [(r["index"], r["reward"]) for r in records] == [(0, 1.0), (1, 0.0)]
-    rewards = client.get("/info").json()["models"][project.model_name]["rewards"]
-    assert rewards == {"1": {"wins": 1.0, "losses": 1.0}}
+    assert client.get("/info").json()["models"][project.model_name]["rewards"] == {}
+    lone = client.post("/feedback", content=b'{"request_id": "\\ud800", "label": "music"}',
+                       headers={"content-type": "application/json"})
+    assert lone.status_code == 422 and "request_id" in lone.text and "ud800" not in lone.text
 
 
-def test_the_bandit_sends_traffic_to_the_version_that_earns_rewards(two_versions):
+def test_the_bandit_learns_from_the_answers_it_routed_not_from_named_versions(two_versions):
     project = two_versions  # v1 knows the toy task, v2 barely trained
     served = []
     cfg = server_config(project, "refresh_seconds=0", "routing_seed=0", strategy="bandit")
     with running(cfg) as client:
+        # Someone asks v2 by name and "confirms" all its answers: no reward may follow.
+        named = client.post("/predict", json={"inputs": TEXTS * 40, "version": 2}).json()
+        for i, p in enumerate(named["predictions"]):
+            steer = client.post("/feedback", json={"request_id": named["request_id"],
+                                                   "label": p["label"], "index": i}).json()
+            assert (steer["reward"], steer["rewarded"]) == (1.0, False)
         for i in range(60):
             answer = client.post("/predict", json={"inputs": [TEXTS[i % 2]]}).json()
             served.append(answer["version"])
@@ -53,6 +64,7 @@ def test_the_bandit_sends_traffic_to_the_version_that_earns_rewards(two_versions
     assert set(served[:20]) == {"1", "2"}  # both versions are tried...
     assert served[-20:].count("1") >= 17, served  # ...then the rewarded one wins
     assert rewards["1"]["losses"] == 0 and rewards["2"]["losses"] > 0
+    assert rewards["2"]["wins"] < 20
 
 
 def test_concurrent_feedback_loses_no_update_and_is_taken_once(tmp_path):

@@ -45,10 +45,31 @@ def test_thompson_sampling_moves_traffic_to_the_version_that_earns_rewards():
     assert mean["2"] == pytest.approx(0.7, abs=0.05)
 
 
+def test_the_bandit_keeps_exploring_a_version_with_bad_rewards():
+    aliases = {"champion": "1", "candidate": "2"}
+    rewards = {"1": (0.0, 1000.0), "2": (1000.0, 0.0)}  # a burst of losses on v1
+    rng = random.Random(5)
+    release = Release("bandit", aliases=aliases, rewards=rewards)
+    routes = [release.route(rng).version for _ in range(10000)]
+    assert routes.count("1") / len(routes) == pytest.approx(0.05 / 2, abs=0.01)
+    greedy = Release("bandit", explore=0.0, aliases=aliases, rewards=rewards)
+    assert {greedy.route(rng).version for _ in range(1000)} == {"2"}
+    listed = Release("bandit", explore=1.0, versions=(1, 2, 3), aliases=aliases,
+                     rewards=rewards)
+    assert {listed.route(rng).version for _ in range(300)} == {"1", "2", "3"}
+
+
 def test_bad_settings_and_a_missing_alias_are_errors():
     with pytest.raises(ValueError, match="release strategy 'rolling'"):
         Release("rolling")
     with pytest.raises(ValueError, match="canary share 1.5"):
         Release("canary", share=1.5)
+    for bad in (1.5, -0.1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match=f"bandit explore {bad!r} must be"):
+            Release("bandit", explore=bad)
+    for bad in (-1, float("nan"), "600", None):
+        with pytest.raises(ValueError, match="bandit max_rewards_per_minute .* at least 0"):
+            Release("bandit", max_rewards_per_minute=bad)
+    assert Release("bandit", explore=0, max_rewards_per_minute=float("inf")).explore == 0
     with pytest.raises(LookupError, match="no version has alias 'champion'"):
         Release(aliases={}).route(random.Random(0))

@@ -7,7 +7,15 @@
                  never returned)
     bandit       Thompson sampling over ``versions``: each version's reward rate
                  has a Beta posterior from the feedback on its answers (``rewards``:
-                 wins and losses, refreshed by the server from POST /feedback)
+                 wins and losses, refreshed by the server from POST /feedback);
+                 with probability ``explore`` (default 0.05) a version is picked
+                 uniformly instead, so a burst of bad rewards cannot starve one
+
+What keeps a bandit from being steered by its feedback (see ``state.py``):
+only answers the bandit routed earn rewards (not those of a request that
+named a version or alias), and at most ``max_rewards_per_minute`` (default
+600) feedbacks per version and minute count; more are taken and logged for
+monitoring, but not rewarded.
 
 A strategy only decides; loading and answering are the server's. Decisions
 are made with an injected random generator, so tests are deterministic.
@@ -15,6 +23,7 @@ are made with an injected random generator, so tests are deterministic.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -39,12 +48,18 @@ class Release:
         share: canary only, the fraction of requests sent to the candidate.
         versions: bandit only, the versions to choose among (default: champion
             and candidate).
+        explore: bandit only, the probability of picking a version uniformly
+            instead of by its rewards (between 0 and 1).
+        max_rewards_per_minute: bandit only, the feedbacks per version and
+            minute that count as rewards (at least 0; ``.inf``: no limit).
     """
 
     strategy: str = "blue_green"
     alias: str = "champion"
     share: float = 0.1
     versions: tuple[str, ...] = ()
+    explore: float = 0.05
+    max_rewards_per_minute: float = 600
     aliases: dict[str, str] = field(default_factory=dict)
     rewards: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -53,6 +68,12 @@ class Release:
             raise ValueError(f"release strategy {self.strategy!r}: use one of {STRATEGIES}")
         if not 0.0 <= self.share <= 1.0:
             raise ValueError(f"canary share {self.share} must be between 0 and 1")
+        if not _number(self.explore) or not 0.0 <= self.explore <= 1.0:
+            raise ValueError(f"bandit explore {self.explore!r} must be a number between 0 "
+                             "and 1")
+        if not _number(self.max_rewards_per_minute) or self.max_rewards_per_minute < 0:
+            raise ValueError(f"bandit max_rewards_per_minute {self.max_rewards_per_minute!r} "
+                             "must be a number, at least 0")
         self.versions = tuple(str(v) for v in self.versions)  # YAML may give numbers
 
     def route(self, rng: random.Random) -> Route:
@@ -71,7 +92,10 @@ class Release:
             return Route(candidate if rng.random() < self.share else champion)
         if self.strategy == "shadow":
             return Route(champion, shadow=candidate)
-        return Route(self._thompson(rng, self.versions or (champion, candidate)))
+        versions = self.versions or (champion, candidate)
+        if rng.random() < self.explore:
+            return Route(rng.choice(versions))
+        return Route(self._thompson(rng, versions))
 
     def posterior(self) -> dict[str, dict[str, float]]:
         """Beta(alpha, beta) per version: 1 + wins, 1 + losses (uniform prior)."""
@@ -90,3 +114,8 @@ class Release:
         if version is None:
             raise LookupError(f"no version has alias {alias!r}")
         return version
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not (
+        isinstance(value, float) and math.isnan(value))

@@ -3,24 +3,53 @@
 ``POST /predict`` goes to the inference workers (``api.py``); these three read
 and write what the processes share (``state.py``, ``metrics.py``), so they
 answer without waiting behind predictions.
+
+A feedback body is checked strictly and answered 422 naming the field, never
+echoing what was sent: a ``request_id`` of at most 64 characters, a ``label``
+of at most ``max_label_chars``, an ``index`` below ``max_inputs``, and text
+that is valid Unicode (no lone surrogates: it could not be stored as UTF-8).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations.
 import threading
 import time
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from dlforge.errors import DlforgeError
+
+MAX_REQUEST_ID = 64  # the server's request ids are 32 hex characters
+MAX_INDEX = 2**31 - 1  # SQLite stores up to 2**63 - 1; no request has this many inputs
+MAX_ERRORS = 3  # validation errors named in one answer
+MAX_MESSAGE = 1000  # characters of an error message
+
+
+def _unicode(value: str) -> str:
+    """The string, if it can be stored (as UTF-8). Recent pydantic-core refuses lone
+    surrogates itself; this keeps the model strict where it does not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode (a lone surrogate); send UTF-8 text") from None
+    return value
 
 
 class FeedbackRequest(BaseModel):
     """``POST /feedback`` body: the true label of one input of an answered request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    request_id: str = Field(min_length=1, description="the request_id of the answer")
-    label: str = Field(min_length=1, description="the true label")
-    index: int = Field(0, ge=0, description="which input of the request (from 0)")
+    request_id: Annotated[str, AfterValidator(_unicode)] = Field(
+        min_length=1, max_length=MAX_REQUEST_ID, description="the request_id of the answer")
+    label: Annotated[str, AfterValidator(_unicode)] = Field(
+        min_length=1, description="the true label (at most max_label_chars characters)")
+    index: int = Field(0, ge=0, le=MAX_INDEX, description="which input of the request "
+                                                          "(from 0, below max_inputs)")
 
 
 class FeedbackResponse(BaseModel):
@@ -30,20 +59,62 @@ class FeedbackResponse(BaseModel):
     version: str
     predicted: str
     label: str
-    reward: float
+    reward: float = Field(description="1 when the label is the predicted one, else 0")
+    rewarded: bool = Field(description="whether the reward counted for the bandit: only "
+                                       "for answers it routed, up to max_rewards_per_minute "
+                                       "per version")
+
+
+class FieldErrorRoute(APIRoute):
+    """A route whose 422 names the fields that failed, never the values sent
+    (FastAPI's default echoes them: a megabyte, or a string JSON cannot encode)."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as err:
+                return JSONResponse({"detail": describe(err.errors())}, status_code=422)
+
+        return handle
+
+
+def describe(errors: list[dict]) -> str:
+    """``"field: message; …"`` for the first :data:`MAX_ERRORS` errors."""
+    parts = []
+    for error in errors[:MAX_ERRORS]:
+        where = ".".join(_name(part) for part in error["loc"] if part != "body") or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(errors) - MAX_ERRORS
+    return ("; ".join(parts) + (f" (and {more} more errors)" if more > 0 else ""))[:MAX_MESSAGE]
+
+
+def _name(part) -> str:
+    """A location part; a key the client made up (an unknown field) only if it is short
+    and plain."""
+    if isinstance(part, int) or (part.isidentifier() and part.isascii() and len(part) <= 64):
+        return str(part)
+    return "(a field name)"
 
 
 class Routes:
     """The handlers, over the shared state of one server run (opened once per process)."""
 
     def __init__(self, settings: dict, server_info: dict):
+        if settings["max_label_chars"] < 1:
+            raise DlforgeError(f"max_label_chars={settings['max_label_chars']} must be at "
+                               "least 1")
         self.settings, self.server_info = settings, server_info
         self._state, self._feedback_log, self._lock = None, None, threading.Lock()
 
     def add_to(self, app: FastAPI) -> None:
-        app.add_api_route("/feedback", self.feedback, methods=["POST"],
-                          response_model=FeedbackResponse, summary="Give the true label of "
-                          "an answered input (rewards the bandit, feeds monitoring)")
+        app.router.add_api_route("/feedback", self.feedback, methods=["POST"],
+                                 response_model=FeedbackResponse,
+                                 summary="Give the true label of an answered input (rewards "
+                                 "the bandit, feeds monitoring)",
+                                 route_class_override=FieldErrorRoute)
         app.add_api_route("/info", self.info, methods=["GET"],
                           summary="Served models, their releases, what the workers loaded")
         app.add_api_route("/metrics", self.metrics, methods=["GET"],
@@ -55,22 +126,31 @@ class Routes:
                 from dlforge.serve.log import PredictionLog
                 from dlforge.serve.state import ServingState
 
-                s = self.settings
-                self._feedback_log = PredictionLog(s["log_dir"], s["log_max_bytes"],
-                                                   name="feedback")
-                self._state = ServingState(s["state_path"], s["feedback_window_seconds"])
+                self._feedback_log = PredictionLog.from_settings(self.settings, name="feedback")
+                self._state = ServingState.from_settings(self.settings)
         return self._state
 
     def feedback(self, request: FeedbackRequest) -> dict:  # sync: FastAPI's thread pool
+        """Score and log the feedback (both or neither: a log write that fails, e.g. a
+        full disk, raises its OSError and the feedback is not taken)."""
         from dlforge.serve.state import FeedbackError
 
+        max_chars, max_inputs = self.settings["max_label_chars"], self.settings["max_inputs"]
+        if len(request.label) > max_chars:
+            raise HTTPException(422, f"label: {len(request.label)} characters, at most "
+                                     f"{max_chars} (max_label_chars)")
+        if request.index >= max_inputs:
+            raise HTTPException(422, f"index: {request.index} is past the last input of any "
+                                     f"request (max_inputs={max_inputs}; index counts from 0)")
         state = self._open()
         try:
-            scored = state.feedback(request.request_id, request.label, request.index)
+            return state.feedback(request.request_id, request.label, request.index,
+                                  then=self._log_feedback)
         except FeedbackError as err:
             raise HTTPException(err.status, str(err)) from None
+
+    def _log_feedback(self, scored: dict) -> None:
         self._feedback_log.write([{**scored, "time": time.time()}])
-        return scored
 
     def info(self) -> dict:
         state, models = self._open(), {}

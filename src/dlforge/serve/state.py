@@ -6,41 +6,70 @@ workers have loaded need one place they all read and write. That place is one
 SQLite database (WAL, so readers never wait for the writer) under
 ``outputs/serve/``:
 
-    answers    (request_id, input index) -> model, version, predicted label
-    feedback   one row per (request_id, input index): the true label, the reward
+    answers    (request_id, input index) -> model, version, predicted label, time,
+               routed (whether the bandit chose the version)
+    feedback   one row per (request_id, input index): the true label, the reward,
+               whether it was rewarded, time
     rewards    (model, version) -> wins, losses: the bandit's Beta counts
     workers    worker id -> loaded models, aliases, time of the last report
 
 Feedback is matched to the answer, scored (1 when the label is the predicted
 one, else 0) and added to the version's rewards in one transaction, so two
 feedbacks never lose an update and a second feedback for the same input is
-refused. Answers are kept for ``window_seconds`` (feedback can only come
-within that window); rewards and workers are kept as long as the database.
+refused. Only some feedback is rewarded (added to ``rewards``), so the bandit
+cannot be steered by whoever sends feedback:
+
+    routed     an answer to a request that named its version or alias was not
+               the bandit's choice: its feedback is kept and logged, not rewarded
+    rate       at most ``max_rewards_per_minute`` (per model, from its release)
+               rewarded feedbacks per version in the last 60 s; more are kept,
+               not rewarded. Counted in the transaction, so it holds across
+               every HTTP process.
+
+Answers are kept for ``window_seconds`` (feedback can only come within that
+window), feedback rows as long (at least the 60 s the rate needs);
+:meth:`ServingState.forget_old` drops older ones in small batches, by an index
+on time. Rewards and workers are kept as long as the database.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-SCHEMA = """
+from dlforge.serve.release import Release
+
+TABLES = """
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT, time REAL,
-    PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS answers_time ON answers (time);
+    routed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS feedback (
     request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT, reward REAL,
-    time REAL, PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+    time REAL, rewarded INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rewards (
     model TEXT, version TEXT, wins REAL, losses REAL,
     PRIMARY KEY (model, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS workers (
     worker TEXT PRIMARY KEY, pid INTEGER, device TEXT, loaded TEXT, aliases TEXT,
-    updated REAL);
+    updated REAL)
 """
+# Columns a database made by an earlier dlforge lacks. Its answers were not
+# marked routed (0: they earn nothing); its feedback was all rewarded.
+ADDED = (("answers", "routed", "INTEGER NOT NULL DEFAULT 0"),
+         ("feedback", "rewarded", "INTEGER NOT NULL DEFAULT 1"))
+INDEXES = """
+CREATE INDEX IF NOT EXISTS answers_time ON answers (time);
+CREATE INDEX IF NOT EXISTS feedback_time ON feedback (time);
+CREATE INDEX IF NOT EXISTS feedback_rate ON feedback (model, version, rewarded, time)
+"""
+RATE_SECONDS = 60.0  # max_rewards_per_minute counts the feedback of this many seconds
+PRUNE_BATCH = 5000  # rows deleted per transaction: other writers wait at most this long
 
 
 class FeedbackError(Exception):
@@ -56,45 +85,109 @@ class ServingState:
 
     Open one per process: SQLite connections do not cross process boundaries.
     Threads of one process share it; a lock keeps their transactions apart.
+
+    Args:
+        path: the database file.
+        window_seconds: how long answers (and feedback) are kept.
+        max_rewards_per_minute: model -> rewarded feedbacks per version and
+            minute; a model not named gets the release default.
     """
 
-    def __init__(self, path: str | Path, window_seconds: float = 86400.0):
+    def __init__(self, path: str | Path, window_seconds: float = 86400.0,
+                 max_rewards_per_minute: Mapping[str, float] | None = None):
         self.path, self.window = Path(path), window_seconds
+        self.limits = dict(max_rewards_per_minute or {})
+        self.default_limit = Release.max_rewards_per_minute
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit mode; transactions are explicit (BEGIN IMMEDIATE)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable up to the last checkpoint
-        self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        self._create()
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> ServingState:
+        """The state of a server's settings (``state_path``, ``feedback_window_seconds``,
+        and each model's ``max_rewards_per_minute``)."""
+        limits = {name: Release(**spec).max_rewards_per_minute
+                  for name, spec in settings["models"].items()}
+        return cls(settings["state_path"], settings["feedback_window_seconds"], limits)
+
+    def _create(self) -> None:
+        """Tables, the columns an older database lacks, indexes: in one transaction,
+        so processes opening the database together do not race."""
+        with self._transaction() as db:
+            for statement in TABLES.split(";"):
+                db.execute(statement)
+            for table, column, kind in ADDED:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            for statement in INDEXES.split(";"):
+                db.execute(statement)
 
     def close(self) -> None:
         self._db.close()
 
-    def record(self, answers: list[tuple[str, int, str, str, str]]) -> None:
-        """Remember ``(request_id, index, model, version, label)`` answers for feedback."""
+    def record(self, answers: Iterable[tuple]) -> None:
+        """Remember answers for feedback.
+
+        Args:
+            answers: ``(request_id, index, model, version, label, routed)`` tuples;
+                ``routed`` is true only when the bandit strategy chose the version
+                (only those answers earn rewards). A tuple without ``routed`` (the
+                form before it existed) counts as routed.
+        """
         now = time.time()
+        rows = [(*a[:5], now, bool(a[5]) if len(a) > 5 else True) for a in answers]
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                           [(*a, now) for a in answers])
+            db.executemany("INSERT OR REPLACE INTO answers (request_id, idx, model, version, "
+                           "label, time, routed) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def forget_old(self) -> int:
-        """Drop answers older than the feedback window; how many were dropped."""
-        with self._transaction() as db:
-            return db.execute("DELETE FROM answers WHERE time < ?",
-                              (time.time() - self.window,)).rowcount
+        """Drop answers older than the feedback window, and feedback as old (but
+        at least :data:`RATE_SECONDS`); how many rows were dropped.
 
-    def feedback(self, request_id: str, label: str, index: int = 0) -> dict:
+        Deletes :data:`PRUNE_BATCH` rows per transaction, oldest first, so a
+        long backlog never holds the database for long.
+        """
+        now, dropped = time.time(), 0
+        for table, keep in (("answers", self.window),
+                            ("feedback", max(self.window, RATE_SECONDS))):
+            while True:
+                with self._transaction() as db:
+                    count = db.execute(
+                        f"DELETE FROM {table} WHERE (request_id, idx) IN (SELECT request_id, "
+                        f"idx FROM {table} WHERE time < ? ORDER BY time LIMIT ?)",
+                        (now - keep, PRUNE_BATCH)).rowcount
+                dropped += count
+                if count < PRUNE_BATCH:
+                    break
+        return dropped
+
+    def feedback(self, request_id: str, label: str, index: int = 0,
+                 then: Callable[[dict], None] | None = None) -> dict:
         """Score the true ``label`` of input ``index`` of a request against its answer.
+
+        ``then`` (e.g. writing the feedback log) is called with the result inside
+        the transaction: when it raises, the feedback is not taken, so the log
+        and the database agree and the client may send it again.
+
+        Returns:
+            the answer and the feedback: ``request_id``, ``index``, ``model``,
+            ``version``, ``predicted``, ``label``, ``reward`` (1.0 right, 0.0
+            wrong) and ``rewarded`` (whether the reward counts for the bandit:
+            false for an answer the bandit did not route, or past the version's
+            ``max_rewards_per_minute``).
 
         Raises:
             FeedbackError: 404 for an unknown (or expired) request or input,
                 409 when this input already has feedback.
         """
         with self._transaction() as db:
-            row = db.execute("SELECT model, version, label FROM answers WHERE request_id = ? "
-                             "AND idx = ?", (request_id, index)).fetchone()
+            row = db.execute("SELECT model, version, label, routed FROM answers "
+                             "WHERE request_id = ? AND idx = ?", (request_id, index)).fetchone()
             if row is None:
                 count = db.execute("SELECT count(*) FROM answers WHERE request_id = ?",
                                    (request_id,)).fetchone()[0]
@@ -103,20 +196,39 @@ class ServingState:
                                              f"(it had {count}; index counts from 0)")
                 raise FeedbackError(404, f"no answer with request_id {request_id!r} in the "
                                          f"last {self.window:g} s (feedback_window_seconds)")
-            model, version, predicted = row
-            reward = float(label == predicted)
+            model, version, predicted, routed = row
+            reward, now = float(label == predicted), time.time()
+            rewarded = bool(routed) and self._below_limit(db, model, version, now)
             try:
-                db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (request_id, index, model, version, label, reward, time.time()))
+                db.execute("INSERT INTO feedback (request_id, idx, model, version, label, "
+                           "reward, time, rewarded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (request_id, index, model, version, label, reward, now, rewarded))
             except sqlite3.IntegrityError:
                 raise FeedbackError(409, f"request {request_id} input {index} already has "
                                          "feedback") from None
-            db.execute("INSERT INTO rewards VALUES (?, ?, ?, ?) ON CONFLICT (model, version) "
-                       "DO UPDATE SET wins = wins + excluded.wins, "
-                       "losses = losses + excluded.losses",
-                       (model, version, reward, 1.0 - reward))
-        return {"request_id": request_id, "index": index, "model": model, "version": version,
-                "predicted": predicted, "label": label, "reward": reward}
+            if rewarded:
+                db.execute("INSERT INTO rewards VALUES (?, ?, ?, ?) ON CONFLICT (model, "
+                           "version) DO UPDATE SET wins = wins + excluded.wins, "
+                           "losses = losses + excluded.losses",
+                           (model, version, reward, 1.0 - reward))
+            scored = {"request_id": request_id, "index": index, "model": model,
+                      "version": version, "predicted": predicted, "label": label,
+                      "reward": reward, "rewarded": rewarded}
+            if then is not None:
+                then(scored)
+        return scored
+
+    def _below_limit(self, db: sqlite3.Connection, model: str, version: str,
+                     now: float) -> bool:
+        """Whether ``version`` has had fewer rewarded feedbacks in the last minute than
+        its model's ``max_rewards_per_minute`` (index ``feedback_rate``)."""
+        limit = self.limits.get(model, self.default_limit)
+        if math.isinf(limit):
+            return True
+        count = db.execute("SELECT count(*) FROM feedback WHERE model = ? AND version = ? "
+                           "AND rewarded = 1 AND time > ?",
+                           (model, version, now - RATE_SECONDS)).fetchone()[0]
+        return count < limit
 
     def rewards(self, model: str) -> dict[str, tuple[float, float]]:
         """``{version: (wins, losses)}`` of ``model`` from all feedback so far."""
