@@ -125,6 +125,11 @@ def project(tmp_path, mlflow_dir):
 
     Each test registers under its own model name (the MLflow store is shared).
     """
+    return make_project(tmp_path, mlflow_dir)
+
+
+def make_project(tmp_path: Path, mlflow_dir: Path):
+    """The toy project of :func:`project` in ``tmp_path`` (for fixtures of wider scope)."""
     from dlforge.config import compose
     from dlforge.registry.evaluate import evaluate
     from dlforge.registry.register import register

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,8 +27,13 @@ def server_config(project, *overrides: str, strategy: str = "blue_green"):
 
 @contextlib.contextmanager
 def running(cfg):
-    """A TestClient of a started server (its inference workers are real processes)."""
+    """A TestClient of a started, ready server (its inference workers are real processes)."""
     with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+        deadline = time.monotonic() + 180
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health/ready").text
+            time.sleep(0.2)
+        client.litserver = server  # for tests that look inside
         yield client
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
+import time
+import zlib
 
 from dlforge.data import SnapshotStore, Store
 from tests.serve.conftest import running, server_config
@@ -12,6 +15,17 @@ from tests.train.conftest import write_images
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A small PNG file that claims ``width`` x ``height`` pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
 def test_an_image_model_answers_base64_images_and_refuses_what_does_not_decode(project):
@@ -30,9 +44,15 @@ def test_an_image_model_answers_base64_images_and_refuses_what_does_not_decode(p
         assert answer.status_code == 200, answer.text
         assert [p["label"] for p in answer.json()["predictions"]] == ["cols", "rows"]
         assert len(answer.json()["predictions"][0]["top_k"]) == 3
-        for inputs, words in [(["not base64!"], "inputs.0: not base64-encoded"),
-                              ([pictures[0], b64(b"GIF89a broken")], "inputs.1: not a readable "
-                                                                     "image")]:
+        for inputs, status, words in [
+                (["not base64!"], 422, "inputs.0: not base64-encoded"),
+                ([pictures[0], b64(b"GIF89a broken")], 422, "inputs.1: not a readable image"),
+                ([b64(png_header(5000, 4000))], 413, "more than max_image_pixels"),
+                ([b64(png_header(20000, 20000))], 413, "more than max_image_pixels"),
+                ([b64(png_header(8, 8))], 422, "inputs.0: the image data is damaged")]:
+            sent = time.monotonic()
             refused = client.post("/predict", json={"inputs": inputs})
-            assert (refused.status_code, words in refused.text) == (422, True), refused.text
+            assert (refused.status_code, words in refused.text) == (status, True), refused.text
+            assert "object at 0x" not in refused.text  # no Python object in a message
+            assert time.monotonic() - sent < 5  # refused from the header, never decoded
         assert client.post("/predict", json={"inputs": pictures[:1]}).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from dlforge.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.server import build_server
+from dlforge.serve.transport import AnswerTransport, WorkerQueues
 from tests.serve.conftest import TEXTS, running, server_config
 
 
@@ -29,6 +31,13 @@ def test_predict_answers_with_the_champion_and_names_model_and_version(served):
     assert by_alias["version"] == "2"
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert {"PredictRequest", "PredictResponse", "FeedbackRequest"} <= set(schemas)
+    # requests and answers went over ZeroMQ sockets, one per worker and per HTTP process
+    server = client.litserver
+    assert isinstance(server._transport, AnswerTransport)
+    assert all(isinstance(q, WorkerQueues) for q in server.litapi_request_queues.values())
+    sockets = {p.name: p for p in Path(server.sockets_dir).iterdir()}
+    assert set(sockets) == {"w0", "h0"} and all(
+        stat.S_ISSOCK(p.stat().st_mode) for p in sockets.values())
     records, stats = read_log(project.root / "outputs/serve/predictions")
     logged = list(records)
     assert [r["request_id"] for r in logged[:2]] == [body["request_id"]] * 2
@@ -60,6 +69,14 @@ def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(serv
     assert broken.status_code == 503 and "does not match SHA256SUMS" in broken.text
     assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
     assert client.get("/health").status_code == 200
+    # A full disk: the answer that cannot be logged is 507; the next one, with room, is 200
+    log_file = project.root / "outputs/serve/predictions/predictions.jsonl"
+    log_file.unlink()
+    log_file.symlink_to("/dev/full")
+    full = client.post("/predict", json={"inputs": TEXTS})
+    assert full.status_code == 507 and "No space left" in full.text, full.text
+    log_file.unlink()
+    assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
 
 
 def test_a_configured_api_key_is_required_except_for_health(project):
@@ -68,10 +85,15 @@ def test_a_configured_api_key_is_required_except_for_health(project):
         assert client.post("/predict", json={"inputs": TEXTS}).status_code == 401
         wrong = client.post("/predict", json={"inputs": TEXTS}, headers={"X-API-Key": "nope"})
         assert wrong.status_code == 401 and "API key" in wrong.json()["detail"]
+        for scheme in ["s3cret", "Basic s3cret", "Token s3cret"]:  # only Bearer carries it
+            refused = client.post("/predict", json={"inputs": TEXTS},
+                                  headers={"Authorization": scheme})
+            assert refused.status_code == 401, scheme
         ok = client.post("/predict", json={"inputs": TEXTS},
                          headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["version"] == "1"
-        assert client.get("/health").status_code == 200  # open to load balancers
+        for path in ["/health", "/health/live", "/health/ready"]:  # open to load balancers
+            assert client.get(path).status_code == 200, path
 
 
 def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(two_versions):
@@ -90,6 +112,10 @@ def test_shadow_release_answers_with_the_champion_and_logs_the_candidate(two_ver
     ("default_model=nope", "default_model='nope' is not one of models"),
     ("cpu_threads=0", "cpu_threads=0 must be at least 1"),
     ("batch_timeout=-1", "batch_timeout=-1 must not be negative"),
+    ("api_key=''", "api_key .* is set but empty"),
+    ("api_key='  '", "api_key .* is set but empty"),
+    ("request_timeout=0", "request_timeout=0 must be a positive number"),
+    ("max_image_pixels=0", "max_image_pixels=0 must be at least 1"),
 ])
 def test_bad_server_settings_fail_before_serving(project, override, words):
     with pytest.raises(DlforgeError, match=words):
@@ -109,6 +135,9 @@ def test_metrics_count_requests_errors_and_batches_per_model_and_version(served)
     for _ in range(3):
         assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
     assert client.post("/predict", json={"inputs": ["x"], "version": 99}).status_code == 404
+    for i in range(20):  # names that are not served add no series
+        assert client.post("/predict", json={"inputs": ["x"], "model": f"m{i}"}).status_code \
+            == 404
     assert client.post("/predict", json={"inputs": []}).status_code == 422
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
@@ -119,8 +148,11 @@ def test_metrics_count_requests_errors_and_batches_per_model_and_version(served)
     assert got[("dlforge_latency_seconds_count", v1)] == 3
     assert got[("dlforge_batch_size_sum", v1)] == 6
     assert got[("dlforge_model_loads_total", v1)] == 1
-    missing = frozenset({("model", project.model_name), ("version", "99"), ("status", "404")})
+    # an unknown version is counted without its number: label values stay bounded
+    missing = frozenset({("model", project.model_name), ("version", ""), ("status", "404")})
     assert got[("dlforge_errors_total", missing)] == 1
+    assert not any(dict(labels).get("model", project.model_name) != project.model_name
+                   or dict(labels).get("version") == "99" for _, labels in got)
     http = frozenset({("path", "/predict"), ("status", "422")})
     assert got[("dlforge_http_requests_total", http)] == 1
 

@@ -106,6 +106,22 @@ class ImageEncoder:
             array = np.asarray(image, dtype=np.float32) / 255.0
         return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
+    @staticmethod
+    def size_of(data: bytes) -> tuple[int, int]:
+        """``(width, height)`` read from the image's header, without decoding its pixels.
+
+        Raises:
+            TooManyPixels: for an image PIL itself refuses as a decompression bomb.
+            OSError: for data PIL cannot read as an image.
+        """
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+        except Image.DecompressionBombError as err:
+            raise TooManyPixels(str(err)) from None
+
     def fit(self, images: Sequence[bytes]) -> ImageEncoder:
         from PIL import Image
 
@@ -144,6 +160,10 @@ class ImageEncoder:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "channels": self.channels, "size": list(self.size),
                 "mean": self.mean, "std": self.std}
+
+
+class TooManyPixels(ValueError):
+    """An image too large to decode safely."""
 
 
 ENCODERS = {"text": TextEncoder, "image": ImageEncoder}

@@ -9,10 +9,19 @@ version or alias, 503 for a version that does not load.
 
 Every ``refresh_seconds`` a worker re-reads the aliases (blue-green switches),
 the bandit rewards from feedback, and reports what it has loaded (``/info``).
+
+One request's error is its own. LitServe's batched loop answers a whole batch
+with the first exception raised in it, so nothing here raises for a request:
+routing, decoding, the forward pass and logging each catch their errors, keep
+them with the request that caused them (``{"error": (status, message)}``), and
+:meth:`ModelAPI.encode_response` turns them into that request's JSON answer.
+A batched forward pass that fails is run again one request at a time, so that
+only the request that caused it fails.
 """
 
 # No `from __future__ import annotations`: LitServe reads decode_request's
 # annotation at run time to build the endpoint's request schema.
+import errno
 import gc
 import logging
 import os
@@ -24,49 +33,15 @@ from pathlib import Path
 
 import litserve as ls
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
 
 from dlforge.errors import DlforgeError
 from dlforge.serve.log import input_digest
+from dlforge.serve.schema import PredictRequest, PredictResponse
+
+MISSING_VERSION_SECONDS = 5.0  # a version the registry lacks is not looked up again for this long
 
 log = logging.getLogger(__name__)
-
-
-class PredictRequest(BaseModel):
-    """``POST /predict`` body."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    inputs: list[str] = Field(min_length=1, description="texts, or base64-encoded images")
-    model: str | None = Field(None, description="registered model name (default: the "
-                                                "server's default model)")
-    version: int | None = Field(None, ge=1, description="a model version")
-    alias: str | None = Field(None, description="a model alias, e.g. champion")
-    top_k: int = Field(5, ge=1, le=100)
-
-
-class Scored(BaseModel):
-    label: str
-    score: float
-
-
-class Prediction(BaseModel):
-    label: str = Field(description="the most likely label")
-    score: float = Field(description="its probability")
-    top_k: list[Scored] = Field(description="the top_k labels, most likely first")
-    labels: list[str] | None = Field(None, description="multi-label models: every label "
-                                                       "over the threshold")
-
-
-class PredictResponse(BaseModel):
-    """``POST /predict`` answer: which model version answered, and its predictions."""
-
-    model_config = ConfigDict(protected_namespaces=())
-
-    model: str
-    version: str
-    predictions: list[Prediction] = Field(description="one per input, in order")
-    request_id: str = Field(description="for POST /feedback and the prediction log")
 
 
 class ModelAPI(ls.LitAPI):
@@ -116,6 +91,7 @@ class ModelAPI(ls.LitAPI):
         self.state = ServingState(s["state_path"], s["feedback_window_seconds"])
         self.metrics = WorkerMetrics(s["metrics_dir"])
         self.rng, self.reported = random.Random(s["routing_seed"]), None
+        self.missing: dict[tuple[str, str], float] = {}  # versions the registry lacks
         self.device = str(device)
         self._refresh()
         if s["refresh_seconds"] > 0:  # off the request path: a registry read takes a while
@@ -163,25 +139,36 @@ class ModelAPI(ls.LitAPI):
                                      loaded, {n: r.aliases for n, r in self.releases.items()})
             self.reported = loaded
 
+    def health(self) -> bool:
+        """LitServe's /health (in the HTTP process): the log and state disks can be written."""
+        if not hasattr(self, "disk"):
+            from dlforge.serve.health import disk_check
+
+            self.disk = disk_check(self.settings)
+        return self.disk.problem() is None
+
     def decode_request(self, request: PredictRequest) -> dict:
         try:
             return self._route(request)
         except HTTPException as err:
-            self.metrics.error(request.model or self.settings["default_model"],
-                               request.version and str(request.version), err.status_code)
-            raise
+            return self._refused(request, err.status_code, err.detail)
+        except Exception as err:  # a bug, or the registry failing: this request only
+            log.exception("routing a request failed")
+            return self._refused(request, 503, f"cannot route the request now ({_name(err)})")
+
+    def _refused(self, request: PredictRequest, status: int, message: str) -> dict:
+        name = request.model or self.settings["default_model"]
+        self.metrics.error(name, None, status)  # no version label: versions are unbounded
+        return {"error": (status, message), "request_id": uuid.uuid4().hex}
 
     def _route(self, request: PredictRequest) -> dict:
         name = request.model or self.settings["default_model"]
-        if name not in self.releases:
+        if name not in self.releases:  # also checked before batching (schema.py)
             raise HTTPException(404, f"model {name!r} is not served here (served: "
                                      f"{sorted(self.releases)})")
-        if len(request.inputs) > self.settings["max_inputs"]:
-            raise HTTPException(413, f"{len(request.inputs)} inputs: at most "
-                                     f"{self.settings['max_inputs']} per request")
         if not self.settings["refresh_seconds"]:
             self._refresh()  # 0: before every request (tests, debugging)
-        release, shadow = self.releases[name], None
+        release, shadow, routed = self.releases[name], None, False
         if request.version is not None:
             version = str(request.version)
             self._check_version(name, version)
@@ -195,9 +182,10 @@ class ModelAPI(ls.LitAPI):
             except LookupError as err:
                 raise HTTPException(404, f"model {name}: {err}") from None
             version, shadow = route.version, route.shadow
-        return {"model": name, "version": version, "shadow": shadow, "inputs": request.inputs,
-                "top_k": request.top_k, "request_id": uuid.uuid4().hex,
-                "received": time.time()}
+            routed = release.strategy == "bandit"
+        return {"model": name, "version": version, "shadow": shadow, "routed": routed,
+                "inputs": request.inputs, "top_k": request.top_k,
+                "request_id": uuid.uuid4().hex, "received": time.time()}
 
     def _check_version(self, name: str, version: str) -> None:
         """404 for a version the registry does not have (a loaded one exists: no lookup)."""
@@ -205,25 +193,51 @@ class ModelAPI(ls.LitAPI):
 
         if (name, version) in self.cache.loaded():
             return
-        try:
-            self.client.get_model_version(name, version)
-        except MlflowException:
-            raise HTTPException(404, f"model {name} has no version {version}") from None
+        missing = self.missing.get((name, version))
+        if missing is None or time.monotonic() - missing > MISSING_VERSION_SECONDS:
+            try:
+                self.client.get_model_version(name, version)
+                self.missing.pop((name, version), None)
+                return
+            except MlflowException:
+                if len(self.missing) > 1000:  # bounded: unknown versions are unbounded
+                    self.missing.clear()
+                self.missing[(name, version)] = time.monotonic()
+        raise HTTPException(404, f"model {name} has no version {version}")
 
     def predict(self, requests):
         requests = requests if isinstance(requests, list) else [requests]
         # One forward pass per (model, version) over all the batched requests' inputs.
         groups: dict[tuple[str, str], list[dict]] = {}
         for request in requests:
-            groups.setdefault((request["model"], request["version"]), []).append(request)
-        answers: dict[str, dict] = {}
+            if "error" not in request:
+                groups.setdefault((request["model"], request["version"]), []).append(request)
+        answers: dict[str, dict] = {r["request_id"]: r for r in requests if "error" in r}
         for (name, version), members in groups.items():
-            answers.update(self._forward(name, version, members))
+            answers.update(self._forward_isolated(name, version, members))
         for request in requests:  # shadow: the candidate sees a copy; only the log keeps it
-            if request["shadow"] and "error" not in answers[request["request_id"]]:
-                self._forward(request["model"], request["shadow"], [request], shadow=True)
+            if request.get("shadow") and "error" not in answers[request["request_id"]]:
+                self._forward_isolated(request["model"], request["shadow"], [request],
+                                       shadow=True)
         self._report()
         return [answers[r["request_id"]] for r in requests]
+
+    def _forward_isolated(self, name: str, version: str, members: list[dict],
+                          shadow: bool = False) -> dict[str, dict]:
+        """:meth:`_forward`; if the batch fails, each request again on its own."""
+        try:
+            return self._forward(name, version, members, shadow)
+        except Exception:
+            if len(members) == 1:
+                log.exception("%s v%s failed on request %s", name, version,
+                              members[0]["request_id"])
+                self.metrics.error(name, version, 422)
+                return {members[0]["request_id"]: {"error": (
+                    422, f"model {name} version {version} could not process these inputs")}}
+        out = {}
+        for member in members:
+            out.update(self._forward_isolated(name, version, [member], shadow))
+        return out
 
     def _forward(self, name: str, version: str, members: list[dict],
                  shadow: bool = False) -> dict[str, dict]:
@@ -240,9 +254,9 @@ class ModelAPI(ls.LitAPI):
         for r in members:
             try:
                 mine, about = self._encode(model, r["inputs"])
-            except ValueError as err:  # an input that does not decode fails its request only
-                out[r["request_id"]] = {"error": (422, str(err))}
-                self.metrics.error(name, version, 422)
+            except InputError as err:  # an input that does not decode fails its request only
+                out[r["request_id"]] = {"error": (err.status, str(err))}
+                self.metrics.error(name, version, err.status)
                 continue
             ready.append(r)
             encoded += mine
@@ -268,44 +282,79 @@ class ModelAPI(ls.LitAPI):
             latency = time.time() - r["received"]
             if not shadow:
                 self.metrics.answered(name, version, len(mine), latency)
-                answers += [(r["request_id"], i, name, version, p["label"])
+                answers += [(r["request_id"], i, name, version, p["label"], r["routed"])
                             for i, p in enumerate(mine)]
             records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
                          "version": version, "input_digest": input_digest(x), "input": a,
                          "label": p["label"], "score": p["score"],
                          "latency_ms": round(latency * 1000, 2), "shadow": shadow}
                         for x, p, a in zip(r["inputs"], mine, about, strict=True)]
-        self.prediction_log.write(records)
-        if answers:
-            self.state.record(answers)
+        try:
+            self.prediction_log.write(records)
+            if answers:
+                self.state.record(answers)
+        except OSError as err:  # an answer that cannot be logged is not given
+            status = 507 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 503
+            log.error("cannot write the prediction log or state: %s", err)
+            message = (f"the server cannot store predictions ({err.strerror}); it is not "
+                       "ready until its disk has room again")
+            return {r["request_id"]: {"error": (status, message)} for r in members}
         return out
 
-    @staticmethod
-    def _encode(model, inputs: list[str]) -> tuple[list, list[dict]]:
+    def _encode(self, model, inputs: list[str]) -> tuple[list, list[dict]]:
         """The inputs as the model reads them, and a summary of each for the log.
 
         Raises:
-            ValueError: naming the first input that does not decode.
+            InputError: naming the first input that cannot be read.
         """
         encoder = model.encoder
         if model.spec.get("type") != "image_class":
-            return model.encode(inputs), [encoder.summarize(x) for x in inputs]
+            try:
+                return model.encode(inputs), [encoder.summarize(x) for x in inputs]
+            except Exception as err:
+                raise InputError(422, f"the inputs cannot be encoded ({_name(err)})") from None
+        from dlforge.models.preprocessing import TooManyPixels
         from dlforge.registry.pyfunc import decode_image
 
-        encoded, summaries = [], []
+        encoded, summaries, limit = [], [], self.settings["max_image_pixels"]
         for i, x in enumerate(inputs):
             try:
                 data = decode_image(x, i)
+            except DlforgeError:
+                raise InputError(422, f"inputs.{i}: not base64-encoded image data") from None
+            try:
+                width, height = encoder.size_of(data)
+            except TooManyPixels:
+                width, height = limit + 1, 1
+            except Exception:  # PIL: not an image it can read
+                raise InputError(422, f"inputs.{i}: not a readable image (send a PNG, "
+                                      "JPEG, ... file, base64-encoded)") from None
+            if width * height > limit:
+                raise InputError(413, f"inputs.{i}: {width * height} pixels, more than "
+                                      f"max_image_pixels={limit}")
+            try:
                 encoded.append(encoder.encode(data))
                 summaries.append(encoder.summarize(data))
-            except DlforgeError:
-                raise ValueError(f"inputs.{i}: not base64-encoded image data") from None
-            except (OSError, ValueError) as err:  # PIL: not an image it can read
-                raise ValueError(f"inputs.{i}: not a readable image ({err})") from None
+            except Exception:  # a header that reads, over data that does not decode
+                raise InputError(422, f"inputs.{i}: the image data is damaged and does not "
+                                      "decode") from None
         return encoded, summaries
 
     def encode_response(self, output: dict) -> PredictResponse:
         if "error" in output:
             status, message = output["error"]
-            raise HTTPException(status, message)
+            return JSONResponse({"detail": message}, status_code=status)
         return output
+
+
+class InputError(Exception):
+    """An input a model cannot read; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _name(error: Exception) -> str:
+    """An exception's type, for a message that must not echo what the client sent."""
+    return type(error).__name__

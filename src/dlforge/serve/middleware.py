@@ -2,34 +2,46 @@
 
     HttpMetricsMiddleware   every answer counted and timed (GET /metrics)
     ApiKeyMiddleware        the API key, when one is configured (401)
-    AdmissionMiddleware     the bounded queue: at most ``max_pending`` requests
-                            in flight per HTTP process; more answer 503 at once,
-                            so memory stays bounded and the server stays up
+    RequestGate             reads a request's body (bounded in size), checks a
+                            /predict request before it is queued (404, 413,
+                            422: see schema.py), then admits it: at most
+                            ``max_pending_requests`` whose body has arrived are
+                            in flight per HTTP process; more answer 503 at once
+
+A request is counted for admission only once its whole body has arrived, so
+slow clients cannot hold the slots; the time they may take is bounded below
+the application (``read_timeout``, see http.py).
 
 The key comes from ``api_key`` in conf/serve.yaml or the ``DLFORGE_API_KEY``
 environment variable; clients send it as ``X-API-Key: KEY`` or
-``Authorization: Bearer KEY``. ``/health`` stays open for load balancers.
+``Authorization: Bearer KEY``. The health checks stay open for load balancers.
 """
 
 import hmac
 import json
 import time
 
-OPEN_PATHS = frozenset({"/health"})
-QUEUED_PATHS = frozenset({"/predict"})
+from dlforge.serve.schema import MAX_MESSAGE, RequestError, check_predict, parse_json
+
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
+CHECKED_PATHS = frozenset({"/predict", "/feedback"})
 
 
 async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:
     """Answer with a JSON ``{"detail": message}`` (FastAPI's error shape)."""
+    body = json.dumps({"detail": message[:MAX_MESSAGE]}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *(headers or [])]})
-    await send({"type": "http.response.body", "body": json.dumps({"detail": message}).encode()})
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiKeyMiddleware:
     """Answer 401 (JSON, with a message) to requests without the right key."""
 
     def __init__(self, app, api_key: str):
+        if not api_key.strip():
+            raise ValueError("an empty API key would let every request in")
         self.app, self.key = app, api_key.encode()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -41,28 +53,78 @@ class ApiKeyMiddleware:
 
     def _allowed(self, scope) -> bool:
         headers = dict(scope["headers"])
-        given = headers.get(b"x-api-key") or headers.get(b"authorization", b"").removeprefix(
-            b"Bearer ")
+        given = headers.get(b"x-api-key")
+        if given is None:
+            scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+            given = token.strip() if scheme.lower() == b"bearer" else b""
         return bool(given) and hmac.compare_digest(given, self.key)
 
 
-class AdmissionMiddleware:
-    """503 with ``Retry-After`` once ``max_pending`` prediction requests are in flight."""
+class RequestGate:
+    """Read the body, check a prediction request, admit it; refuse it otherwise.
 
-    def __init__(self, app, max_pending: int, metrics_dir: str):
+    Args:
+        settings: the server's settings (limits, served models).
+        metrics_dir: where the HTTP process records its metrics.
+    """
+
+    def __init__(self, app, settings: dict, metrics_dir: str):
         from dlforge.serve.metrics import http_metrics
 
-        self.app, self.max_pending, self.pending = app, max_pending, 0
+        self.app, self.settings, self.pending = app, settings, 0
+        self.served = set(settings["models"])
         self.metrics = http_metrics(metrics_dir)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] not in QUEUED_PATHS:
+        if (scope["type"] != "http" or scope["path"] not in CHECKED_PATHS
+                or scope["method"] != "POST"):
             await self.app(scope, receive, send)
             return
-        if self.pending >= self.max_pending:
+        try:
+            body = await self._body(receive)
+            if body is None:
+                return  # the client went away
+            if scope["path"] == "/predict":
+                self._check(body)
+            else:
+                parse_json(body)
+        except RequestError as err:
+            await _refuse(send, err.status, str(err), [(b"connection", b"close")]
+                          if err.status == 413 else None)
+            return
+        await self._admit(scope, _replay(body, receive), send)
+
+    async def _body(self, receive) -> bytes | None:
+        """The whole body, or None when the client disconnected first.
+
+        Raises:
+            RequestError: 413 past ``max_body_bytes``.
+        """
+        limit, chunks, size = self.settings["max_body_bytes"], [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the body is too large: over {limit} bytes "
+                                        "(max_body_bytes)")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _check(self, body: bytes) -> None:
+        s = self.settings
+        check_predict(body, self.served, s["default_model"], s["max_inputs"],
+                      s["max_input_chars"])
+
+    async def _admit(self, scope, receive, send) -> None:
+        limit = self.settings["max_pending_requests"]
+        if self.pending >= limit:
             self.metrics.overloaded.inc()
             await _refuse(send, 503, f"overloaded: {self.pending} requests in flight "
-                                     f"(max_pending_requests={self.max_pending}); retry later",
+                                     f"(max_pending_requests={limit}); retry later",
                           [(b"retry-after", b"1")])
             return
         self.pending += 1  # one event loop per process: no lock needed
@@ -70,6 +132,20 @@ class AdmissionMiddleware:
             await self.app(scope, receive, send)
         finally:
             self.pending -= 1
+
+
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that gives the body already read, then the connection's events."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class HttpMetricsMiddleware:
