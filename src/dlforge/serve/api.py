@@ -87,8 +87,8 @@ class ModelAPI(ls.LitAPI):
         self.client = mlflow.MlflowClient()
         self.cache = ModelCache(self._load, s["cache_capacity"])
         self.releases = {name: Release(**spec) for name, spec in s["models"].items()}
-        self.prediction_log = PredictionLog(s["log_dir"], s["log_max_bytes"])
-        self.state = ServingState(s["state_path"], s["feedback_window_seconds"])
+        self.prediction_log = PredictionLog.from_settings(s)
+        self.state = ServingState.from_settings(s)
         self.metrics = WorkerMetrics(s["metrics_dir"])
         self.rng, self.reported = random.Random(s["routing_seed"]), None
         self.missing: dict[tuple[str, str], float] = {}  # versions the registry lacks

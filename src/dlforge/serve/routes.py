@@ -13,30 +13,15 @@ that is valid Unicode (no lone surrogates: it could not be stored as UTF-8).
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations.
 import threading
 import time
-from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from fastapi import FastAPI, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from dlforge.errors import DlforgeError
+from dlforge.serve.schema import Text, answer_validation_errors
 
 MAX_REQUEST_ID = 64  # the server's request ids are 32 hex characters
 MAX_INDEX = 2**31 - 1  # SQLite stores up to 2**63 - 1; no request has this many inputs
-MAX_ERRORS = 3  # validation errors named in one answer
-MAX_MESSAGE = 1000  # characters of an error message
-
-
-def _unicode(value: str) -> str:
-    """The string, if it can be stored (as UTF-8). Recent pydantic-core refuses lone
-    surrogates itself; this keeps the model strict where it does not."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("not valid Unicode (a lone surrogate); send UTF-8 text") from None
-    return value
 
 
 class FeedbackRequest(BaseModel):
@@ -44,9 +29,9 @@ class FeedbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    request_id: Annotated[str, AfterValidator(_unicode)] = Field(
+    request_id: Text = Field(
         min_length=1, max_length=MAX_REQUEST_ID, description="the request_id of the answer")
-    label: Annotated[str, AfterValidator(_unicode)] = Field(
+    label: Text = Field(
         min_length=1, description="the true label (at most max_label_chars characters)")
     index: int = Field(0, ge=0, le=MAX_INDEX, description="which input of the request "
                                                           "(from 0, below max_inputs)")
@@ -65,40 +50,6 @@ class FeedbackResponse(BaseModel):
                                        "per version")
 
 
-class FieldErrorRoute(APIRoute):
-    """A route whose 422 names the fields that failed, never the values sent
-    (FastAPI's default echoes them: a megabyte, or a string JSON cannot encode)."""
-
-    def get_route_handler(self):
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as err:
-                return JSONResponse({"detail": describe(err.errors())}, status_code=422)
-
-        return handle
-
-
-def describe(errors: list[dict]) -> str:
-    """``"field: message; …"`` for the first :data:`MAX_ERRORS` errors."""
-    parts = []
-    for error in errors[:MAX_ERRORS]:
-        where = ".".join(_name(part) for part in error["loc"] if part != "body") or "body"
-        parts.append(f"{where}: {error['msg']}")
-    more = len(errors) - MAX_ERRORS
-    return ("; ".join(parts) + (f" (and {more} more errors)" if more > 0 else ""))[:MAX_MESSAGE]
-
-
-def _name(part) -> str:
-    """A location part; a key the client made up (an unknown field) only if it is short
-    and plain."""
-    if isinstance(part, int) or (part.isidentifier() and part.isascii() and len(part) <= 64):
-        return str(part)
-    return "(a field name)"
-
-
 class Routes:
     """The handlers, over the shared state of one server run (opened once per process)."""
 
@@ -110,11 +61,10 @@ class Routes:
         self._state, self._feedback_log, self._lock = None, None, threading.Lock()
 
     def add_to(self, app: FastAPI) -> None:
-        app.router.add_api_route("/feedback", self.feedback, methods=["POST"],
-                                 response_model=FeedbackResponse,
-                                 summary="Give the true label of an answered input (rewards "
-                                 "the bandit, feeds monitoring)",
-                                 route_class_override=FieldErrorRoute)
+        answer_validation_errors(app)  # 422s name the fields, never the values sent
+        app.add_api_route("/feedback", self.feedback, methods=["POST"],
+                          response_model=FeedbackResponse, summary="Give the true label of "
+                          "an answered input (rewards the bandit, feeds monitoring)")
         app.add_api_route("/info", self.info, methods=["GET"],
                           summary="Served models, their releases, what the workers loaded")
         app.add_api_route("/metrics", self.metrics, methods=["GET"],

@@ -134,12 +134,32 @@ def describe(error) -> str:
     """
     errors, parts = error.errors(), []
     for item in errors[:MAX_ERRORS]:
-        where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+        where = ".".join(_field(part) for part in item["loc"] if part != "body") or "body"
         parts.append(f"{where}: {item['msg']}")
     more = len(errors) - MAX_ERRORS
     message = "; ".join(parts) + (f" (and {more} more errors)" if more > 0 else "")
     return message[:MAX_MESSAGE]
 
 
+def _field(part) -> str:
+    """A location part; a key the client made up (an unknown field) only if it is short
+    and plain."""
+    if isinstance(part, int) or (part.isidentifier() and part.isascii() and len(part) <= 64):
+        return str(part)
+    return "(a field name)"
+
+
 def _short(err: Exception) -> str:
     return str(err)[:200]
+
+
+def answer_validation_errors(app) -> None:
+    """Make ``app``'s 422s name the fields that failed, never their values (FastAPI's
+    default echoes them: a megabyte, or a string JSON cannot encode, gives a 500)."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    async def answer(request, error) -> JSONResponse:
+        return JSONResponse({"detail": describe(error)}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, answer)

@@ -50,13 +50,14 @@ def _check(conf: dict) -> None:
             Release(**spec)
         except (TypeError, ValueError) as err:
             raise DlforgeError(f"models.{name}: {err}. Fix: use strategy (blue_green, canary, "
-                               "shadow, bandit), alias, share, versions") from None
+                               "shadow, bandit), alias, share, versions, explore, "
+                               "max_rewards_per_minute") from None
     if conf["default_model"] not in conf["models"]:
         raise DlforgeError(f"default_model={conf['default_model']!r} is not one of models "
                            f"({sorted(conf['models'])})")
     for key in ("cache_capacity", "max_batch_size", "max_inputs", "max_input_chars",
                 "max_image_pixels", "max_pending_requests", "max_connections",
-                "max_header_bytes"):
+                "max_header_bytes", "max_label_chars"):
         if conf[key] < 1:
             raise DlforgeError(f"{key}={conf[key]} must be at least 1")
     for key in ("request_timeout", "read_timeout", "keepalive_timeout"):
@@ -71,7 +72,7 @@ def _check(conf: dict) -> None:
         raise DlforgeError(f"cpu_threads={conf['cpu_threads']} must be at least 1 (null: "
                            "torch's default)")
     for key in ("refresh_seconds", "batch_timeout", "feedback_window_seconds",
-                "min_free_disk_bytes"):
+                "min_free_disk_bytes", "log_keep_files"):
         if conf[key] < 0:
             raise DlforgeError(f"{key}={conf[key]} must not be negative")
 
@@ -153,8 +154,6 @@ def _server_class():
 
 def build_server(cfg: DictConfig):
     """The LitServer: workers for /predict, our middleware and routes around them."""
-    from fastapi.exceptions import RequestValidationError
-
     from dlforge.serve import health
     from dlforge.serve.api import ModelAPI
     from dlforge.serve.metrics import prepare_folder
@@ -164,7 +163,7 @@ def build_server(cfg: DictConfig):
 
     conf = settings(cfg)
     conf["metrics_dir"] = str(prepare_folder(Path(conf["metrics_dir"])))
-    state = ServingState(conf["state_path"])
+    state = ServingState.from_settings(conf)
     state.clear_workers()  # the workers of an earlier run are gone
     state.close()
     metrics = {"metrics_dir": conf["metrics_dir"]}
@@ -182,17 +181,7 @@ def build_server(cfg: DictConfig):
                   "max_pending_requests": cfg.max_pending_requests}).add_to(server.app)
     health.add_routes(server.app, health.disk_check(conf),
                       server.worker_processes)
-    server.app.add_exception_handler(RequestValidationError, _validation_error)
     return server
-
-
-async def _validation_error(request, error):
-    """422 naming the fields that failed, never their values (FastAPI's echoes them)."""
-    from fastapi.responses import JSONResponse
-
-    from dlforge.serve.schema import describe
-
-    return JSONResponse({"detail": describe(error)}, status_code=422)
 
 
 def uvicorn_options(cfg: DictConfig) -> dict:
