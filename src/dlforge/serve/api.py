@@ -276,7 +276,8 @@ class ModelAPI(ls.LitAPI):
             mine = results[start:start + len(r["inputs"])]
             about = summaries[start:start + len(r["inputs"])]
             start += len(r["inputs"])
-            predictions = [{**p, "top_k": p["top_k"][:r["top_k"]]} for p in mine]
+            predictions = [{**p, "top_k": p["top_k"][:r["top_k"]], "labels": p.get("labels")}
+                           for p in mine]
             out[r["request_id"]] = {"model": name, "version": version,
                                     "predictions": predictions, "request_id": r["request_id"]}
             latency = time.time() - r["received"]
@@ -341,10 +342,12 @@ class ModelAPI(ls.LitAPI):
         return encoded, summaries
 
     def encode_response(self, output: dict) -> PredictResponse:
+        """The answer as JSON, encoded here in the worker: the HTTP process only forwards
+        it (a Response passes FastAPI unchanged; the annotation documents its schema)."""
         if "error" in output:
             status, message = output["error"]
             return JSONResponse({"detail": message}, status_code=status)
-        return output
+        return JSONResponse(output)
 
 
 class InputError(Exception):
