@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from dlforge.errors import DlforgeError
-from dlforge.models.package import load_package, save_package
+from dlforge.hashing import sha256_file
+from dlforge.models.package import FILES, load_package, package_digest, save_package
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.models.text import EmbeddingBagClassifier
 
@@ -38,7 +41,8 @@ def test_prediction_has_labels_scores_and_top_k(package):
 def test_a_fresh_process_loads_it_without_the_training_code(package):
     code = (f"import sys; from dlforge.models.package import load_package; "
             f"p = load_package({str(package)!r}); print(p.predict(['play music'])[0]['label']); "
-            "assert not {'lightning', 'mlflow', 'dlforge.train'} & set(sys.modules)")
+            "heavy = {'lightning', 'mlflow', 'dlforge.train', 'dlforge.data'}; "
+            "assert not heavy & set(sys.modules), heavy & set(sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ("music", "restaurant")
@@ -57,15 +61,103 @@ def test_a_folder_that_is_not_a_package_is_refused(tmp_path):
         load_package(tmp_path)
 
 
-def test_an_unregistered_architecture_is_refused(package):
-    import json
+def sign(package: Path, lines: list[str] | None = None) -> None:
+    """Write SHA256SUMS as ``lines`` (default: a correct listing of the package's files)."""
+    if lines is None:
+        lines = [f"{sha256_file(package / f)}  {f}" for f in FILES]
+    (package / "SHA256SUMS").write_text("".join(f"{line}\n" for line in lines))
 
+
+def edit_spec(package: Path, **changes) -> None:
     spec = json.loads((package / "model.json").read_text())
-    spec["architecture"] = "os.system"
+    spec.update(changes)
     (package / "model.json").write_text(json.dumps(spec))
-    # Re-sign so that only the architecture check can refuse it.
-    from dlforge.models.package import FILES, _sha256
 
-    (package / "SHA256SUMS").write_text("".join(f"{_sha256(package / f)}  {f}\n" for f in FILES))
+
+def test_an_unregistered_architecture_is_refused(package):
+    edit_spec(package, architecture="os.system")
+    sign(package)  # re-signed so that only the architecture check can refuse it
     with pytest.raises(DlforgeError, match="unknown architecture 'os.system'"):
         load_package(package)
+
+
+# -- SHA256SUMS lists exactly the package's files ------------------------------------
+
+
+def refused(package: Path, *fragments: str) -> str:
+    with pytest.raises(DlforgeError) as info:
+        load_package(package)
+    message = str(info.value)
+    for fragment in (*fragments, "Fix:"):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+@pytest.mark.parametrize("kept", [[], ["preprocessing.json", "weights.safetensors"]])
+def test_an_edited_model_json_is_refused_when_its_line_is_dropped(package, kept):
+    edit_spec(package, labels=["restaurant", "music"])  # swaps what every prediction means
+    sign(package, [f"{sha256_file(package / f)}  {f}" for f in kept])
+    refused(package, str(package / "SHA256SUMS"), "does not list", "model.json")
+
+
+@pytest.mark.parametrize("name", ["../../etc/hostname", "/etc/hostname", "sub/model.json",
+                                  "notes.txt", "./model.json"])
+def test_a_line_naming_anything_but_a_package_file_is_refused(package, name, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the package\n")
+    lines = [f"{sha256_file(package / f)}  {f}" for f in FILES]
+    sign(package, [*lines, f"{sha256_file(outside)}  {name}"])
+    refused(package, str(package / "SHA256SUMS"), "line 4", repr(name), "not a package file",
+            str(package))
+
+
+@pytest.mark.parametrize("bad", ["0123  model.json", "no digest here", "", "{digest} model.json"])
+def test_malformed_and_repeated_lines_are_refused(package, bad):
+    lines = [f"{sha256_file(package / f)}  {f}" for f in FILES]
+    sign(package, [*lines, bad.format(digest=sha256_file(package / "model.json"))])
+    refused(package, str(package / "SHA256SUMS"), "line 4", "is not '<sha256>  <file>'")
+
+
+def test_a_file_listed_twice_is_refused(package):
+    lines = [f"{sha256_file(package / f)}  {f}" for f in FILES]
+    sign(package, [*lines, lines[0]])
+    refused(package, "line 4", "lists model.json a second time")
+
+
+def test_the_package_digest_names_the_files_content(package):
+    digest = package_digest(package)
+    assert digest == package_digest(package, check_files=False)
+    edit_spec(package, labels=["restaurant", "music"])
+    sign(package)
+    assert package_digest(package) != digest
+
+
+# -- architecture arguments are checked against the weights, before allocating -------
+
+
+@pytest.mark.parametrize(("key", "value", "shape"), [
+    ("vocab_size", 10**12, "(1000000000000, 8)"),  # 32 TB if it were allocated
+    ("hidden_dim", 9, "(9, 8)"),
+])
+def test_arguments_that_do_not_fit_the_weights_are_refused(package, key, value, shape):
+    spec = json.loads((package / "model.json").read_text())
+    edit_spec(package, arguments={**spec["arguments"], key: value})
+    sign(package)
+    message = refused(package, str(package / "model.json"), f"argument {key}={value}", shape,
+                      "weights.safetensors holds")
+    assert "embed_dim" not in message
+
+
+def test_a_non_integer_size_is_refused(package):
+    spec = json.loads((package / "model.json").read_text())
+    edit_spec(package, arguments={**spec["arguments"], "vocab_size": 1e9})
+    sign(package)
+    refused(package, str(package / "model.json"), "vocab_size=1000000000.0 must be an integer")
+
+
+def test_arguments_the_architecture_does_not_take_are_refused(package):
+    spec = json.loads((package / "model.json").read_text())
+    edit_spec(package, arguments={**spec["arguments"], "layers": 3})
+    sign(package)
+    refused(package, str(package / "model.json"), "do not build architecture 'embedding_bag'",
+            "layers")

@@ -13,7 +13,9 @@ path shared by evaluation, the MLflow pyfunc, batch prediction and serving.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +23,13 @@ from pathlib import Path
 import torch
 
 from dlforge.errors import DlforgeError
+from dlforge.hashing import sha256_file
 from dlforge.models import architecture
 from dlforge.models.preprocessing import encoder_from_dict
 
 FILES = ("model.json", "preprocessing.json", "weights.safetensors")
+SUMS_LINE = re.compile(r"(?P<digest>[0-9a-f]{64})  (?P<name>[^\n]+)")
+REPACKAGE = "Fix: use the package as written by training (or re-register it)"
 
 
 def save_package(folder: Path, weights: dict[str, torch.Tensor], arch: str, arch_kwargs: dict,
@@ -44,8 +49,7 @@ def save_package(folder: Path, weights: dict[str, torch.Tensor], arch: str, arch
     (folder / "preprocessing.json").write_text(json.dumps(encoder.to_dict()) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(state, folder / "weights.safetensors")
-    sums = "".join(f"{_sha256(folder / f)}  {f}\n" for f in FILES)
-    (folder / "SHA256SUMS").write_text(sums)
+    (folder / "SHA256SUMS").write_text(_sums_text({f: sha256_file(folder / f) for f in FILES}))
     return folder
 
 
@@ -100,12 +104,14 @@ class Predictor:
 
 def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     """Load a package onto ``device`` ("cpu", "cuda:0", ...), refusing one whose files
-    do not match their recorded digests."""
+    do not match their recorded digests, or whose architecture arguments do not fit
+    its weights (checked before anything is allocated)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
     verify_package(folder)
     spec = json.loads((folder / "model.json").read_text())
+    check_architecture(folder, spec)
     net = architecture(spec["architecture"])(**spec["arguments"])
     net.load_state_dict(load_file(folder / "weights.safetensors"))
     net.to(device).eval()
@@ -113,20 +119,126 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     return Predictor(net, encoder, spec["labels"], spec["multi_label"], spec)
 
 
-def verify_package(folder: Path) -> None:
-    """Raise when a file is missing or was changed after the package was written."""
+def check_architecture(folder: Path, spec: dict) -> None:
+    """Raise unless ``spec``'s architecture, built with its arguments, has exactly the
+    parameter names and shapes stored in ``weights.safetensors``.
+
+    The network is built on the ``meta`` device (shapes only, no memory) and the
+    weights' shapes are read from the safetensors header, so an argument such as
+    ``vocab_size: 1e9`` is refused before it allocates anything.
+    """
+    from safetensors import safe_open
+
+    where = folder / "model.json"
+    build = architecture(spec["architecture"])
+    _check_integers(where, build, spec["arguments"])
+    try:
+        with torch.device("meta"):
+            net = build(**spec["arguments"])
+    except Exception as err:  # a wrong name, type or value of an argument
+        raise DlforgeError(f"{where}: the arguments {spec['arguments']} do not build "
+                           f"architecture {spec['architecture']!r} ({err}). {REPACKAGE}"
+                           ) from None
+    built = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    with safe_open(folder / "weights.safetensors", framework="pt") as weights:
+        names = weights.keys()
+        stored = {k: tuple(weights.get_slice(k).get_shape()) for k in names}
+    if built.keys() != stored.keys():
+        missing, extra = sorted(built.keys() - stored.keys()), sorted(stored.keys() - built.keys())
+        raise DlforgeError(f"{where}: architecture {spec['architecture']!r} has parameters "
+                           f"that weights.safetensors lacks ({missing}) or the file holds "
+                           f"parameters it does not have ({extra}). {REPACKAGE}")
+    for key, shape in built.items():
+        if shape != stored[key]:
+            raise DlforgeError(f"{where}: {_culprits(spec['arguments'], shape, stored[key])} "
+                               f"gives {key} the shape {shape}, but weights.safetensors holds "
+                               f"{stored[key]}. {REPACKAGE}")
+
+
+def _check_integers(where: Path, build, arguments: dict) -> None:
+    """Refuse a non-integer value (``1e9``) for an argument the architecture declares ``int``."""
+    parameters = inspect.signature(build).parameters
+    for key, value in arguments.items():
+        declared = parameters[key].annotation if key in parameters else None
+        if declared in (int, "int") and (not isinstance(value, int) or isinstance(value, bool)):
+            raise DlforgeError(f"{where}: argument {key}={value!r} must be an integer. "
+                               f"{REPACKAGE}")
+
+
+def _culprits(arguments: dict, built: tuple, stored: tuple) -> str:
+    """The arguments whose values are the dimensions that differ (all of them if none is)."""
+    differing = {b for b, s in zip(built, stored, strict=False) if b != s}
+    if len(built) != len(stored):
+        differing |= set(built)
+    named = {k: v for k, v in arguments.items()
+             if isinstance(v, int | float) and not isinstance(v, bool) and v in differing}
+    chosen = named or arguments
+    return "argument " + ", ".join(f"{k}={v!r}" for k, v in chosen.items())
+
+
+def verify_package(folder: Path) -> dict[str, str]:
+    """Raise when a file is missing or was changed after the package was written.
+
+    Returns each package file's sha256 (see :func:`read_sums`).
+    """
+    sums = read_sums(folder)
+    for name, digest in sums.items():
+        path = folder / name
+        if not path.is_file() or sha256_file(path) != digest:
+            raise DlforgeError(f"{path} is missing or does not match SHA256SUMS: the package "
+                               f"was modified or damaged and is refused. {REPACKAGE}")
+    return sums
+
+
+def read_sums(folder: Path) -> dict[str, str]:
+    """``SHA256SUMS`` as ``{file: sha256}``: exactly the package's fixed files, once each.
+
+    The listing is checked, not trusted: a line naming any other file (a path, a
+    ``..``, an unknown or repeated name), a malformed line, or a package file that
+    is not listed refuses the package. The files themselves are not hashed here.
+    """
     sums_file = folder / "SHA256SUMS"
     if not sums_file.is_file():
         raise DlforgeError(f"{folder} is not a dlforge model package (no SHA256SUMS). "
                            "Fix: point at the model folder written by `dlforge train`")
-    for line in sums_file.read_text().splitlines():
-        digest, name = line.split("  ", 1)
-        path = folder / name
-        if not path.is_file() or _sha256(path) != digest:
-            raise DlforgeError(f"{path} is missing or does not match SHA256SUMS: the package "
-                               "was modified or damaged and is refused. Fix: use the package "
-                               "as written by training (or re-register it)")
+    sums: dict[str, str] = {}
+    for number, line in enumerate(sums_file.read_text().splitlines(), start=1):
+        match = SUMS_LINE.fullmatch(line)
+        problem = _line_problem(match, sums)
+        if problem:
+            raise DlforgeError(f"{sums_file} line {number} ({line!r}) {problem}: the package "
+                               f"in {folder} is refused. {REPACKAGE}")
+        sums[match["name"]] = match["digest"]
+    missing = [f for f in FILES if f not in sums]
+    if missing:
+        raise DlforgeError(f"{sums_file} does not list {', '.join(missing)} (every package "
+                           f"file must have a digest): the package in {folder} is refused. "
+                           f"{REPACKAGE}")
+    return sums
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _line_problem(match: re.Match | None, sums: dict[str, str]) -> str | None:
+    """What is wrong with one parsed SHA256SUMS line (None: nothing)."""
+    if not match:
+        return "is not '<sha256>  <file>'"
+    if match["name"] not in FILES:  # also a path, '..' or an absolute name
+        return f"names {match['name']!r}, which is not a package file ({', '.join(FILES)})"
+    if match["name"] in sums:
+        return f"lists {match['name']} a second time"
+    return None
+
+
+def package_digest(folder: Path, check_files: bool = True) -> str:
+    """The digest that identifies a package, as the registry records it: sha256 of its
+    ``SHA256SUMS`` in the canonical form :func:`save_package` writes.
+
+    Args:
+        check_files: also hash every file against ``SHA256SUMS`` (False: only check
+            the listing, for a package that :func:`load_package` will verify anyway).
+    """
+    sums = verify_package(folder) if check_files else read_sums(folder)
+    return hashlib.sha256(_sums_text(sums).encode()).hexdigest()
+
+
+def _sums_text(sums: dict[str, str]) -> str:
+    return "".join(f"{sums[f]}  {f}\n" for f in FILES)

@@ -14,7 +14,6 @@ Registering the same package again adds no version: the existing one is reported
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -26,13 +25,14 @@ from dlforge.errors import DlforgeError
 from dlforge.registry import models as registry
 
 log = logging.getLogger(__name__)
-PACKAGE_TAG = "dlforge.package_sha256"
+PACKAGE_TAG = "dlforge.package_sha256"  # models.package.package_digest of the version's files
 
 
 def register(cfg: DictConfig) -> dict:
     """The register stage. Returns what ``register.json`` records."""
     import mlflow
 
+    from dlforge.models.package import package_digest
     from dlforge.registry.evaluate import trained
     from dlforge.train.tracking import setup_mlflow
 
@@ -48,7 +48,7 @@ def register(cfg: DictConfig) -> dict:
     setup_mlflow(cfg.tracking)
     client = mlflow.MlflowClient()
     name, package = cfg.registry.model_name, Path(cfg.paths.train_dir) / "model"
-    digest = hashlib.sha256((package / "SHA256SUMS").read_bytes()).hexdigest()
+    digest = package_digest(package)  # also refuses a package changed since training
     version = _existing(client, name, digest)
     if version is None:
         version = _log_and_register(name, package, train)
