@@ -113,8 +113,10 @@ def test_folder_commit_records_path_mode_and_format_of_each_image(pets, folder):
 def test_manifest_paths_are_relative_to_the_manifest_not_the_cwd(store, tmp_path, monkeypatch):
     lists = tmp_path / "lists"
     save_image(lists / "img" / "x.png", 20)
-    save_image(tmp_path / "elsewhere" / "y.png", 220, mode="RGB")
-    (lists / "m.csv").write_text("img/x.png,cat\n../elsewhere/y.png,dog\n", encoding="utf-8")
+    save_image(lists / "more" / "deep" / "y.png", 220, mode="RGB")
+    (lists / "m.csv").write_text("img/x.png,cat\nmore/deep/../deep/y.png,dog\n",
+                                 encoding="utf-8")
+    save_image(tmp_path / "elsewhere" / "img" / "x.png", 99)  # same names, relative to the cwd
     monkeypatch.chdir(tmp_path / "elsewhere")
 
     commit = store.create("m", TYPE, lists / "m.csv")
@@ -123,8 +125,9 @@ def test_manifest_paths_are_relative_to_the_manifest_not_the_cwd(store, tmp_path
     assert commit.stats["label_counts"] == {"cat": 1, "dog": 1}
     assert commit.notes == []
     table = store.read_table(commit).to_pandas()
-    assert list(table["path"]) == ["img/x.png", "../elsewhere/y.png"]
+    assert list(table["path"]) == ["img/x.png", "more/deep/../deep/y.png"]
     assert list(table["labels"]) == ["cat", "dog"]
+    assert table["image"][0] == sha((lists / "img" / "x.png").read_bytes())
 
 
 def test_manifest_header_row_is_detected_skipped_and_reported(store, tmp_path):
@@ -325,6 +328,72 @@ def test_rejected_create_leaves_no_dataset_behind(pets, tmp_path):
     (source / "cat" / "x.png").write_bytes(b"not an image")
     assert_rejected(pets, lambda: pets.create("other", TYPE, source), "x.png", "does not decode")
     assert pets.names() == ["pets"]
+
+
+# -- sources name only files inside their own folder -------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """An image next to (not inside) the source folders of the tests below."""
+    return save_image(tmp_path / "outside.png", 77)
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "file link", "folder link"])
+def test_manifest_rows_leading_outside_its_folder_are_rejected(pets, tmp_path, outside, kind):
+    src = tmp_path / "src"
+    save_image(src / "ok.png", 20)
+    (src / "linked").mkdir()
+    (src / "linked" / "x.png").symlink_to(outside)
+    (src / "escape").symlink_to(tmp_path, target_is_directory=True)
+    path = {"dotdot": "../outside.png", "absolute": str(outside),
+            "file link": "linked/x.png", "folder link": "escape/outside.png"}[kind]
+    manifest = src / "m.csv"
+    manifest.write_text(f"ok.png,cat\n{path},dog\n", encoding="utf-8")
+    error = assert_rejected(pets, lambda: pets.commit("pets", manifest),
+                            str(manifest), "row 2", repr(path), f"outside {src}",
+                            "Fix: name images by paths relative to the manifest's folder")
+    assert (error.row, error.column) == (2, "path")
+
+
+def test_manifest_links_that_stay_inside_its_folder_are_read(store, tmp_path):
+    src = tmp_path / "src"
+    image = save_image(src / "img" / "x.png", 20)
+    (src / "alias.png").symlink_to(image)
+    (src / "m.csv").write_text("alias.png,cat\n", encoding="utf-8")
+    commit = store.create("m", TYPE, src / "m.csv")
+    assert store.read_table(commit).to_pandas()["image"][0] == sha(image.read_bytes())
+
+
+@pytest.mark.parametrize("kind", ["file link", "class folder link"])
+def test_folder_sources_do_not_follow_links_outside(pets, tmp_path, outside, kind):
+    source = tmp_path / "bad"
+    save_image(source / "cat" / "ok.png", 30)
+    if kind == "file link":
+        (source / "cat" / "x.png").symlink_to(outside)
+        named = source / "cat" / "x.png"
+    else:
+        save_image(tmp_path / "private" / "secret.png", 66)
+        (source / "dog").symlink_to(tmp_path / "private", target_is_directory=True)
+        named = source / "dog" / "secret.png"
+    assert_rejected(pets, lambda: pets.commit("pets", source), str(named),
+                    "symbolic link", f"outside {source}", "Fix: copy the image into the folder")
+
+
+def test_a_blob_digest_with_a_trailing_newline_fails_the_schema():
+    import pyarrow as pa
+
+    from dlforge.data.types import get_type
+    from dlforge.data.types.image_class import STORED
+    from dlforge.data.validation import validate
+
+    row = {"image": "a" * 64, "labels": "cat", "path": "x.png", "width": 1, "height": 1,
+           "mode": "L", "format": "PNG"}
+    schema = get_type(TYPE).schema()
+    validate(schema, pa.Table.from_pylist([row], schema=STORED), Path("t.parquet"), 1, {})
+    bad = pa.Table.from_pylist([{**row, "image": row["image"] + "\n"}], schema=STORED)
+    with pytest.raises(InvalidInput, match="row 1, column 'image'"):
+        validate(schema, bad, Path("t.parquet"), 1, {})
 
 
 # -- labels are class names, usable as folder names --------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from dlforge.data import SplitRule
@@ -129,3 +130,95 @@ def test_fetch_copies_files_and_detects_tampering(two_commits, snapshots, tmp_pa
     (ref.path / "val.parquet").write_bytes(b"tampered")
     with pytest.raises(DlforgeError, match="does not match its manifest"):
         snapshots.fetch("d", ref.version, tmp_path / "again")
+
+
+# -- snapshot files are checked against their manifest hashes --------------------------
+
+
+def relabel(path) -> None:
+    """Rewrite a split as a valid parquet file whose rows all carry the first row's label."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for column in ("labels", "label_ids"):
+        first = table.column(column)[0].as_py()
+        index = table.schema.get_field_index(column)
+        table = table.set_column(index, column, pa.array([first] * table.num_rows,
+                                                         table.schema.field(column).type))
+    pq.write_table(table, path)
+
+
+def test_a_split_with_replaced_labels_is_refused_when_opened(two_commits, snapshots):
+    from dlforge.data.build import read_split
+
+    ref = snapshots.build("d")
+    relabel(ref.path / "train.parquet")
+    for load in (lambda: snapshots.load("d", ref.version),
+                 lambda: read_split(ref.path / "train.parquet")):  # what training/evaluation read
+        with pytest.raises(DlforgeError) as info:
+            load()
+        message = str(info.value)
+        assert str(ref.path / "train.parquet") in message
+        assert "does not match its manifest hash" in message
+        assert "Fix: build it again with `dlforge data snapshot d`" in message
+
+
+def test_an_unchanged_split_is_hashed_once_per_process(two_commits, snapshots, monkeypatch):
+    import dlforge.hashing as hashing
+
+    ref = snapshots.build("d")
+    hashed = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda path: hashed.append(path.name) or real(path))
+    snapshots.load("d", ref.version)
+    assert sorted(hashed) == ["test.parquet", "train.parquet", "val.parquet"]
+    snapshots.load("d", ref.version)
+    snapshots.load("d", ref.version)
+    assert len(hashed) == 3  # the second and third opens only stat the files
+    relabel(ref.path / "val.parquet")  # a changed file is hashed again, and refused
+    with pytest.raises(DlforgeError, match="val.parquet is missing or does not match"):
+        snapshots.load("d", ref.version)
+    assert hashed[3:] == ["val.parquet"]
+
+
+@pytest.mark.parametrize("damage", ["relabel", "truncate", "delete"])
+def test_snapshot_rebuilds_a_corrupt_snapshot_in_place(two_commits, snapshots, damage):
+    ref = snapshots.build("d")
+    original = {p.name: p.read_bytes() for p in ref.path.iterdir()}
+    target = ref.path / "val.parquet"
+    {"relabel": relabel, "truncate": lambda p: p.write_bytes(p.read_bytes()[:100]),
+     "delete": lambda p: p.unlink()}[damage](target)
+
+    again = snapshots.build("d")
+
+    assert (again.version, again.path, again.reused) == (ref.version, ref.path, False)
+    assert again.manifest["created_at"] == ref.manifest["created_at"]  # still the same version
+    assert snapshots.load("d").version == ref.version
+    assert sorted(p.name for p in ref.path.iterdir()) == sorted(original)
+    assert target.read_bytes() == original["val.parquet"]
+    assert snapshots.build("d").reused
+    assert not (snapshots.root / ".tmp").exists()  # the corrupt copy is gone
+
+
+def test_a_corrupt_snapshot_over_a_damaged_store_is_refused(two_commits, snapshots):
+    ref = snapshots.build("d")
+    relabel(ref.path / "test.parquet")
+    commit = two_commits.commits("d")[0]
+    table = two_commits.object_path("d", commit.digest, ".parquet")
+    table.write_bytes(table.read_bytes()[:-50])
+    with pytest.raises(DlforgeError) as info:
+        snapshots.build("d")
+    message = str(info.value)
+    assert str(ref.path) in message and "cannot be rebuilt" in message
+    assert str(table) in message and "Fix: restore the store" in message
+
+
+def test_cli_snapshot_does_not_reuse_a_corrupt_snapshot(cli, two_commits, snapshots):
+    ref = snapshots.build("d")
+    relabel(ref.path / "train.parquet")
+
+    result = cli("snapshot", "d", check=True)
+
+    assert result.stdout.strip() == ref.version
+    assert "corrupt, rebuilding it" in result.stderr and "reused" not in result.stderr
+    assert snapshots.load("d").version == ref.version

@@ -104,7 +104,8 @@ def test_missing_source_is_an_error_and_creates_nothing(store, tmp_path):
     assert not store.root.exists()
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "", "x" * 101])
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "", "x" * 101, "x\n",
+                                  "clinc150\n"])
 def test_names_that_escape_the_store_are_refused(store, write_csv, name):
     with pytest.raises(DlforgeError, match="invalid dataset name"):
         store.create(name, "text_intent", write_csv("a.csv", CSV))

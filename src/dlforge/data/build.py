@@ -15,9 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dlforge.data.fs import sha256_file
+from dlforge.data.fs import read_json
 from dlforge.data.store import Commit, Store
 from dlforge.errors import DlforgeError
+from dlforge.hashing import sha256_file, sha256_file_once
 
 SPLITS = ("train", "val", "test")
 SCHEMA_VERSION = 1  # of the snapshot layout; part of every version id
@@ -93,9 +94,11 @@ def write_snapshot(store: Store, name: str, commits: list[Commit], split, out: P
 def _split_schema():
     import pandera.pandas as pda
 
+    from dlforge.data.validation import fullmatch
+
     return pda.DataFrameSchema(
         {
-            "example_id": pda.Column(str, pda.Check.str_matches(r"^[0-9a-f]{16}$"), unique=True),
+            "example_id": pda.Column(str, fullmatch(r"[0-9a-f]{16}"), unique=True),
             "labels": pda.Column(object, nullable=False),
             "label_ids": pda.Column(object, nullable=False),
             "commit": pda.Column("int32", pda.Check.gt(0)),
@@ -113,10 +116,32 @@ def validate_split(table: pa.Table, path: Path) -> None:
 
 
 def read_split(path: Path):
-    """One split as a pandas DataFrame, validated."""
+    """One split as a pandas DataFrame, checked against its manifest hash and validated."""
+    check_file(path)
     table = pq.read_table(path)
     validate_split(table, path)
     return table.to_pandas()
+
+
+def check_file(path: Path, manifest: dict | None = None) -> None:
+    """Raise unless snapshot file ``path`` has the sha256 that its folder's
+    ``manifest.json`` (or ``manifest``) records for it.
+
+    Hashed once per file identity in a process (:func:`~dlforge.data.fs.sha256_file_once`),
+    so every open checks the bytes that are read, and a repeated open costs a stat.
+    """
+    listing = path.parent / "manifest.json"
+    manifest = read_json(listing) if manifest is None else manifest
+    entry = manifest.get("files", {}).get(path.name)
+    rebuild = (f"Fix: build it again with `dlforge data snapshot {manifest.get('dataset')}` "
+               "and the same --upto/--tag (or `dlforge snapshot experiment=...`): a corrupt "
+               "snapshot is rebuilt from the store; `dlforge data verify` lists what is damaged")
+    if entry is None:
+        raise DlforgeError(f"{path} is not listed in {listing}, so it cannot be checked and is "
+                           f"refused. {rebuild}")
+    if not path.is_file() or sha256_file_once(path) != entry["sha256"]:
+        raise DlforgeError(f"{path} is missing or does not match its manifest hash in {listing}: "
+                           f"the snapshot is corrupt and is not used. {rebuild}")
 
 
 def materialise(folder: Path, manifest: dict, out: Path) -> list[Path]:
@@ -127,11 +152,8 @@ def materialise(folder: Path, manifest: dict, out: Path) -> list[Path]:
     """
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for file_name, entry in manifest["files"].items():
-        if sha256_file(folder / file_name) != entry["sha256"]:
-            raise DlforgeError(f"{folder / file_name} does not match its manifest hash: the "
-                               "snapshot is corrupt. Fix: run `dlforge data verify`, delete the "
-                               "snapshot folder and build it again")
+    for file_name in manifest["files"]:
+        check_file(folder / file_name, manifest)
         written.append(Path(shutil.copy2(folder / file_name, out / file_name)))
     written.append(Path(shutil.copy2(folder / "manifest.json", out / "manifest.json")))
     if manifest["type"] == "image_class":

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dlforge.data.build import SCHEMA_VERSION, SPLITS, materialise, read_split, write_snapshot
+from dlforge.data.build import (
+    SCHEMA_VERSION,
+    SPLITS,
+    check_file,
+    materialise,
+    read_split,
+    write_snapshot,
+)
 from dlforge.data.fs import LOCKS, file_lock, fsync_dir, read_json, staging_dir, write_json
 from dlforge.data.store import Commit, Store
 from dlforge.errors import DlforgeError, NotFound
@@ -124,31 +131,65 @@ class SnapshotStore:
 
     def build(self, name: str, upto: int | None = None, tags: dict[str, str] | None = None,
               split: SplitRule | None = None) -> SnapshotRef:
-        """Build the snapshot of a selection, or reuse it when it exists."""
+        """Build the snapshot of a selection, or reuse it when it exists and is intact.
+
+        An existing snapshot whose files no longer match its manifest is rebuilt from
+        the store (whose objects are checked first) and replaces the corrupt one.
+        """
         split = split or SplitRule()
         dtype_name = self.store.info(name)["type"]
         commits = select_commits(self.store, name, upto, tags)
         version = snapshot_version(dtype_name, commits, split)
         final = self.root / name / version
-        if (final / "manifest.json").is_file():
+        if not final.exists():
+            return self._write(name, version, commits, split, created_at=None)
+        damage = snapshot_damage(final)
+        if damage is None:
             log.info("snapshot %s/%s exists: reused", name, version)
             return SnapshotRef(name, version, final, read_json(final / "manifest.json"), True)
+        log.warning("snapshot %s/%s is corrupt, rebuilding it from the store: %s", name,
+                    version, damage)
+        self._check_commits(name, version, commits)
+        return self._write(name, version, commits, split, created_at=_created_at(final))
+
+    def _write(self, name: str, version: str, commits: list[Commit], split: SplitRule,
+               created_at: str | None) -> SnapshotRef:
+        """Write the snapshot in a staging folder and publish it with a rename, in place of
+        a corrupt one if there is one (``created_at`` keeps its place among the versions)."""
+        final = self.root / name / version
         with staging_dir(self.root) as stage:
             manifest = write_snapshot(self.store, name, commits, split, stage / "snap")
-            manifest.update(version=version, created_at=datetime.now(UTC).isoformat())
+            manifest.update(version=version,
+                            created_at=created_at or datetime.now(UTC).isoformat())
             write_json(stage / "snap" / "manifest.json", manifest)
             with file_lock(self.root / LOCKS / f"{name}.lock"):
-                if (final / "manifest.json").is_file():  # built meanwhile by another process
+                if final.exists() and snapshot_damage(final) is None:
+                    # built, or repaired, meanwhile by another process
                     manifest = read_json(final / "manifest.json")
                     return SnapshotRef(name, version, final, manifest, True)
                 final.parent.mkdir(parents=True, exist_ok=True)
+                if final.exists():  # corrupt: moved into the staging folder, removed with it
+                    os.rename(final, stage / "corrupt")
                 os.rename(stage / "snap", final)
                 fsync_dir(final.parent)
         log.info("snapshot %s/%s built: %s", name, version, manifest["counts"])
         return SnapshotRef(name, version, final, manifest, False)
 
+    def _check_commits(self, name: str, version: str, commits: list[Commit]) -> None:
+        """Refuse to rebuild a snapshot from store objects that are damaged too."""
+        from dlforge.data.verify import commit_problems  # verify imports this module
+
+        problems = [p for c in commits for p in commit_problems(self.store, c)]
+        if problems:
+            raise DlforgeError(f"snapshot {self.root / name / version} is corrupt and cannot be "
+                               f"rebuilt: the store is damaged too ({'; '.join(problems)}). "
+                               "Fix: restore the store from its DVC remote (`dvc pull`), then "
+                               "build the snapshot again; `dlforge data verify` lists every "
+                               "problem")
+
     def load(self, name: str, version: str | None = None) -> Snapshot:
-        """Load a snapshot's splits as DataFrames (validated with pandera)."""
+        """Load a snapshot's splits as DataFrames (checked against the manifest's hashes,
+        validated with pandera)."""
         folder = self.resolve(name, version)
         manifest = read_json(folder / "manifest.json")
         frames = {s: read_split(folder / f"{s}.parquet") for s in SPLITS}
@@ -158,6 +199,28 @@ class SnapshotStore:
         """Copy a snapshot's files to ``out``, checking each against the manifest."""
         folder = self.resolve(name, version)
         return materialise(folder, read_json(folder / "manifest.json"), Path(out))
+
+
+def snapshot_damage(folder: Path) -> str | None:
+    """What is wrong with the snapshot in ``folder`` (None: every split matches its manifest).
+
+    The problem is told without its fix: the caller is the one that rebuilds.
+    """
+    try:
+        manifest = read_json(folder / "manifest.json")
+        for split_name in SPLITS:
+            check_file(folder / f"{split_name}.parquet", manifest)
+    except (DlforgeError, OSError, ValueError) as err:
+        return str(err).split(" Fix: ")[0]
+    return None
+
+
+def _created_at(folder: Path) -> str | None:
+    """A snapshot's creation time, kept when it is rebuilt (None: its manifest is unreadable)."""
+    try:
+        return read_json(folder / "manifest.json")["created_at"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from dlforge.errors import DlforgeError, NotFound
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: '$' accepts "x\n"
 TABLE_SUFFIX = ".parquet"
 
 
@@ -85,7 +85,7 @@ class Store:
 
     def path(self, name: str) -> Path:
         """The folder of dataset ``name``; rejects names that could leave the store."""
-        if not NAME.match(name or ""):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise DlforgeError(
                 f"invalid dataset name {name!r}: use letters, digits, '.', '_' and '-', starting "
                 "with a letter or digit (no '/' or '..'). Fix: pick a name like 'clinc150'"

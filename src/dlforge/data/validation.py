@@ -17,6 +17,18 @@ def check_source_file(source: Path, expect: str) -> None:
         raise InvalidInput(source, "is not a file", f"expected {expect}")
 
 
+def fullmatch(pattern: str, error: str | None = None):
+    """A pandera check that each value matches ``pattern`` as a whole.
+
+    Pandera's ``str_matches`` anchors only the start, and a ``$`` also matches before
+    a final newline, so ``'cat\\n'`` would pass ``^[a-z]+$``; ``str.fullmatch`` does not.
+    """
+    import pandera.pandas as pda
+
+    return pda.Check(lambda values: values.str.fullmatch(pattern, na=False),
+                     name="fullmatch", error=error or f"fullmatch({pattern!r})")
+
+
 def validate(schema, table: pa.Table, source: Path, first_row: int, fixes: dict[str, str]) -> None:
     """Validate ``table`` (rows ``first_row``... of ``source``) against a pandera schema.
 

@@ -8,9 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlforge.data.digest import table_digest
-from dlforge.data.fs import clean_stale_staging, sha256_file
+from dlforge.data.fs import clean_stale_staging
 from dlforge.data.snapshot import SnapshotStore
 from dlforge.data.store import TABLE_SUFFIX, Commit, Store
+from dlforge.hashing import sha256_file
 
 
 def verify(snapshots: SnapshotStore, names: list[str] | None = None) -> dict:
@@ -32,7 +33,6 @@ def verify(snapshots: SnapshotStore, names: list[str] | None = None) -> dict:
 
 
 def _verify_dataset(store: Store, snapshots: SnapshotStore, name: str, problems: list) -> dict:
-    dtype = store.dataset_type(name)
     referenced, commits = set(), 0
     for record in sorted((store.path(name) / "commits").glob("*.json")):
         try:
@@ -41,33 +41,44 @@ def _verify_dataset(store: Store, snapshots: SnapshotStore, name: str, problems:
             problems.append(f"{record}: unreadable commit record ({err})")
             continue
         commits += 1
-        path = store.object_path(name, commit.digest, TABLE_SUFFIX)
-        referenced.add(path)
-        if not path.is_file():
-            problems.append(f"{name} commit {commit.id}: object {path} is missing")
-            continue
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            problems.append(f"{name} commit {commit.id}: {path} is unreadable ({err})")
-            continue
-        if table_digest(table, dtype.content_columns) != commit.digest:
-            problems.append(f"{name} commit {commit.id}: {path} does not match its digest")
-        if dtype.blob_column:
-            for digest in set(table.column(dtype.blob_column).to_pylist()):
-                blob = store.object_path(name, digest)
-                referenced.add(blob)
-                if not blob.is_file() or sha256_file(blob) != digest:
-                    problems.append(f"{name} commit {commit.id}: blob {blob} missing or altered")
+        problems += commit_problems(store, commit, referenced)
     snapshots_checked = 0
     for manifest in snapshots.versions(name):
         snapshots_checked += 1
         folder = snapshots.root / name / manifest["version"]
         for file_name, entry in manifest["files"].items():
-            if sha256_file(folder / file_name) != entry["sha256"]:
-                problems.append(f"snapshot {name}/{manifest['version']}: {file_name} altered")
+            path = folder / file_name
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
+                problems.append(f"snapshot {name}/{manifest['version']}: {file_name} missing "
+                                "or altered")
     stored = {p for p in (store.path(name) / "objects").rglob("*") if p.is_file()}
     return {"commits": commits, "objects": len(stored), "snapshots": snapshots_checked,
             # Left by a commit killed after publishing its data, before its record:
             # harmless, never visible, reused if the same content is committed again.
             "unreferenced_objects": len(stored - referenced)}
+
+
+def commit_problems(store: Store, commit: Commit, referenced: set | None = None) -> list[str]:
+    """What is wrong with a commit's stored objects: its table and the blobs it refers to
+    must exist and match their digests (empty: nothing). Adds their paths to ``referenced``."""
+    referenced = set() if referenced is None else referenced
+    name = commit.dataset
+    dtype = store.dataset_type(name)
+    path = store.object_path(name, commit.digest, TABLE_SUFFIX)
+    referenced.add(path)
+    if not path.is_file():
+        return [f"{name} commit {commit.id}: object {path} is missing"]
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        return [f"{name} commit {commit.id}: {path} is unreadable ({err})"]
+    problems = []
+    if table_digest(table, dtype.content_columns) != commit.digest:
+        problems.append(f"{name} commit {commit.id}: {path} does not match its digest")
+    if dtype.blob_column:
+        for digest in set(table.column(dtype.blob_column).to_pylist()):
+            blob = store.object_path(name, digest)
+            referenced.add(blob)
+            if not blob.is_file() or sha256_file(blob) != digest:
+                problems.append(f"{name} commit {commit.id}: blob {blob} missing or altered")
+    return problems

@@ -21,7 +21,7 @@ import re
 from dlforge.errors import DlforgeError, NotFound
 from dlforge.train.tracking import add_tracking_uri_option
 
-URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 RUN_PARAMS = ("model.net._target_", "optimizer._target_", "optimizer.lr", "trainer.max_epochs",
               "datamodule.batch_size", "seed")
 
@@ -30,7 +30,7 @@ def resolve(client, uri: str) -> tuple[str, str]:
     """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` -> (name, version)."""
     from mlflow.exceptions import MlflowException
 
-    match = URI.match(uri)
+    match = URI.fullmatch(uri)
     if not match:
         raise DlforgeError(f"{uri!r} is not a model URI. Fix: use models:/NAME/VERSION or "
                            "models:/NAME@ALIAS (see `dlforge models list`)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 from dlforge.data.digest import table_digest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import DatasetType, Staged
-from dlforge.data.validation import validate
+from dlforge.data.validation import fullmatch, validate
 from dlforge.errors import InvalidInput
 
 STORED = pa.schema([
@@ -33,10 +34,13 @@ STORED = pa.schema([
 ])
 HEADER_WORDS = ({"path", "image", "file", "filename"}, {"label", "labels", "class", "target"})
 # One class per image, usable as a folder name (fetch writes images/<split>/<label>/).
-LABEL = r"^(?!\.\.?$)[^;/\\\x00]+$"
+LABEL = r"(?!\.\.?\Z)[^;/\\\x00]+"
 FIXES = {"labels": "give each image exactly one class label, without ';', '/' or '\\', "
                    "and not '.' or '..'",
-         "path": "give each row an image path"}
+         "path": "give each row an image path",
+         "outside": "name images by paths relative to the manifest's folder and inside it "
+                    "(no absolute paths, no '..' out of it, no links out of it): copy the "
+                    "images there, or move the manifest up to a folder that holds them"}
 
 
 class ImageClass(DatasetType):
@@ -51,8 +55,8 @@ class ImageClass(DatasetType):
 
         return pda.DataFrameSchema(
             {
-                "image": pda.Column(str, pda.Check.str_matches(r"^[0-9a-f]{64}$")),
-                "labels": pda.Column(str, pda.Check.str_matches(LABEL, error="invalid label")),
+                "image": pda.Column(str, fullmatch(r"[0-9a-f]{64}")),
+                "labels": pda.Column(str, fullmatch(LABEL, error="invalid label")),
                 "path": pda.Column(str, pda.Check.str_length(min_value=1)),
                 "width": pda.Column("int32", pda.Check.gt(0)),
                 "height": pda.Column("int32", pda.Check.gt(0)),
@@ -110,14 +114,23 @@ class ImageClass(DatasetType):
 
 
 def _folder_entries(root: Path) -> tuple[list, int, list[str]]:
-    """``(None, path, label)`` per image file in ``root/<label>/`` (hidden files skipped)."""
+    """``(None, path, label)`` per image file in ``root/<label>/`` (hidden files skipped).
+
+    A symbolic link (to a file or a class folder) may point anywhere inside ``root``,
+    never outside it.
+    """
     entries, notes = [], []
     for entry in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
         if entry.is_file():
             notes.append(f"{entry}: not in a class folder; it was ignored")
             continue
-        entries += [(None, path, entry.name) for path in sorted(entry.rglob("*"))
-                    if path.is_file() and not path.name.startswith(".")]
+        for path in sorted(entry.rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                problem = _outside(root, path)
+                if problem:
+                    raise InvalidInput(path, problem, "copy the image into the folder instead "
+                                                      "of linking to it, or remove the link")
+                entries.append((None, path, entry.name))
     return entries, 1, notes
 
 
@@ -143,8 +156,23 @@ def _manifest_entries(manifest: Path) -> tuple[list, int, list[str]]:
         path, label = (f.strip() for f in fields)
         if not path:
             raise InvalidInput(manifest, "empty path", FIXES["path"], row=row, column="path")
+        problem = _outside(manifest.parent, manifest.parent / path)
+        if problem:
+            raise InvalidInput(manifest, f"path {path!r}: {problem}", FIXES["outside"], row=row,
+                               column="path")
         entries.append((row, manifest.parent / path, label))
     return entries, first_row, notes
+
+
+def _outside(base: Path, path: Path) -> str | None:
+    """Why ``path`` is not inside folder ``base`` (None: it is, also once symbolic links
+    are followed): sources may only name files under their own folder."""
+    if not Path(os.path.abspath(path)).is_relative_to(os.path.abspath(base)):  # abspath: no '..'
+        return f"it leads outside {base}"
+    target = path.resolve()
+    if not target.is_relative_to(base.resolve()):
+        return f"it is a symbolic link to {target}, outside {base}"
+    return None
 
 
 def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict) -> dict:
@@ -168,6 +196,6 @@ def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict)
         blobs[digest].parent.mkdir(exist_ok=True)
         blobs[digest].write_bytes(data)
     base = source if source.is_dir() else source.parent
-    relative = path.relative_to(base) if path.is_relative_to(base) else path
+    relative = path.relative_to(base)  # the entries checked that it is inside
     return {"image": digest, "labels": label.strip(), "path": str(relative),
             "width": size[0], "height": size[1], "mode": mode, "format": fmt}

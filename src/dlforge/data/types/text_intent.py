@@ -21,11 +21,11 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from dlforge.data.digest import TableDigest
-from dlforge.data.fs import sha256_file
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import LABEL_SEP, DatasetType, Staged, normalise_labels
-from dlforge.data.validation import check_source_file, validate
+from dlforge.data.validation import check_source_file, fullmatch, validate
 from dlforge.errors import InvalidInput
+from dlforge.hashing import sha256_file
 
 COLUMNS = ("utterance", "labels")
 STORED = pa.schema([("utterance", pa.string()), ("labels", pa.string())])
@@ -53,7 +53,7 @@ class TextIntent(DatasetType):
                 "utterance": pda.Column(str, pda.Check.str_length(min_value=1), nullable=False),
                 "labels": pda.Column(
                     str,
-                    pda.Check.str_matches(r"^[^;]+(;[^;]+)*$", error="empty label"),
+                    fullmatch(r"[^;]+(;[^;]+)*", error="empty label"),
                     nullable=False,
                 ),
             },
