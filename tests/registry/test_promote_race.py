@@ -142,8 +142,11 @@ CONFLICT = IntegrityError("INSERT INTO registered_model_aliases ...", {}, Except
     MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed\n[SQL: INSERT ...]"),
     CONFLICT,
 ], ids=["mlflow", "sqlalchemy"])
-def test_a_failing_switch_is_a_dlforge_error_naming_model_alias_version_and_fix(model, error):
+def test_a_failing_switch_is_a_dlforge_error_naming_model_alias_version_and_fix(model, error,
+                                                                              monkeypatch):
     client, name, _ = model
+    waits = []
+    monkeypatch.setattr(registry.time, "sleep", waits.append)  # the backoff, without waiting
     failing = Failing(client, error, times=registry.RETRIES)
     with pytest.raises(DlforgeError) as raised:
         registry.promote(failing, name, "3", alias="staging")
@@ -152,6 +155,7 @@ def test_a_failing_switch_is_a_dlforge_error_naming_model_alias_version_and_fix(
     assert "UNIQUE constraint failed" in message and "[SQL" not in message
     assert f"Fix: retry `dlforge models promote {name} 3 --alias staging`" in message
     assert registry.history(client, name) == []  # nothing recorded for a failed switch
+    assert len(waits) == registry.RETRIES - 1 and waits == sorted(waits)  # growing
 
 
 def test_a_transient_conflict_is_retried(model):

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 HISTORY = "dlforge.alias_history"  # key prefix of the switch tags (and the legacy list tag)
 KEEP = 50  # alias switches kept in the history
-RETRIES = 5  # attempts at an alias switch that fails on a transient store error
+RETRIES = 8  # attempts at an alias switch that fails on a transient store error
 
 
 def history(client, name: str) -> list[dict]:
