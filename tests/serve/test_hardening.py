@@ -189,8 +189,31 @@ def test_a_killed_worker_is_restarted_and_a_killed_http_process_stops_the_server
 
     http_pid = httpx.get(f"{url}/health/live", timeout=10).json()["pid"]
     assert http_pid != server.pid
+    stop, outcomes = threading.Event(), []
+
+    def load() -> None:  # clients keep asking while the HTTP process dies
+        while not stop.is_set():
+            try:
+                outcomes.append(httpx.post(f"{url}/predict", json={"inputs": TEXTS},
+                                           timeout=10).status_code)
+            except httpx.HTTPError:
+                outcomes.append("refused")
+                time.sleep(0.1)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
     os.kill(http_pid, signal.SIGKILL)
-    assert server.wait(timeout=30) != 0, "the server went on without its HTTP process"
+    killed = time.monotonic()
+    try:
+        assert server.wait(timeout=30) != 0, "the server went on without its HTTP process"
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert time.monotonic() - killed < 15, "the server took too long to stop"
+    assert 200 in outcomes and outcomes[-1] == "refused"  # served, then nothing listens
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/health", timeout=5)
 
