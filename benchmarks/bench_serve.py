@@ -113,12 +113,12 @@ def fetch_model() -> tuple[Path, str, str, list[str]]:
     and the keys of conf/serve.yaml that name files `dlforge serve` writes."""
     import mlflow
 
-    from dlforge.config import compose
+    from dlforge.core.config import compose
+    from dlforge.core.tracking import connect
     from dlforge.registry.fetch import fetch_package
-    from dlforge.train.tracking import _absolute_sqlite, connect
 
     cfg = compose("serve", [])
-    uri = _absolute_sqlite(cfg.tracking.tracking_uri)
+    uri = absolute_sqlite(cfg.tracking.tracking_uri)
     connect(uri)
     folder, _, version = fetch_package(mlflow.MlflowClient(), MODEL_URI,
                                        (Path(cfg.paths.output_dir) / ".models").resolve())

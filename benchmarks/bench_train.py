@@ -6,7 +6,7 @@ Usage:
 Trains the ``intent`` snapshot (outputs/intent/snapshot.json): embedding_bag model, batch
 64, N epochs (default 5), a fresh subprocess per run, the variants alternated R times (2):
 
-- ``dlforge``: ``dlforge.train.run.train(cfg)`` with ``~callbacks.early_stopping``, no
+- ``dlforge``: ``dlforge.train.fit.train(cfg)`` with ``~callbacks.early_stopping``, no
   progress bar, ``paths.root`` in a temp folder (the repo's outputs/, mlruns/ untouched);
 - ``plain``: a hand-written loop over the same encoded splits and collate
   (``SnapshotDataModule``), network, AdamW, cosine schedule, clipping, seed, threads;
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def compose_cfg(epochs: int, root: Path):
     """The train config every variant uses (the plain loop reads its arguments from it)."""
-    from dlforge.config import compose
+    from dlforge.core.config import compose
 
     version = json.loads((ROOT / "outputs" / "intent" / "snapshot.json").read_text())["version"]
     return compose("train", [
@@ -90,7 +90,7 @@ def run_dlforge(epochs: int, root: Path, track: bool) -> dict:
     import torch
 
     from dlforge.train.callbacks import EpochHistory
-    from dlforge.train.run import train
+    from dlforge.train.fit import train
 
     callback_s = time_epoch_callback(EpochHistory, track)
     metrics = train(compose_cfg(epochs, root))
@@ -106,7 +106,7 @@ def run_plain(epochs: int, root: Path) -> dict:
     from hydra.utils import instantiate
 
     from dlforge.train.data import SnapshotDataModule
-    from dlforge.train.run import resolve_snapshot
+    from dlforge.train.fit import resolve_snapshot
 
     cfg = compose_cfg(epochs, root)
     torch.manual_seed(cfg.seed)

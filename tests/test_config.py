@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from dlforge.config import compose
-from dlforge.workflow import experiments
+from dlforge.core.config import compose
+from dlforge.stages.workflow import experiments
 from tests.conftest import ROOT
 
 CONF = ROOT / "conf"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from dlforge.params import compose_params, overrides
-from dlforge.workflow import dvc_yaml, experiments
+from dlforge.stages.params import compose_params, overrides
+from dlforge.stages.workflow import dvc_yaml, experiments
 from tests.conftest import ROOT, dlforge_serve
 
 BIN = str(Path(sys.executable).parent)

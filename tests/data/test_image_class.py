@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dlforge.core.errors import InvalidInput
 from dlforge.data import Snapshot, SnapshotStore, Store
-from dlforge.errors import InvalidInput
 from tests.conftest import tree_digest
 
 TYPE = "image_class"

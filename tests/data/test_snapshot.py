@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.data import SplitRule
-from dlforge.errors import DlforgeError, NotFound
+from dlforge.data.build import SPLITS
 from tests.conftest import SAMPLE
 
 
@@ -153,7 +154,7 @@ def test_a_split_with_replaced_labels_is_refused_when_opened(two_commits, snapsh
 
     ref = snapshots.build("d")
     relabel(ref.path / "train.parquet")
-    for load in (lambda: snapshots.load("d", ref.version),
+    for load in (lambda: snapshots.load("d", ref.version).split("train"),
                  lambda: read_split(ref.path / "train.parquet")):  # what training/evaluation read
         with pytest.raises(DlforgeError) as info:
             load()
@@ -164,20 +165,21 @@ def test_a_split_with_replaced_labels_is_refused_when_opened(two_commits, snapsh
 
 
 def test_an_unchanged_split_is_hashed_once_per_process(two_commits, snapshots, monkeypatch):
-    import dlforge.hashing as hashing
+    import dlforge.core.hashing as hashing
 
     ref = snapshots.build("d")
     hashed = []
     real = hashing.sha256_file
     monkeypatch.setattr(hashing, "sha256_file", lambda path: hashed.append(path.name) or real(path))
-    snapshots.load("d", ref.version)
+    read_all = lambda: [snapshots.load("d", ref.version).split(s) for s in SPLITS]  # noqa: E731
+    read_all()
     assert sorted(hashed) == ["test.parquet", "train.parquet", "val.parquet"]
-    snapshots.load("d", ref.version)
-    snapshots.load("d", ref.version)
+    read_all()
+    read_all()
     assert len(hashed) == 3  # the second and third opens only stat the files
     relabel(ref.path / "val.parquet")  # a changed file is hashed again, and refused
     with pytest.raises(DlforgeError, match="val.parquet is missing or does not match"):
-        snapshots.load("d", ref.version)
+        read_all()
     assert hashed[3:] == ["val.parquet"]
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.data.sources import sklearn_digits
-from dlforge.data.stages import ingest
+from dlforge.stages.data import ingest
 from tests.conftest import tree_digest
 
 

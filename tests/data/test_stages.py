@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.data import SnapshotStore, Store
-from dlforge.data.stages import ingest, snapshot
+from dlforge.stages.data import ingest, snapshot
 from tests.conftest import ROOT
 
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
+from dlforge.core.errors import DlforgeError, InvalidInput, NotFound
 from dlforge.data import Store
 from dlforge.data.store import parse_tags
-from dlforge.errors import DlforgeError, InvalidInput, NotFound
 from tests.conftest import tree_digest
 
 CSV = "book a table for two,restaurant_reservation\nwhat's the weather,weather\n"

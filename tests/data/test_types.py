@@ -17,14 +17,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import dlforge.data.types as types
+from dlforge.core.errors import InvalidInput, NotFound
+from dlforge.core.hashing import sha256_file
 from dlforge.data import DatasetType, SnapshotStore, Store, get_type, register
 from dlforge.data.digest import table_digest
 from dlforge.data.stats import Statistics
 from dlforge.data.types.image_class import ImageClass
 from dlforge.data.types.text_intent import TextIntent
 from dlforge.data.validation import check_source_file, validate
-from dlforge.errors import InvalidInput, NotFound
-from dlforge.hashing import sha256_file
 from tests.conftest import tree_digest
 
 

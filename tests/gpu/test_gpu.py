@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 import torch
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.models.package import load_package, save_package
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.models.text import EmbeddingBagClassifier
@@ -23,8 +23,8 @@ def fit(tmp_path, **trainer_args):
     import lightning as L
 
     from dlforge.train.data import SnapshotDataModule
+    from dlforge.train.fit import network_weights
     from dlforge.train.module import Classifier
-    from dlforge.train.run import network_weights
 
     summary = make_snapshot(tmp_path, toy_rows(600))
     data = SnapshotDataModule(summary["path"], TextEncoder(ngrams=2), batch_size=32)

@@ -10,8 +10,8 @@ import optuna
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from dlforge.config import compose
-from dlforge.train.tracking import setup_tracking_uri
+from dlforge.core.config import compose
+from dlforge.core.tracking import setup_tracking_uri
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
 SWEEP_FAST = ["hpo.n_trials=3", "hpo.n_workers=1", "hpo/pruner=none", "hpo/sampler=random"]

@@ -6,8 +6,8 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from dlforge.config import compose
-from dlforge.errors import DlforgeError
+from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
 from dlforge.hpo.space import parse_space
 
 

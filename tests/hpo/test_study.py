@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.hpo import study as s
 from dlforge.hpo.space import parse_space
 

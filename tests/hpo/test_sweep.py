@@ -8,10 +8,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.hpo.best import apply_best, write_best
 from dlforge.hpo.sweep import sweep
-from dlforge.train.run import train
+from dlforge.train.fit import train
 from tests.hpo.conftest import load_study, runs, summary
 
 LR = {"optimizer.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True},

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlforge.errors import DlforgeError
-from dlforge.hashing import sha256_file
+from dlforge.core.errors import DlforgeError
+from dlforge.core.hashing import sha256_file
 from dlforge.models.package import FILES, load_package, package_digest, save_package
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.models.text import EmbeddingBagClassifier

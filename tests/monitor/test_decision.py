@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.monitor.decision import Thresholds, decide
 
 CALM = {"psi": 0.01}

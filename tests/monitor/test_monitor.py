@@ -9,8 +9,8 @@ import time
 import mlflow
 import pytest
 
-from dlforge.config import compose
-from dlforge.errors import DlforgeError
+from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
 from dlforge.models.package import load_package
 from dlforge.monitor import retrain_request
 from dlforge.monitor.report import monitor

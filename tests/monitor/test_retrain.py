@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.monitor import request_retrain, retrain_request
 
 

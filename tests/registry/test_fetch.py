@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.models.package import load_package, package_digest, save_package
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.models.text import EmbeddingBagClassifier

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from dlforge.registry.metrics import multi_label, single_label
+from dlforge.registry.scores import multi_label, single_label
 
 
 def test_single_label_metrics_match_scikit_learn():

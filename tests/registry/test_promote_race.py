@@ -16,9 +16,9 @@ import pytest
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import IntegrityError
 
-from dlforge.errors import DlforgeError, NotFound
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.tracking import connect
 from dlforge.registry import models as registry
-from dlforge.train.tracking import connect
 from tests.conftest import ROOT
 
 WRITERS = 12

@@ -12,10 +12,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
+from dlforge.core.tracking import connect
 from dlforge.models.package import load_package
 from dlforge.registry import models as registry
-from dlforge.train.tracking import connect
 from tests.conftest import ROOT
 
 TEXTS = ["guitar song album", "rain umbrella forecast", "pizza dinner salad", "loud playlist"]

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from litserve.utils import wrap_litserve_start
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.serve.server import build_server
 
 TEXTS = ["guitar song album", "rain umbrella forecast"]

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.models.package import load_package
-from dlforge.serve.predict import predict_file
+from dlforge.serve.batch import predict_file
 from tests.conftest import ROOT
 
 TEXTS = ["guitar song album", "rain umbrella forecast", "pizza dinner salad"]

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
-from dlforge.config import compose
-from dlforge.errors import DlforgeError
+from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.routes import FeedbackRequest, Routes
 from dlforge.serve.state import ServingState

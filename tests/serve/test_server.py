@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.server import build_server
 from dlforge.serve.transport import AnswerTransport, WorkerQueues

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dlforge.config import compose
+from dlforge.core.config import compose
 from dlforge.data import SnapshotStore, Store
 
 WORDS = {

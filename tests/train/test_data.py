@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.train.data import SnapshotDataModule
 from tests.train.conftest import make_snapshot, toy_rows

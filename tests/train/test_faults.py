@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from dlforge.train.tracking import setup_tracking_uri
+from dlforge.core.tracking import setup_tracking_uri
 from tests.conftest import ROOT
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 

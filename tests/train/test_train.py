@@ -9,11 +9,11 @@ import mlflow
 import pytest
 from hydra.errors import HydraException
 
-from dlforge.errors import DlforgeError, NotFound
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.tracking import setup_tracking_uri
 from dlforge.models.package import load_package
-from dlforge.train.run import train
+from dlforge.train.fit import train
 from dlforge.train.runs import list_runs, show_run
-from dlforge.train.tracking import setup_tracking_uri
 from tests.train.conftest import make_snapshot, toy_rows, write_images
 
 

@@ -1,7 +1,7 @@
 # Shared by all rules: the validated workflow config and the stage graph.
 from snakemake.utils import validate
 
-from dlforge import workflow as graph
+from dlforge.stages import workflow as graph
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -9,7 +9,7 @@ EXP_DIR = graph.exp_dir_pattern()  # e.g. outputs/{exp}, from conf/paths
 
 
 def deps(stage_name):
-    """Input function: the files (and parameter files) the stage reads, from dlforge.workflow."""
+    """Input function: the files (and parameter files) the stage reads, from dlforge.stages.workflow."""
 
     def files(wildcards):
         stage = graph.stage(wildcards.exp, stage_name)

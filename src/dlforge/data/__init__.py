@@ -28,7 +28,7 @@ __all__ = ["Commit", "DatasetType", "Snapshot", "SnapshotRef", "SnapshotStore", 
 
 def open_snapshots(overrides: list[str] | tuple[str, ...] = ()) -> SnapshotStore:
     """The project's snapshot store, located by ``conf/paths`` (with Hydra overrides)."""
-    from dlforge.config import compose
+    from dlforge.core.config import compose
 
     cfg = compose("data", overrides)
     return SnapshotStore(cfg.paths.snapshot_dir, Store(cfg.paths.store_dir))

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dlforge.data.fs import read_json
+from dlforge.core.errors import DlforgeError
+from dlforge.core.hashing import sha256_file, sha256_file_once
+from dlforge.core.io import read_json
 from dlforge.data.store import Commit, Store
-from dlforge.errors import DlforgeError
-from dlforge.hashing import sha256_file, sha256_file_once
 
 SPLITS = ("train", "val", "test")
 SCHEMA_VERSION = 1  # of the snapshot layout; part of every version id
@@ -127,7 +127,7 @@ def check_file(path: Path, manifest: dict | None = None) -> None:
     """Raise unless snapshot file ``path`` has the sha256 that its folder's
     ``manifest.json`` (or ``manifest``) records for it.
 
-    Hashed once per file identity in a process (:func:`~dlforge.data.fs.sha256_file_once`),
+    Hashed once per file identity in a process (:func:`~dlforge.core.io.sha256_file_once`),
     so every open checks the bytes that are read, and a repeated open costs a stat.
     """
     listing = path.parent / "manifest.json"

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.io import LOCKS, file_lock, fsync_dir, read_json, staging_dir, write_json
 from dlforge.data.build import (
     SCHEMA_VERSION,
     SPLITS,
@@ -31,9 +33,7 @@ from dlforge.data.build import (
     read_split,
     write_snapshot,
 )
-from dlforge.data.fs import LOCKS, file_lock, fsync_dir, read_json, staging_dir, write_json
 from dlforge.data.store import Commit, Store
-from dlforge.errors import DlforgeError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +188,9 @@ class SnapshotStore:
                                "problem")
 
     def load(self, name: str, version: str | None = None) -> Snapshot:
-        """Load a snapshot's splits as DataFrames (checked against the manifest's hashes,
-        validated with pandera)."""
-        folder = self.resolve(name, version)
-        manifest = read_json(folder / "manifest.json")
-        frames = {s: read_split(folder / f"{s}.parquet") for s in SPLITS}
-        return Snapshot(manifest=manifest, path=folder, **frames)
+        """Open a snapshot version (``None``: the latest built); its splits are read
+        when asked for, checked against the manifest's hashes and validated."""
+        return Snapshot.open(self.resolve(name, version))
 
     def fetch(self, name: str, version: str, out: Path) -> list[Path]:
         """Copy a snapshot's files to ``out``, checking each against the manifest."""
@@ -223,27 +220,99 @@ def _created_at(folder: Path) -> str | None:
         return None
 
 
-@dataclass
 class Snapshot:
-    """A loaded snapshot: one DataFrame per split plus the manifest.
+    """One snapshot version, opened lazily: the manifest now, a split when it is asked for.
 
-    ``labels`` is the merged vocabulary; ``label_ids`` columns index into it.
+        snap = Snapshot.open("data/snapshots/clinc150/3fa2c1d0e9b7")
+        snap.version, snap.labels, snap.counts      # from manifest.json
+        frame = snap.split("test")                  # read, hash-checked, validated
+
+    ``labels`` is the merged vocabulary; a split's ``label_ids`` column indexes into it.
+    Every reader of a snapshot (training, evaluation, registration, monitoring)
+    goes through this class.
     """
 
-    manifest: dict
-    path: Path
-    train: object
-    val: object
-    test: object
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.manifest = Path(path), manifest
+        self._splits: dict[str, object] = {}
+
+    @classmethod
+    def open(cls, path: str | Path) -> Snapshot:
+        """Open the snapshot in folder ``path``; reads only its manifest.
+
+        Raises:
+            NotFound: when ``path`` holds no snapshot, naming the command that builds one.
+        """
+        folder = Path(path)
+        listing = folder / "manifest.json"
+        if not listing.is_file():
+            raise NotFound(f"no snapshot at {folder} ({listing} is missing). Fix: build it "
+                           "with `dlforge snapshot experiment=<name>` or `dlforge data "
+                           "snapshot <dataset>`")
+        try:
+            return cls(folder, read_json(listing))
+        except ValueError as err:
+            raise DlforgeError(f"{listing} is not valid JSON ({err}). Fix: delete {folder} "
+                               "and build the snapshot again") from None
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
 
     @property
     def version(self) -> str:
         return self.manifest["version"]
 
     @property
+    def type(self) -> str:
+        """The dataset type's name (see :mod:`dlforge.data.types`)."""
+        return self.manifest["type"]
+
+    @property
     def labels(self) -> list[str]:
         return self.manifest["labels"]
 
-    def split(self, name: str):
-        return getattr(self, name)
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.manifest["multi_label"])
 
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.manifest["counts"]
+
+    @property
+    def commits(self) -> list[dict]:
+        return self.manifest["commits"]
+
+    @property
+    def input_column(self) -> str:
+        """The column of a split that holds the model's input (text, image bytes)."""
+        from dlforge.data.types import get_type
+
+        return get_type(self.type).input_column
+
+    def split(self, name: str):
+        """Split ``name`` (train, val or test) as a DataFrame: its file is checked against
+        the manifest's sha256 and validated when it is first read."""
+        if name not in SPLITS:
+            raise NotFound(f"snapshot {self.version} has no split {name!r} (splits: "
+                           f"{', '.join(SPLITS)})")
+        if name not in self._splits:
+            self._splits[name] = read_split(self.path / f"{name}.parquet")
+        return self._splits[name]
+
+    def inputs(self, name: str) -> list:
+        """The model inputs of split ``name``, in order."""
+        return self.split(name)[self.input_column].tolist()
+
+    @property
+    def train(self):
+        return self.split("train")
+
+    @property
+    def val(self):
+        return self.split("val")
+
+    @property
+    def test(self):
+        return self.split("test")

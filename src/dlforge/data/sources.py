@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlforge.data.fs import staging_dir
+from dlforge.core.io import staging_dir
 
 
 def sklearn_digits(out: str | Path, part: int = 0, parts: int = 1) -> Path:

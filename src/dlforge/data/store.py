@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dlforge import __version__
-from dlforge.data.fs import LOCKS, file_lock, fsync_dir, publish, read_json, staging_dir, write_json
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.io import LOCKS, file_lock, fsync_dir, publish, read_json, staging_dir, write_json
 from dlforge.data.types import DatasetType, Staged, get_type
-from dlforge.errors import DlforgeError, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dlforge.errors import InvalidInput
+from dlforge.core.errors import InvalidInput
 
 
 def check_source_file(source: Path, expect: str) -> None:

@@ -7,11 +7,11 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dlforge.core.hashing import sha256_file
+from dlforge.core.io import clean_stale_staging
 from dlforge.data.digest import table_digest
-from dlforge.data.fs import clean_stale_staging
 from dlforge.data.snapshot import SnapshotStore
 from dlforge.data.store import TABLE_SUFFIX, Commit, Store
-from dlforge.hashing import sha256_file
 
 
 def verify(snapshots: SnapshotStore, names: list[str] | None = None) -> dict:

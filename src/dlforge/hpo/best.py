@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.config import has_key
-from dlforge.errors import DlforgeError, InvalidInput
+from dlforge.core.config import has_key
+from dlforge.core.errors import DlforgeError, InvalidInput
 
 log = logging.getLogger(__name__)
 

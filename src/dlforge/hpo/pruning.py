@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import lightning as L
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 
 class OptunaPruning(L.Callback):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlforge.data.fs import write_json_atomic
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_json_atomic
 from dlforge.hpo import study as s
 from dlforge.hpo.best import write_best
 from dlforge.hpo.space import Param

@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.config import has_key
-from dlforge.errors import DlforgeError
+from dlforge.core.config import has_key
+from dlforge.core.errors import DlforgeError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.hpo.space import Param, grid_space
 
 # Trial user attributes dlforge keeps (optuna-dashboard shows them).
@@ -176,7 +176,7 @@ def claim_lock(storage: str) -> Iterator[None]:
     if "://" in storage:
         yield
         return
-    from dlforge.data.fs import file_lock
+    from dlforge.core.io import file_lock
 
     with file_lock(Path(f"{storage}.claim")):
         yield
@@ -190,7 +190,7 @@ def interrupted_trials(study, storage: str) -> list:
     """
     from optuna.trial import TrialState
 
-    from dlforge.process import pid_alive
+    from dlforge.core.process import pid_alive
 
     host, local = socket.gethostname(), "://" not in storage
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))

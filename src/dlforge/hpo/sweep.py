@@ -19,8 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.config import dotted, has_key
-from dlforge.errors import DlforgeError
+from dlforge.core.config import dotted, has_key
+from dlforge.core.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
 
@@ -32,7 +32,7 @@ def sweep(cfg: DictConfig) -> dict:
     from dlforge.hpo.report import close_parent, open_parent, write_report
     from dlforge.hpo.worker import run_workers
     from dlforge.train import tracking
-    from dlforge.train.run import check_targets, resolve_snapshot
+    from dlforge.train.fit import check_targets, resolve_snapshot
 
     settings = s.SweepSettings.from_config(cfg.hpo)
     params = parse_space(cfg.hpo.space, cfg)

@@ -53,7 +53,7 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
     """
     from optuna.trial import TrialState
 
-    from dlforge.train.run import run_training
+    from dlforge.train.fit import run_training
 
     cfg, values = trial_config(frozen, trial, params)
     folder = Path(cfg.paths.train_dir)

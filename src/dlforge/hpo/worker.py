@@ -26,9 +26,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlforge.core.process import die_with_parent
 from dlforge.hpo import study as s
 from dlforge.hpo.space import Param
-from dlforge.process import die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ ARCHITECTURES = {
 
 def architecture(name: str):
     """The model class registered as ``name``."""
-    from dlforge.errors import DlforgeError
+    from dlforge.core.errors import DlforgeError
 
     if name not in ARCHITECTURES:
         raise DlforgeError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
@@ -28,7 +28,7 @@ def architecture(name: str):
 
 def architecture_name(target: str) -> str:
     """Registry name of a ``_target_`` path such as ``dlforge.models.text.TextCNN``."""
-    from dlforge.errors import DlforgeError
+    from dlforge.core.errors import DlforgeError
 
     for name, path in ARCHITECTURES.items():
         if path.replace(":", ".") == target:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from dlforge.errors import DlforgeError
-from dlforge.hashing import sha256_file
+from dlforge.core.errors import DlforgeError
+from dlforge.core.hashing import sha256_file
 from dlforge.models import architecture
 from dlforge.models.preprocessing import encoder_from_dict
 

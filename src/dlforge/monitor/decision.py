@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 
 @dataclass(frozen=True)

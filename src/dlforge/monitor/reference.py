@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlforge.errors import DlforgeError, NotFound
+from dlforge.core.errors import DlforgeError, NotFound
 
 log = logging.getLogger(__name__)
 

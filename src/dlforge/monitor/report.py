@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.monitor import compare
 from dlforge.monitor.decision import Thresholds, decide
 from dlforge.monitor.reference import reference_stats, served_package, snapshot_folder
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def monitor(cfg: DictConfig) -> dict:
     """The monitor stage. Returns a summary of ``report.json``."""
-    from dlforge.data.fs import write_json_atomic
+    from dlforge.core.io import write_json_atomic
     from dlforge.monitor.tracking import log_results, monitor_run
 
     thresholds = Thresholds.from_config(cfg.thresholds)

@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 RETRAIN_FILE = "retrain.json"
 
@@ -45,7 +45,7 @@ def request_retrain(exp_dir: str | Path, reasons: list[str],
     Read, increment and write happen under a lock, and the file is replaced
     atomically, so concurrent monitor runs never lose a request.
     """
-    from dlforge.data.fs import file_lock, write_json_atomic  # the data package loads pyarrow
+    from dlforge.core.io import file_lock, write_json_atomic  # the data package loads pyarrow
 
     path = Path(exp_dir) / RETRAIN_FILE
     with file_lock(path.with_name(f".{RETRAIN_FILE}.lock")):
@@ -60,7 +60,7 @@ def request_retrain(exp_dir: str | Path, reasons: list[str],
 def ensure_marker(exp_dir: str | Path) -> Path:
     """Create the marker with request 0 when there is none (the ingest stage does, so
     that both workflow front ends can list it as an input of training)."""
-    from dlforge.data.fs import file_lock, write_json_atomic
+    from dlforge.core.io import file_lock, write_json_atomic
 
     path = Path(exp_dir) / RETRAIN_FILE
     with file_lock(path.with_name(f".{RETRAIN_FILE}.lock")):

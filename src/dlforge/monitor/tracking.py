@@ -20,7 +20,7 @@ def monitor_run(tracking: DictConfig, experiment: str, model_name: str) -> Itera
     import mlflow
 
     from dlforge import __version__
-    from dlforge.train.tracking import git_state, setup_mlflow
+    from dlforge.core.tracking import git_state, setup_mlflow
 
     experiment_id = setup_mlflow(tracking)
     client = mlflow.MlflowClient()
@@ -38,7 +38,7 @@ def monitor_run(tracking: DictConfig, experiment: str, model_name: str) -> Itera
 
 def metrics_of(report: dict) -> dict[str, float]:
     """The report's numbers as flat metric names (``labels.psi``, ``latency_ms.p95``, ...)."""
-    from dlforge.config import dotted
+    from dlforge.core.config import dotted
 
     sections = {k: report[k] for k in METRIC_SECTIONS if isinstance(report.get(k), dict)}
     out = {name: float(value) for name, value in dotted(sections).items()

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.data.fs import write_json_atomic
-from dlforge.errors import DlforgeError
-from dlforge.registry import metrics as m
+from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_json_atomic
+from dlforge.registry import scores as m
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _plot_confusion(path: Path, matrix, labels: list[str]) -> None:
 def _log_to_run(cfg: DictConfig, run_id: str, out: Path, headline: dict) -> None:
     import mlflow
 
-    from dlforge.train.tracking import setup_tracking_uri
+    from dlforge.core.tracking import setup_tracking_uri
 
     setup_tracking_uri(cfg.tracking)
     client = mlflow.MlflowClient()

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.registry.lineage import resolve
 
 log = logging.getLogger(__name__)

@@ -13,13 +13,10 @@ version a served prediction logged.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 
-from dlforge.errors import DlforgeError, NotFound
-from dlforge.train.tracking import add_tracking_uri_option
+from dlforge.core.errors import DlforgeError, NotFound
 
 URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 RUN_PARAMS = ("model.net._target_", "optimizer._target_", "optimizer.lr", "trainer.max_epochs",
@@ -80,48 +77,3 @@ def lineage(client, uri: str) -> dict:
                                            "digest")} for c in manifest["commits"]],
         "sources": [{"commit": c["id"], **c["source"]} for c in manifest["commits"]],
     }
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge lineage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
-    parser.add_argument("--json", action="store_true")
-    add_tracking_uri_option(parser)
-    args = parser.parse_args(argv)
-
-    import mlflow
-
-    from dlforge.train.tracking import connect
-
-    connect(args.tracking_uri)
-    chain = lineage(mlflow.MlflowClient(), args.uri)
-    if args.json:
-        print(json.dumps(chain, indent=2, default=str))
-    else:
-        _print_tree(chain)
-    return 0
-
-
-def _print_tree(chain: dict) -> None:
-    from rich.console import Console
-    from rich.tree import Tree
-
-    model, run, snap = chain["model"], chain["run"], chain["snapshot"]
-    tree = Tree(f"[bold]model[/] {model['name']} v{model['version']} "
-                f"{' '.join('@' + a for a in model['aliases'])}")
-    node = tree.add(f"[bold]run[/] {run['run_id']} ({run['status'].lower()}) experiment "
-                    f"{run['experiment']} code {run['git_commit']}"
-                    f"{' (dirty)' if run['git_dirty'] == 'true' else ''} config "
-                    f"{(run['config_hash'] or '')[:12]}")
-    node.add("params: " + ", ".join(f"{k}={run['params'][k]}" for k in RUN_PARAMS
-                                    if k in run["params"]))
-    node.add("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in run["metrics"].items()
-                                     if k.startswith(("test/", "eval/"))))
-    snapshot = node.add(f"[bold]snapshot[/] {snap['dataset']}@{snap['version']} "
-                        f"{snap.get('counts', {})}")
-    for commit, source in zip(chain["commits"], chain["sources"], strict=True):
-        branch = snapshot.add(f"[bold]commit[/] {commit['id']} {commit['created_at']} "
-                              f"{commit['message']!r} {commit['tags']}")
-        branch.add(f"[bold]source[/] {source['path']} sha256:{source['digest'][:16]}")
-    Console(width=160).print(tree)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 
 class PackageModel:

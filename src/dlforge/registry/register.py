@@ -20,8 +20,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlforge.data.fs import write_json_atomic
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_json_atomic
 from dlforge.registry import models as registry
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,9 @@ def register(cfg: DictConfig) -> dict:
     """The register stage. Returns what ``register.json`` records."""
     import mlflow
 
+    from dlforge.core.tracking import setup_mlflow
     from dlforge.models.package import package_digest
     from dlforge.registry.evaluate import trained
-    from dlforge.train.tracking import setup_mlflow
 
     train = trained(cfg)
     evaluation = _evaluation(cfg, train)

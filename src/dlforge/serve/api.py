@@ -35,7 +35,7 @@ import litserve as ls
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.serve.log import input_digest
 from dlforge.serve.schema import PredictRequest, PredictResponse
 
@@ -67,16 +67,16 @@ class ModelAPI(ls.LitAPI):
     def setup(self, device) -> None:
         import mlflow
 
-        from dlforge.process import die_with_parent
+        from dlforge.core.process import die_with_parent
 
         die_with_parent()  # a server killed with SIGKILL leaves no worker behind
 
+        from dlforge.core.tracking import connect
         from dlforge.serve.cache import ModelCache
         from dlforge.serve.log import PredictionLog
-        from dlforge.serve.metrics import WorkerMetrics
+        from dlforge.serve.prometheus import WorkerMetrics
         from dlforge.serve.release import Release
         from dlforge.serve.state import ServingState
-        from dlforge.train.tracking import connect
 
         s = self.settings
         if str(device).startswith("cpu") and s["cpu_threads"]:

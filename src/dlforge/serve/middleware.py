@@ -69,7 +69,7 @@ class RequestGate:
     """
 
     def __init__(self, app, settings: dict, metrics_dir: str):
-        from dlforge.serve.metrics import http_metrics
+        from dlforge.serve.prometheus import http_metrics
 
         self.app, self.settings, self.pending = app, settings, 0
         self.served = set(settings["models"])
@@ -152,7 +152,7 @@ class HttpMetricsMiddleware:
     """Count and time every HTTP answer by path and status."""
 
     def __init__(self, app, metrics_dir: str):
-        from dlforge.serve.metrics import http_metrics
+        from dlforge.serve.prometheus import http_metrics
 
         self.app, self.metrics = app, http_metrics(metrics_dir)
 

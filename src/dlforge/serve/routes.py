@@ -17,7 +17,7 @@ import time
 from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.serve.schema import Text, answer_validation_errors
 
 MAX_REQUEST_ID = 64  # the server's request ids are 32 hex characters
@@ -119,7 +119,7 @@ class Routes:
                 "server": self.server_info}
 
     def metrics(self) -> Response:
-        from dlforge.serve.metrics import render
+        from dlforge.serve.prometheus import render
 
         body, content_type = render(self.settings["metrics_dir"])
         return Response(body, media_type=content_type)

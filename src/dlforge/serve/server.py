@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,8 @@ def settings(cfg: DictConfig) -> dict:
     for key in ("log_dir", "state_path", "metrics_dir"):
         out[key] = str(Path(out[key]).resolve())
     out["cache_dir"] = str((Path(cfg.paths.output_dir) / ".models").resolve())
-    from dlforge.train.tracking import _absolute_sqlite
 
-    out["tracking_uri"] = _absolute_sqlite(cfg.tracking.tracking_uri)
+    out["tracking_uri"] = absolute_sqlite(cfg.tracking.tracking_uri)
     _check(out)
     return out
 
@@ -156,8 +155,8 @@ def build_server(cfg: DictConfig):
     """The LitServer: workers for /predict, our middleware and routes around them."""
     from dlforge.serve import health
     from dlforge.serve.api import ModelAPI
-    from dlforge.serve.metrics import prepare_folder
     from dlforge.serve.middleware import ApiKeyMiddleware, HttpMetricsMiddleware, RequestGate
+    from dlforge.serve.prometheus import prepare_folder
     from dlforge.serve.routes import Routes
     from dlforge.serve.state import ServingState
 
@@ -196,7 +195,7 @@ def uvicorn_options(cfg: DictConfig) -> dict:
 
 def serve(cfg: DictConfig) -> dict:
     """The serve command: runs until interrupted (Ctrl-C or SIGTERM)."""
-    from dlforge.process import interrupt_on_sigterm
+    from dlforge.core.process import interrupt_on_sigterm
 
     server = build_server(cfg)
     interrupt_on_sigterm()

@@ -61,7 +61,7 @@ def worker_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     except OSError:  # no /proc: ask the kernel
-        from dlforge.process import pid_alive
+        from dlforge.core.process import pid_alive
 
         return pid_alive(pid)
 

@@ -1,4 +1,4 @@
 """The training service: Lightning training from configs, tracked in MLflow.
 
-``dlforge.train.run.train(cfg)`` is the stage; ``fit(frozen)`` runs one rank.
+``dlforge.train.fit.train(cfg)`` is the stage; ``fit(frozen)`` runs one rank.
 """

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 

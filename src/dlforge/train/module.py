@@ -10,7 +10,7 @@ import torch
 import torchmetrics
 from torch import nn
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 
 class Classifier(L.LightningModule):

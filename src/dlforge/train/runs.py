@@ -10,14 +10,11 @@ the same ``dlforge train`` again resumes it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import socket
 import time
 
-from dlforge.errors import NotFound
-from dlforge.process import pid_alive
-from dlforge.train.tracking import add_tracking_uri_option
+from dlforge.core.errors import NotFound
+from dlforge.core.process import pid_alive
 
 SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
 
@@ -73,45 +70,3 @@ def show_run(run_id: str) -> dict:
     out["params"] = dict(sorted(run.data.params.items()))
     out["tags"] = {k: v for k, v in sorted(run.data.tags.items()) if k.startswith("dlforge.")}
     return out
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge runs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tracking_uri_option(parser)
-    sub = parser.add_subparsers(dest="command", required=True)
-    listing = sub.add_parser("list", help="training runs, newest first")
-    listing.add_argument("--experiment")
-    listing.add_argument("--json", action="store_true")
-    show = sub.add_parser("show", help="one run: status, metrics, params, lineage tags")
-    show.add_argument("run_id")
-    show.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-
-    from dlforge.train.tracking import connect
-
-    connect(args.tracking_uri)
-    if args.command == "show":
-        run = show_run(args.run_id)
-        print(json.dumps(run, indent=2))
-        return 0
-    runs = list_runs(args.experiment)
-    if args.json:
-        print(json.dumps(runs, indent=2))
-        return 0
-    _print_table(runs)
-    return 0
-
-
-def _print_table(runs: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("run", "status", "experiment", "snapshot", "started", "duration",
-                  *SHOWN_METRICS, box=None)
-    for run in runs:
-        table.add_row(run["run_id"][:12], run["status"], run["experiment"] or "",
-                      run["snapshot"] or "", run["started"], f"{run['duration_s']:.0f}s",
-                      *(f"{run['metrics'][m]:.4f}" if m in run["metrics"] else "-"
-                        for m in SHOWN_METRICS))
-    Console(width=180).print(table)

@@ -18,7 +18,7 @@ import yaml
 def main(path: str) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dlforge.train.run import fit
+    from dlforge.train.fit import fit
 
     frozen = yaml.safe_load(Path(path).read_text())
     report = {}

@@ -13,8 +13,8 @@ from __future__ import annotations
 from importlib import import_module
 from importlib.metadata import entry_points
 
+from dlforge.core.errors import NotFound
 from dlforge.data.types.base import DatasetType, Staged
-from dlforge.errors import NotFound
 
 __all__ = ["DatasetType", "Staged", "get_type", "register", "type_names"]
 

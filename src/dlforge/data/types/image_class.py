@@ -17,11 +17,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dlforge.core.errors import InvalidInput
 from dlforge.data.digest import table_digest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import DatasetType, Staged
 from dlforge.data.validation import fullmatch, validate
-from dlforge.errors import InvalidInput
 
 STORED = pa.schema([
     ("image", pa.string()),    # sha256 of the image bytes (a blob object)

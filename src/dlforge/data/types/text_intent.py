@@ -20,12 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from dlforge.core.errors import InvalidInput
+from dlforge.core.hashing import sha256_file
 from dlforge.data.digest import TableDigest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import LABEL_SEP, DatasetType, Staged, normalise_labels
 from dlforge.data.validation import check_source_file, fullmatch, validate
-from dlforge.errors import InvalidInput
-from dlforge.hashing import sha256_file
 
 COLUMNS = ("utterance", "labels")
 STORED = pa.schema([("utterance", pa.string()), ("labels", pa.string())])

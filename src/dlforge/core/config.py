@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 ENV_CONFIG_DIR = "DLFORGE_CONFIG_DIR"
 

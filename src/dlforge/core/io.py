@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from dlforge.process import pid_alive
+from dlforge.core.process import pid_alive
 
 STAGING = ".tmp"
 LOCKS = ".locks"

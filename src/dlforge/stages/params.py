@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from dlforge.config import dotted
+from dlforge.core.config import dotted
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def compose_params() -> dict:
     """conf/params.yaml composed and resolved, as DVC composes it."""
     from omegaconf import OmegaConf
 
-    from dlforge.config import compose
+    from dlforge.core.config import compose
 
     return OmegaConf.to_container(compose(CONFIG_NAME), resolve=True)
 
@@ -49,7 +49,7 @@ def overrides(path: Path = PARAMS_FILE) -> list[str]:
     try:
         given = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        from dlforge.errors import DlforgeError
+        from dlforge.core.errors import DlforgeError
 
         raise DlforgeError(f"{path} is not valid YAML ({err}). Fix: regenerate it with "
                            "`dlforge workflow dvc`") from None

@@ -30,16 +30,16 @@ import sys
 from importlib import import_module
 
 from dlforge import __version__
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger("dlforge")
 
 # stage name -> "module:function" taking the composed config, returning a summary
 STAGES = {
-    "ingest": "dlforge.data.stages:ingest",
-    "snapshot": "dlforge.data.stages:snapshot",
+    "ingest": "dlforge.stages.data:ingest",
+    "snapshot": "dlforge.stages.data:snapshot",
     "sweep": "dlforge.hpo.sweep:sweep",
-    "train": "dlforge.train.run:train",
+    "train": "dlforge.train.fit:train",
     "evaluate": "dlforge.registry.evaluate:evaluate",
     "register": "dlforge.registry.register:register",
     "monitor": "dlforge.monitor.report:monitor",
@@ -47,11 +47,12 @@ STAGES = {
 }
 # command -> module whose main(argv) implements it
 TOOLS = {
-    "data": "dlforge.data.cli",
-    "runs": "dlforge.train.runs",
-    "models": "dlforge.registry.models",
-    "lineage": "dlforge.registry.lineage",
-    "predict": "dlforge.serve.predict",
+    "data": "dlforge.cli.data",
+    "runs": "dlforge.cli.runs",
+    "models": "dlforge.cli.models",
+    "lineage": "dlforge.cli.lineage",
+    "predict": "dlforge.cli.predict",
+    "workflow": "dlforge.cli.workflow",
 }
 
 
@@ -61,13 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command in TOOLS:
             return import_module(TOOLS[command]).main(argv[1:])
-        if command == "workflow" and argv[1:] == ["dvc"]:
-            from dlforge.params import write_params_file
-            from dlforge.workflow import write_dvc_yaml
-
-            print(write_dvc_yaml())
-            print(write_params_file())
-            return 0
         if command in STAGES:
             return run_stage(command, argv[1:])
     except DlforgeError as err:
@@ -87,8 +81,8 @@ def run_stage(name: str, overrides: list[str]) -> int:
     """Run stage ``name`` as a Hydra app over ``conf/<name>.yaml``."""
     import hydra
 
-    from dlforge import params
-    from dlforge.config import conf_dir
+    from dlforge.core.config import conf_dir
+    from dlforge.stages import params
 
     if name in params.STAGES:
         overrides = [*_tracked_params(name, overrides), *overrides]  # the command line wins
@@ -116,8 +110,8 @@ def run_stage(name: str, overrides: list[str]) -> int:
 
 def _tracked_params(name: str, overrides: list[str]) -> list[str]:
     """What ``dvc exp run -S`` set in params.yaml, for the keys this experiment has."""
-    from dlforge import params
-    from dlforge.config import compose, has_key
+    from dlforge.core.config import compose, has_key
+    from dlforge.stages import params
 
     tracked = params.overrides()
     if not tracked:

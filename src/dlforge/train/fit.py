@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.errors import DlforgeError
+from dlforge.core.errors import DlforgeError
 from dlforge.train import tracking
 
 log = logging.getLogger(__name__)

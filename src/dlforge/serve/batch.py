@@ -15,15 +15,13 @@ and renamed at the end: an interrupted run leaves no partial output.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from dlforge.errors import DlforgeError
-from dlforge.train.tracking import add_tracking_uri_option
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -116,39 +114,9 @@ def load(uri: str, tracking_uri: str | None, cache: Path):
         return model, model.spec.get("experiment", Path(uri).name), "local"
     import mlflow
 
+    from dlforge.core.tracking import connect
     from dlforge.registry.fetch import fetch_package
-    from dlforge.train.tracking import connect
 
     connect(tracking_uri)
     folder, name, version = fetch_package(mlflow.MlflowClient(), uri, cache)
     return load_package(folder), name, version
-
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a folder")
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--output", required=True, type=Path)
-    parser.add_argument("--column", help="text column (default: the first)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--top-k", type=int, default=5)
-    add_tracking_uri_option(parser)
-    args = parser.parse_args(argv)
-    if not args.input.exists():
-        raise DlforgeError(f"{args.input} does not exist")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from dlforge.config import compose
-
-    cache = Path(compose("runs").paths.output_dir) / ".models"
-    model, name, version = load(args.model, args.tracking_uri, cache)
-    with Progress("[progress.description]{task.description}", BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task(f"{name} v{version}", total=None)
-        rows = predict_file(model, args.input, args.output, name, version, args.column,
-                            args.batch_size, args.top_k,
-                            progress=lambda n: bar.advance(task, n))
-    print(json.dumps({"model": name, "version": version, "rows": rows,
-                      "output": str(args.output)}))
-    return 0

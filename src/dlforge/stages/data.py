@@ -12,7 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dlforge.data.fs import write_json_atomic
+from dlforge.core.io import write_json_atomic
 from dlforge.data.snapshot import SnapshotStore, SplitRule
 from dlforge.data.store import Store
 

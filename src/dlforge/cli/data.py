@@ -109,8 +109,8 @@ def _locations(args):
 
     if args.store and args.snapshots:
         return Path(args.store), Path(args.snapshots), SplitRule()
-    from dlforge.config import compose
-    from dlforge.data.stages import split_rule
+    from dlforge.core.config import compose
+    from dlforge.stages.data import split_rule
 
     cfg = compose("data")
     return (Path(args.store or cfg.paths.store_dir), Path(args.snapshots or cfg.paths.snapshot_dir),

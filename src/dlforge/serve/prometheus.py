@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dlforge.process import pid_alive
+from dlforge.core.process import pid_alive
 
 LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)

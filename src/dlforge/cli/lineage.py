@@ -1,0 +1,65 @@
+"""``dlforge lineage MODEL_URI [--json]``: where a model, and so its predictions, came from.
+
+    dlforge lineage models:/intent@champion
+    dlforge lineage models:/intent/3 --json
+
+Model version -> training run (params, metrics, code version, config hash)
+-> snapshot version -> commits (ids, messages, tags, timestamps) -> raw
+sources (paths, content hashes). Everything is read from the MLflow tracking
+store (the snapshot manifest is logged with the model), so the chain is
+reachable from any machine that can reach the store, e.g. from the model
+version a served prediction logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dlforge.cli.common import add_tracking_uri_option
+from dlforge.registry.lineage import RUN_PARAMS, lineage
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dlforge lineage", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
+    parser.add_argument("--json", action="store_true")
+    add_tracking_uri_option(parser)
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    from dlforge.core.tracking import connect
+
+    connect(args.tracking_uri)
+    chain = lineage(mlflow.MlflowClient(), args.uri)
+    if args.json:
+        print(json.dumps(chain, indent=2, default=str))
+    else:
+        _print_tree(chain)
+    return 0
+
+
+def _print_tree(chain: dict) -> None:
+    from rich.console import Console
+    from rich.tree import Tree
+
+    model, run, snap = chain["model"], chain["run"], chain["snapshot"]
+    tree = Tree(f"[bold]model[/] {model['name']} v{model['version']} "
+                f"{' '.join('@' + a for a in model['aliases'])}")
+    node = tree.add(f"[bold]run[/] {run['run_id']} ({run['status'].lower()}) experiment "
+                    f"{run['experiment']} code {run['git_commit']}"
+                    f"{' (dirty)' if run['git_dirty'] == 'true' else ''} config "
+                    f"{(run['config_hash'] or '')[:12]}")
+    node.add("params: " + ", ".join(f"{k}={run['params'][k]}" for k in RUN_PARAMS
+                                    if k in run["params"]))
+    node.add("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in run["metrics"].items()
+                                     if k.startswith(("test/", "eval/"))))
+    snapshot = node.add(f"[bold]snapshot[/] {snap['dataset']}@{snap['version']} "
+                        f"{snap.get('counts', {})}")
+    for commit, source in zip(chain["commits"], chain["sources"], strict=True):
+        branch = snapshot.add(f"[bold]commit[/] {commit['id']} {commit['created_at']} "
+                              f"{commit['message']!r} {commit['tags']}")
+        branch.add(f"[bold]source[/] {source['path']} sha256:{source['digest'][:16]}")
+    Console(width=160).print(tree)

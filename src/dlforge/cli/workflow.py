@@ -1,0 +1,22 @@
+"""``dlforge workflow dvc``: regenerate dvc.yaml and params.yaml from conf/.
+
+    dlforge workflow dvc
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dlforge workflow", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", choices=["dvc"], help="what to write: dvc.yaml and params.yaml")
+    parser.parse_args(argv)
+
+    from dlforge.stages.params import write_params_file
+    from dlforge.stages.workflow import write_dvc_yaml
+
+    print(write_dvc_yaml())
+    print(write_params_file())
+    return 0

@@ -1,0 +1,142 @@
+"""The MLflow connection every stage and command shares, and the tags dlforge writes.
+
+The tracking URI comes from config (``tracking.tracking_uri``); a relative
+SQLite path is made absolute and its tables are created under a lock, so that
+processes starting together on a new database never race. Importing this
+module does not import mlflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from dlforge import __version__
+from dlforge.core.io import file_lock
+
+log = logging.getLogger(__name__)
+
+
+class Tag:
+    """Names of the MLflow tags dlforge writes on runs and model versions."""
+
+    EXPERIMENT = "dlforge.experiment"
+    STAGE = "dlforge.stage"
+    DATASET = "dlforge.dataset"
+    SNAPSHOT = "dlforge.snapshot"
+    COMMITS = "dlforge.commits"
+    CONFIG_HASH = "dlforge.config_hash"
+    VERSION = "dlforge.version"
+    HOST = "dlforge.host"
+    PID = "dlforge.pid"
+    GIT_COMMIT = "dlforge.git_commit"
+    GIT_DIRTY = "dlforge.git_dirty"
+    STUDY = "dlforge.study"
+    TRIAL = "dlforge.trial"
+    TRIAL_STATE = "dlforge.trial_state"
+
+
+def setup_tracking_uri(tracking) -> None:
+    """Point MLflow at ``tracking.tracking_uri`` (a relative SQLite path made absolute)."""
+    import mlflow
+
+    uri = absolute_sqlite(tracking.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _create_sqlite_store(uri)
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create the SQLite store's tables under a lock: processes starting together on
+    a new database (sweep workers, parallel jobs) would otherwise race to create them."""
+    import mlflow
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    if path in _CREATED:
+        return
+    with file_lock(path.with_name(f".{path.name}.lock")):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    _CREATED.add(path)
+
+
+_CREATED: set[Path] = set()
+
+
+def connect(tracking_uri: str | None = None) -> None:
+    """Point MLflow at ``tracking_uri``, or at ``tracking.tracking_uri`` in conf/ (for CLIs)."""
+    from omegaconf import OmegaConf
+
+    from dlforge.core.config import compose
+
+    tracking = compose("runs").tracking if tracking_uri is None \
+        else OmegaConf.create({"tracking_uri": tracking_uri})
+    setup_tracking_uri(tracking)
+
+
+def setup_mlflow(tracking) -> str:
+    """Point MLflow at the tracking store; create the experiment; return its id."""
+    import mlflow
+
+    setup_tracking_uri(tracking)
+    experiment = mlflow.get_experiment_by_name(tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = tracking.get("artifact_location")
+    if location and "://" not in location and _is_server(tracking.tracking_uri):
+        location = None  # a tracking server stores (or proxies) artifacts itself
+    if location and "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        location = Path(location).resolve().as_uri()
+    return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def absolute_sqlite(uri: str) -> str:
+    """``sqlite:///rel/path.db`` -> absolute, with the folder created."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        path = Path(uri[len(prefix):]).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return prefix + str(path)
+    return uri
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` for MLflow params."""
+    import json
+
+    from dlforge.core.config import dotted
+
+    return {name: json.dumps(value) if isinstance(value, list | dict) else str(value)
+            for name, value in dotted(cfg, prefix).items()}
+
+
+def git_state() -> dict[str, str]:
+    """Commit of the working tree and whether it has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {Tag.GIT_COMMIT: "unknown", Tag.GIT_DIRTY: "unknown"}
+    return {Tag.GIT_COMMIT: commit, Tag.GIT_DIRTY: str(bool(dirty.strip())).lower()}
+
+
+def process_tags() -> dict[str, str]:
+    """Where a run was made: dlforge's version, the host, this process, the git state."""
+    return {Tag.VERSION: __version__, Tag.HOST: socket.gethostname(), Tag.PID: str(os.getpid()),
+            **git_state()}
+
+
+def finish_run(run_id: str, status: str) -> None:
+    """Mark the run FINISHED, FAILED or KILLED."""
+    import mlflow
+
+    mlflow.MlflowClient().set_terminated(run_id, status=status)
