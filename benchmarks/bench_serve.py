@@ -114,7 +114,7 @@ def fetch_model() -> tuple[Path, str, str, list[str]]:
     import mlflow
 
     from dlforge.core.config import compose
-    from dlforge.core.tracking import connect
+    from dlforge.core.tracking import absolute_sqlite, connect
     from dlforge.registry.fetch import fetch_package
 
     cfg = compose("serve", [])

@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.tracking import absolute_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ def settings(cfg: DictConfig) -> dict:
     for key in ("log_dir", "state_path", "metrics_dir"):
         out[key] = str(Path(out[key]).resolve())
     out["cache_dir"] = str((Path(cfg.paths.output_dir) / ".models").resolve())
-
     out["tracking_uri"] = absolute_sqlite(cfg.tracking.tracking_uri)
     _check(out)
     return out
