@@ -1,0 +1,55 @@
+"""What several stages read of an experiment's earlier stages.
+
+    experiment_snapshot(cfg)   the snapshot to train, sweep, evaluate or monitor on
+    trained(cfg)               the frozen config of the last finished training
+
+Each error names the file it looked at and the command that writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.data.snapshot import Snapshot
+
+
+def experiment_snapshot(cfg: DictConfig) -> Snapshot:
+    """The experiment's snapshot: version ``snapshot=`` when the config sets one, else the
+    one the snapshot stage recorded in ``<exp_dir>/snapshot.json``."""
+    name = cfg.experiment_name
+    record = Path(cfg.paths.exp_dir) / "snapshot.json"
+    fix = f"run `dlforge snapshot experiment={name}`"
+    if cfg.get("snapshot"):
+        folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
+    elif not record.is_file():
+        raise DlforgeError(f"no snapshot for experiment '{name}' ({record} is missing). Fix: "
+                           f"run `dlforge ingest experiment={name}` and `dlforge snapshot "
+                           f"experiment={name}`, or set snapshot=VERSION")
+    else:
+        try:
+            folder = Path(json.loads(record.read_text())["path"])
+        except (ValueError, KeyError, TypeError):
+            raise DlforgeError(f"{record} has no snapshot 'path'. Fix: {fix} again") from None
+    try:
+        return Snapshot.open(folder)
+    except NotFound:
+        raise DlforgeError(f"snapshot {folder} does not exist. Fix: {fix} or pick a version "
+                           f"from `dlforge data show {cfg.dataset.name}`") from None
+
+
+def trained(cfg: DictConfig) -> dict:
+    """The frozen config of the experiment's last training, or an error naming the fix."""
+    train_dir = Path(cfg.paths.train_dir)
+    frozen, state = train_dir / "config.yaml", train_dir / "run.json"
+    name = cfg.experiment_name
+    if not frozen.is_file() or not (train_dir / "model").is_dir():
+        raise DlforgeError(f"no trained model for experiment '{name}' under {train_dir}. "
+                           f"Fix: run `dlforge train experiment={name}`")
+    if json.loads(state.read_text()).get("status") != "finished":
+        raise DlforgeError(f"the last training of '{name}' did not finish ({state}). Fix: run "
+                           f"`dlforge train experiment={name}` again (it resumes)")
+    return OmegaConf.to_container(OmegaConf.load(frozen), resolve=True)
