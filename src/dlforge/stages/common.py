@@ -27,8 +27,8 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
         folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
     elif not record.is_file():
         raise DlforgeError(f"no snapshot for experiment '{name}' ({record} is missing). Fix: "
-                           f"run `dlforge ingest experiment={name}` and `dlforge snapshot "
-                           f"experiment={name}`, or set snapshot=VERSION")
+                           f"{fix} (after `dlforge ingest experiment={name}`), or set "
+                           "snapshot=VERSION")
     else:
         try:
             folder = Path(json.loads(record.read_text())["path"])
