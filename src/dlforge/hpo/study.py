@@ -16,13 +16,14 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.settings import Settings, above, at_least, one_of
 from dlforge.hpo.space import Param, grid_space
 
 # Trial user attributes dlforge keeps (optuna-dashboard shows them).
@@ -33,37 +34,28 @@ PARENT_RUN = "dlforge.mlflow_parent"  # a study attribute: the sweep's MLflow ru
 
 
 @dataclass(frozen=True)
-class SweepSettings:
-    """``hpo`` settings other than the space, sampler and pruner, checked."""
+class SweepSettings(Settings):
+    """``hpo`` settings other than the space, sampler and pruner, checked.
+
+    Built with ``SweepSettings.from_config(cfg.hpo, "hpo")``; every error names
+    the ``hpo.*`` key and the fix.
+    """
+
+    SOURCE = "the hpo config (conf/hpo/, the experiment)"
 
     study_name: str
     storage: str
     metric: str
-    direction: str
-    n_trials: int
-    timeout: float | None
-    n_workers: int
-    threads_per_worker: int | None
+    direction: str = field(metadata=one_of("maximize", "minimize"))
+    n_trials: int = field(metadata=at_least(1))
+    timeout: float | None = field(metadata=above(0))
+    n_workers: int = field(metadata=at_least(1))
+    threads_per_worker: int | None = field(default=None, metadata=at_least(1))
 
-    @classmethod
-    def from_config(cls, hpo: DictConfig) -> SweepSettings:
-        """Raises: DlforgeError naming the ``hpo.*`` key and the fix."""
-        if hpo.direction not in ("maximize", "minimize"):
-            raise DlforgeError(f"hpo.direction={hpo.direction!r}: use maximize or minimize")
-        if not str(hpo.metric).startswith("val/"):
-            raise DlforgeError(f"hpo.metric={hpo.metric!r}: trials are judged and pruned on a "
-                               "validation metric. Fix: use val/acc, val/f1 or val/loss")
-        for key, low in (("n_trials", 1), ("n_workers", 1)):
-            if not isinstance(hpo[key], int) or hpo[key] < low:
-                raise DlforgeError(f"hpo.{key}={hpo[key]!r}: expected a whole number >= {low}")
-        if hpo.timeout is not None and not (isinstance(hpo.timeout, int | float)
-                                            and hpo.timeout > 0):
-            raise DlforgeError(f"hpo.timeout={hpo.timeout!r}: expected seconds > 0 or null")
-        threads = hpo.get("threads_per_worker")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
-            raise DlforgeError(f"hpo.threads_per_worker={threads!r}: expected >= 1 or null")
-        return cls(str(hpo.study_name), str(hpo.storage), str(hpo.metric), str(hpo.direction),
-                   int(hpo.n_trials), hpo.timeout, int(hpo.n_workers), threads)
+    def check(self, prefix: str) -> None:
+        if not self.metric.startswith("val/"):
+            raise self.invalid(prefix, "metric", "trials are judged and pruned on a "
+                               "validation metric", "use val/acc, val/f1 or val/loss")
 
 
 def study_name(name: str, params: list[Param], settings: SweepSettings,

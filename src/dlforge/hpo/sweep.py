@@ -34,7 +34,7 @@ def sweep(cfg: DictConfig) -> dict:
     from dlforge.train import tracking
     from dlforge.train.fit import check_targets, resolve_snapshot
 
-    settings = s.SweepSettings.from_config(cfg.hpo)
+    settings = s.SweepSettings.from_config(cfg.hpo, "hpo")
     params = parse_space(cfg.hpo.space, cfg)
     enqueued = check_enqueued(OmegaConf.to_container(cfg.hpo.enqueue), params)
     s.check_target(cfg.hpo.sampler, "hpo.sampler")
@@ -59,7 +59,7 @@ def sweep(cfg: DictConfig) -> dict:
         "study": name, "storage": settings.storage, "folder": str(folder),
         "metric": settings.metric, "direction": settings.direction, "n_trials": n_trials,
         "deadline": time.time() + settings.timeout if settings.timeout else None,
-        "parent_run": parent, "settings": settings.__dict__,
+        "parent_run": parent, "settings": settings.as_dict(),
         "params": [p.__dict__ for p in params]}}
     frozen_path = folder / "sweep.yaml"
     folder.mkdir(parents=True, exist_ok=True)
