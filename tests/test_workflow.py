@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dlforge.stages.params import compose_params, overrides
-from dlforge.stages.workflow import dvc_yaml, experiments
+from dlforge.stages.workflow import dvc_yaml, experiment_config, experiments
 from tests.conftest import ROOT, dlforge_serve
 
 BIN = str(Path(sys.executable).parent)
@@ -68,7 +68,8 @@ def test_params_yaml_changes_become_overrides_of_the_keys_changed(tmp_path):
 
 
 def snakemake_plan(cwd: Path) -> dict[str, dict]:
-    """Every job of a forced dry run: ``{"rule-exp": {"cmd", "deps", "outs"}}``."""
+    """Every job of a forced dry run: ``{"rule-exp": {"cmd", "redirect", "log", "deps",
+    "outs"}}``, the command without its redirection to the log."""
     out = run(cwd, f"{BIN}/snakemake", "--dry-run", "--forceall", "--printshellcmds",
               "--cores", "1")
     jobs = {}
@@ -77,9 +78,9 @@ def snakemake_plan(cwd: Path) -> dict[str, dict]:
                       if ": " in line and not line.startswith("Shell command"))
         if "wildcards" not in fields:
             continue  # rule all: targets only
-        command = block.split("Shell command: ", 1)[1].splitlines()[0]
+        command, redirect = block.split("Shell command: ", 1)[1].splitlines()[0].split(" > ")
         name = f"{block.split(':', 1)[0]}-{fields['wildcards'].removeprefix('exp=')}"
-        jobs[name] = {"cmd": command.removesuffix(" > /dev/null"),
+        jobs[name] = {"cmd": command, "redirect": redirect, "log": fields["log"],
                       "deps": set(fields["input"].split(", ")),
                       "outs": set(fields["output"].split(", "))}
     return jobs
@@ -95,9 +96,21 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
         persistent = {next(iter(o)) for o in stage["outs"] if isinstance(o, dict)
                       and next(iter(o.values())) == {"persist": True}}  # DVC-cached stores
         assert planned[name]["cmd"] == stage["cmd"], name
+        assert planned[name]["redirect"] == f"{planned[name]['log']} 2>&1", name
         params = {next(iter(p)) for p in stage.get("params", [])}
         assert planned[name]["deps"] == set(stage["deps"]) | params, name
         assert planned[name]["outs"] == set(declared) - persistent, name
+
+
+def test_each_stage_job_logs_to_its_own_file_not_to_hydras_job_log():
+    planned = snakemake_plan(ROOT)
+    logs = [job["log"] for job in planned.values()]
+    assert len(set(logs)) == len(logs)
+    for name, job in planned.items():
+        stage, exp = name.split("-", 1)
+        hydra = experiment_config(exp, stage).hydra
+        job_log = Path(hydra.run.dir) / f"{hydra.job.name}.log"  # conf/hydra/job_logging
+        assert os.path.normpath(job_log) != job["log"], name
 
 
 DRIFTED = "zorblat quuxify the frobnicated glimmerwocks " * 4  # long, out of vocabulary

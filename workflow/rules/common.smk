@@ -1,11 +1,47 @@
-# Shared by all rules: the validated workflow config and the stage graph.
+# Shared by all rules: the validated workflow config, the stage graph and the
+# experiment layout, both from dlforge (dlforge.stages.workflow, dlforge.core.layout).
 from snakemake.utils import validate
 
 from dlforge.stages import workflow as graph
 
 validate(config, "../schemas/config.schema.yaml")
 
-EXP_DIR = graph.exp_dir_pattern()  # e.g. outputs/{exp}, from conf/paths
+# The experiment's files with the wildcard {exp}: outputs/{exp}/..., from conf/paths.
+LAYOUT = graph.layout_pattern()
+
+# Outputs shown by `snakemake --report`, each experiment a category: the
+# caption (workflow/report/) of each, and the subcategory of each stage.
+CAPTIONS = {
+    ("sweep", "summary"): "sweep_summary.rst",
+    ("sweep", "history"): "history.rst",
+    ("sweep", "importances"): "importances.rst",
+    ("train", "metrics"): "train_metrics.rst",
+    ("train", "curves"): "curves.rst",
+    ("evaluate", "metrics"): "eval_metrics.rst",
+    ("evaluate", "per_class"): "per_class.rst",
+    ("evaluate", "plot"): "confusion.rst",
+    ("register", "record"): "register.rst",
+}
+SUBCATEGORIES = {"sweep": "sweep", "train": "training", "evaluate": "evaluation",
+                 "register": "registry"}
+
+
+def outputs(stage_name):
+    """The stage's named outputs, as the stage graph declares them (also for dvc.yaml)."""
+    named = {}
+    for name, (kind, path) in graph.rule_outputs(stage_name).items():
+        if kind == "dirs":
+            path = directory(path)
+        elif (stage_name, name) in CAPTIONS:
+            path = report(path, caption=f"../report/{CAPTIONS[stage_name, name]}",
+                          category="{exp}", subcategory=SUBCATEGORIES[stage_name])
+        named[name] = path
+    return named
+
+
+def log_file(stage_name):
+    """The rule's log: the command's stdout and stderr (not Hydra's own job log)."""
+    return str(LAYOUT.log_file(stage_name))
 
 
 def deps(stage_name):

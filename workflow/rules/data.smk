@@ -5,16 +5,16 @@ rule ingest:
     input:
         deps("ingest"),
     output:
-        summary=f"{EXP_DIR}/ingest.json",
-        # Created here, raised by `dlforge monitor` on drift: training reads it.
-        retrain=f"{EXP_DIR}/retrain.json",
+        # summary, and retrain: created here, raised by `dlforge monitor` on drift,
+        # read by training.
+        **outputs("ingest"),
     params:
         # A commit added outside the workflow changes this and re-runs the stage.
         external_commits=lambda wildcards: graph.external_commits(wildcards.exp),
     log:
-        f"{EXP_DIR}/logs/ingest/ingest.log",
+        log_file("ingest"),
     shell:
-        "dlforge ingest experiment={wildcards.exp} > /dev/null"
+        "dlforge ingest experiment={wildcards.exp} > {log} 2>&1"
 
 
 rule snapshot:
@@ -22,8 +22,8 @@ rule snapshot:
         rules.ingest.output.summary,
         deps("snapshot"),
     output:
-        f"{EXP_DIR}/snapshot.json",
+        **outputs("snapshot"),
     log:
-        f"{EXP_DIR}/logs/snapshot/snapshot.log",
+        log_file("snapshot"),
     shell:
-        "dlforge snapshot experiment={wildcards.exp} > /dev/null"
+        "dlforge snapshot experiment={wildcards.exp} > {log} 2>&1"

@@ -7,29 +7,11 @@ rule evaluate:
         rules.train.output.model,
         deps("evaluate"),
     output:
-        metrics=report(
-            f"{EXP_DIR}/eval/metrics.json",
-            caption="../report/eval_metrics.rst",
-            category="{exp}",
-            subcategory="evaluation",
-        ),
-        per_class=report(
-            f"{EXP_DIR}/eval/per_class.csv",
-            caption="../report/per_class.rst",
-            category="{exp}",
-            subcategory="evaluation",
-        ),
-        confusion=f"{EXP_DIR}/eval/confusion.csv",
-        plot=report(
-            f"{EXP_DIR}/eval/confusion.png",
-            caption="../report/confusion.rst",
-            category="{exp}",
-            subcategory="evaluation",
-        ),
+        **outputs("evaluate"),
     log:
-        f"{EXP_DIR}/logs/evaluate/evaluate.log",
+        log_file("evaluate"),
     shell:
-        "dlforge evaluate experiment={wildcards.exp} > /dev/null"
+        "dlforge evaluate experiment={wildcards.exp} > {log} 2>&1"
 
 
 rule register:
@@ -37,13 +19,8 @@ rule register:
         rules.evaluate.output.metrics,
         deps("register"),
     output:
-        report(
-            f"{EXP_DIR}/register.json",
-            caption="../report/register.rst",
-            category="{exp}",
-            subcategory="registry",
-        ),
+        **outputs("register"),
     log:
-        f"{EXP_DIR}/logs/register/register.log",
+        log_file("register"),
     shell:
-        "dlforge register experiment={wildcards.exp} > /dev/null"
+        "dlforge register experiment={wildcards.exp} > {log} 2>&1"

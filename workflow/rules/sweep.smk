@@ -11,51 +11,32 @@
 
 rule sweep_worker:
     input:
-        rules.snapshot.output,
+        rules.snapshot.output.summary,
         deps("sweep"),
     output:
-        touch(f"{EXP_DIR}/sweep/workers/{{worker}}.done"),
+        touch(str(LAYOUT.sweep.worker_done("{worker}"))),
     log:
-        # Hydra's log of the job: logs/<hydra.job.name>/<hydra.job.name>.log
-        f"{EXP_DIR}/logs/sweep-worker-{{worker}}/sweep-worker-{{worker}}.log",
+        log_file("sweep-worker-{worker}"),
     wildcard_constraints:
         worker=r"\d+",
     resources:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
         "dlforge sweep experiment={wildcards.exp} hpo.n_workers=1"
-        " hydra.job.name=sweep-worker-{wildcards.worker} > /dev/null"
+        " hydra.job.name=sweep-worker-{wildcards.worker} > {log} 2>&1"
 
 
 rule sweep:
     input:
-        rules.snapshot.output,
+        rules.snapshot.output.summary,
         deps("sweep"),
         sweep_workers_done,
     output:
-        best=f"{EXP_DIR}/sweep/best.yaml",
-        summary=report(
-            f"{EXP_DIR}/sweep/summary.json",
-            caption="../report/sweep_summary.rst",
-            category="{exp}",
-            subcategory="sweep",
-        ),
-        history=report(
-            f"{EXP_DIR}/sweep/history.png",
-            caption="../report/history.rst",
-            category="{exp}",
-            subcategory="sweep",
-        ),
-        importances=report(
-            f"{EXP_DIR}/sweep/importances.png",
-            caption="../report/importances.rst",
-            category="{exp}",
-            subcategory="sweep",
-        ),
+        **outputs("sweep"),
     log:
-        f"{EXP_DIR}/logs/sweep/sweep.log",
+        log_file("sweep"),
     threads: lambda wildcards: graph.sweep_workers(wildcards.exp)
     resources:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
-        "dlforge sweep experiment={wildcards.exp} > /dev/null"
+        "dlforge sweep experiment={wildcards.exp} > {log} 2>&1"

@@ -5,26 +5,13 @@
 
 rule train:
     input:
-        rules.snapshot.output,
+        rules.snapshot.output.summary,
         deps("train"),
     output:
-        metrics=report(
-            f"{EXP_DIR}/train/metrics.json",
-            caption="../report/train_metrics.rst",
-            category="{exp}",
-            subcategory="training",
-        ),
-        history=f"{EXP_DIR}/train/history.csv",
-        curves=report(
-            f"{EXP_DIR}/train/curves.png",
-            caption="../report/curves.rst",
-            category="{exp}",
-            subcategory="training",
-        ),
-        model=directory(f"{EXP_DIR}/train/model"),
+        **outputs("train"),
     log:
-        f"{EXP_DIR}/logs/train/train.log",
+        log_file("train"),
     resources:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
-        "dlforge train experiment={wildcards.exp} > /dev/null"
+        "dlforge train experiment={wildcards.exp} > {log} 2>&1"

@@ -1,7 +1,8 @@
 """The stage graph, defined once for both workflow front ends.
 
 ``stages(exp)`` lists each stage of an experiment with its command, the files it
-depends on (sources and the config files it composes) and what it writes. The
+depends on (sources and the config files it composes) and what it writes
+(:data:`OUTPUTS`, placed by :class:`~dlforge.core.layout.ExperimentLayout`). The
 Snakemake rules (``workflow/rules/*.smk``) take their inputs and outputs from
 here, and ``dlforge workflow dvc`` writes ``dvc.yaml`` from the same list, so
 the two cannot drift apart (a test checks that the committed ``dvc.yaml`` is
@@ -17,10 +18,12 @@ import functools
 import json
 import os
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import yaml
 
+from dlforge.core.layout import ExperimentLayout
 from dlforge.core.memo import memo
 from dlforge.stages.params import PARAMS_FILE
 
@@ -34,6 +37,42 @@ CONF_GROUPS = {"ingest": ("paths", "dataset", "experiment"),
                "evaluate": ("paths", "dataset", "experiment", "tracking"),
                "register": ("paths", "experiment", "tracking", "registry")}
 ENTRY_CONFIGS = {"sweep": ("sweep", "train")}  # entry configs that include others
+
+
+@dataclass(frozen=True)
+class Output:
+    """One file or folder a stage writes.
+
+    Attributes:
+        name: its name in the Snakemake rule (``rules.train.output.model``).
+        kind: how the front ends track it: the :class:`Stage` field it goes in.
+        where: the :class:`~dlforge.core.layout.ExperimentLayout` attribute that
+            places it (dotted: ``train.model``).
+    """
+
+    name: str
+    kind: str
+    where: str
+
+
+# What each stage writes, declared once: the Snakemake rules, dvc.yaml and
+# `rule all` take their outputs from here. Within a kind, dvc.yaml keeps this order.
+OUTPUTS = {
+    "ingest": (Output("summary", "outs", "ingest_summary"),
+               Output("retrain", "markers", "retrain_marker")),
+    "snapshot": (Output("summary", "outs", "snapshot_summary"),),
+    "sweep": (Output("best", "outs", "sweep.best"), Output("summary", "outs", "sweep.summary"),
+              Output("history", "outs", "sweep.history"),
+              Output("importances", "outs", "sweep.importances")),
+    "train": (Output("metrics", "metrics", "train.metrics"),
+              Output("history", "plots", "train.history"),
+              Output("curves", "outs", "train.curves"), Output("model", "dirs", "train.model")),
+    "evaluate": (Output("metrics", "metrics", "eval.metrics"),
+                 Output("per_class", "outs", "eval.per_class"),
+                 Output("confusion", "confusion", "eval.confusion_csv"),
+                 Output("plot", "outs", "eval.confusion_png")),
+    "register": (Output("record", "outs", "register_record"),),
+}
 
 
 @dataclass(frozen=True)
@@ -100,49 +139,64 @@ def _stage_records(exp: str) -> list[dict]:
 
 def _build_stages(exp: str) -> list[Stage]:
     cfg = experiment_config(exp)
-    exp_dir, paths = _norm(cfg.paths.exp_dir), cfg.paths
-    ingest_out, snapshot_out = f"{exp_dir}/ingest.json", f"{exp_dir}/snapshot.json"
-    retrain = f"{exp_dir}/retrain.json"  # raised by `dlforge monitor`; read by train
-    train_cfg = experiment_config(exp, "train")
-    train_dir, sweep_dir = _norm(train_cfg.paths.train_dir), _norm(train_cfg.paths.sweep_dir)
-    best = f"{sweep_dir}/best.yaml"
-    graph = [
-        Stage("ingest", f"dlforge ingest experiment={exp}",
-              deps=(*_source_files(cfg.dataset.sources), *_conf_files(exp, "ingest")),
-              outs=(ingest_out,), markers=(retrain,),
-              persist=(_norm(f"{paths.store_dir}/{cfg.dataset.name}"),)),
-        Stage("snapshot", f"dlforge snapshot experiment={exp}",
-              deps=(ingest_out, *_conf_files(exp, "snapshot")),
-              outs=(snapshot_out,),
-              persist=(_norm(f"{paths.snapshot_dir}/{cfg.dataset.name}"),)),
-    ]
-    swept = bool(train_cfg.hpo.enabled)
+    layout, dataset = ExperimentLayout.from_paths(cfg.paths), cfg.dataset.name
+    swept = bool(experiment_config(exp, "train").hpo.enabled)
     params = (str(PARAMS_FILE),)  # what `dvc exp run -S` sets
+    graph = [
+        _stage(exp, "ingest", layout, _source_files(cfg.dataset.sources),
+               persist=(_norm(f"{cfg.paths.store_dir}/{dataset}"),)),
+        _stage(exp, "snapshot", layout, [layout.ingest_summary],
+               persist=(_norm(f"{cfg.paths.snapshot_dir}/{dataset}"),)),
+    ]
     if swept:
         # The study journal and trial folders are the sweep's working state (a
         # re-run continues the study), not outputs.
-        graph.append(Stage("sweep", f"dlforge sweep experiment={exp}",
-                           deps=(snapshot_out, *_conf_files(exp, "sweep")), params=params,
-                           outs=(best, f"{sweep_dir}/summary.json", f"{sweep_dir}/history.png",
-                                 f"{sweep_dir}/importances.png")))
-    graph.append(Stage("train", f"dlforge train experiment={exp}",
-                       deps=(snapshot_out, *((best,) if swept else ()), retrain,
-                             *_conf_files(exp, "train")), params=params,
-                       outs=(f"{train_dir}/curves.png",), dirs=(f"{train_dir}/model",),
-                       metrics=(f"{train_dir}/metrics.json",),
-                       plots=(f"{train_dir}/history.csv",)))
-    eval_dir = _norm(experiment_config(exp, "evaluate").paths.eval_dir)
-    graph.append(Stage("evaluate", f"dlforge evaluate experiment={exp}",
-                       deps=(f"{train_dir}/model", f"{train_dir}/metrics.json",
-                             *_conf_files(exp, "evaluate")),
-                       outs=(f"{eval_dir}/per_class.csv", f"{eval_dir}/confusion.png"),
-                       metrics=(f"{eval_dir}/metrics.json",),
-                       confusion=(f"{eval_dir}/confusion.csv",)))
-    graph.append(Stage("register", f"dlforge register experiment={exp}",
-                       deps=(f"{eval_dir}/metrics.json", f"{train_dir}/model",
-                             *_conf_files(exp, "register")),
-                       outs=(f"{exp_dir}/register.json",)))
+        graph.append(_stage(exp, "sweep", layout, [layout.snapshot_summary], params=params))
+    best = [layout.sweep.best] if swept else []
+    graph += [
+        _stage(exp, "train", layout, [layout.snapshot_summary, *best, layout.retrain_marker],
+               params=params),
+        _stage(exp, "evaluate", layout, [layout.train.model, layout.train.metrics]),
+        _stage(exp, "register", layout, [layout.eval.metrics, layout.train.model]),
+    ]
     return graph
+
+
+def _stage(exp: str, name: str, layout: ExperimentLayout, reads: list, **fields) -> Stage:
+    """Stage ``name`` of ``exp``: it reads ``reads`` and its config files, writes its
+    :data:`OUTPUTS` where ``layout`` puts them."""
+    written: dict[str, tuple[str, ...]] = {}
+    for out in OUTPUTS[name]:
+        written[out.kind] = (*written.get(out.kind, ()), _place(layout, out))
+    return Stage(name, f"dlforge {name} experiment={exp}",
+                 deps=(*map(_norm, reads), *_conf_files(exp, name)), **written, **fields)
+
+
+def rule_outputs(stage_name: str) -> dict[str, tuple[str, str]]:
+    """The stage's outputs for its Snakemake rule: ``{name: (kind, pattern)}``, each
+    path with the wildcard ``{exp}`` for the experiment."""
+    layout = layout_pattern()
+    return {out.name: (out.kind, _place(layout, out)) for out in OUTPUTS[stage_name]}
+
+
+def layout_pattern() -> ExperimentLayout:
+    """The experiment layout with the Snakemake wildcard ``{exp}`` as the experiment name:
+    the rules' output and log patterns, from conf/paths."""
+    return ExperimentLayout.from_paths(_pattern_paths())
+
+
+@memo("conf", str(WORKFLOW_CONFIG))
+def _pattern_paths() -> dict:
+    from omegaconf import OmegaConf
+
+    from dlforge.core.config import compose
+
+    paths = compose("data", ["+experiment_name='{exp}'"]).paths
+    return OmegaConf.to_container(paths, resolve=True)
+
+
+def _place(layout: ExperimentLayout, out: Output) -> str:
+    return _norm(attrgetter(out.where)(layout))
 
 
 def stage(exp: str, name: str) -> Stage:
@@ -153,14 +207,6 @@ def stage(exp: str, name: str) -> Stage:
 def sweep_workers(exp: str) -> int:
     """``hpo.n_workers``: the sweep rule's threads (one core per worker)."""
     return int(experiment_config(exp, "train").hpo.n_workers)
-
-
-@memo("conf", str(WORKFLOW_CONFIG))
-def exp_dir_pattern() -> str:
-    """``paths.exp_dir`` with the experiment as the Snakemake wildcard ``{exp}``."""
-    from dlforge.core.config import compose
-
-    return _norm(compose("data", ["+experiment_name='{exp}'"]).paths.exp_dir)
 
 
 def external_commits(exp: str) -> str:
