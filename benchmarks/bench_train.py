@@ -89,8 +89,8 @@ def run_dlforge(epochs: int, root: Path, track: bool) -> dict:
     """The real train stage; its own throughput figures plus the epoch-end callback times."""
     import torch
 
+    from dlforge.stages.train import train
     from dlforge.train.callbacks import EpochHistory
-    from dlforge.train.fit import train
 
     callback_s = time_epoch_callback(EpochHistory, track)
     metrics = train(compose_cfg(epochs, root))
@@ -105,12 +105,12 @@ def run_plain(epochs: int, root: Path) -> dict:
     import torch
     from hydra.utils import instantiate
 
+    from dlforge.stages.common import experiment_snapshot
     from dlforge.train.data import SnapshotDataModule
-    from dlforge.train.fit import resolve_snapshot
 
     cfg = compose_cfg(epochs, root)
     torch.manual_seed(cfg.seed)
-    data = SnapshotDataModule(resolve_snapshot(cfg), instantiate(cfg.model.encoder),
+    data = SnapshotDataModule(experiment_snapshot(cfg), instantiate(cfg.model.encoder),
                               **cfg.datamodule)
     data.setup()
     net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)

@@ -131,9 +131,9 @@ def project(tmp_path, mlflow_dir):
 def make_project(tmp_path: Path, mlflow_dir: Path):
     """The toy project of :func:`project` in ``tmp_path`` (for fixtures of wider scope)."""
     from dlforge.core.config import compose
-    from dlforge.registry.evaluate import evaluate
-    from dlforge.registry.register import register
-    from dlforge.train.fit import train
+    from dlforge.stages.evaluate import evaluate
+    from dlforge.stages.register import register
+    from dlforge.stages.train import train
     from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
     make_snapshot(tmp_path, toy_rows(400))

@@ -22,12 +22,13 @@ pytestmark = [pytest.mark.gpu,
 def fit(tmp_path, **trainer_args):
     import lightning as L
 
+    from dlforge.data.snapshot import Snapshot
     from dlforge.train.data import SnapshotDataModule
     from dlforge.train.fit import network_weights
     from dlforge.train.module import Classifier
 
     summary = make_snapshot(tmp_path, toy_rows(600))
-    data = SnapshotDataModule(summary["path"], TextEncoder(ngrams=2), batch_size=32)
+    data = SnapshotDataModule(Snapshot.open(summary["path"]), TextEncoder(ngrams=2), batch_size=32)
     data.setup()
     net = EmbeddingBagClassifier(num_classes=data.num_classes, embed_dim=32, hidden_dim=32,
                                  **data.encoder.model_inputs)

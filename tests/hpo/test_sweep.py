@@ -9,9 +9,10 @@ import yaml
 from omegaconf import OmegaConf
 
 from dlforge.core.errors import DlforgeError
-from dlforge.hpo.best import apply_best, write_best
-from dlforge.hpo.sweep import sweep
-from dlforge.train.fit import train
+from dlforge.hpo.best import write_best
+from dlforge.stages.config import apply_best
+from dlforge.stages.sweep import sweep
+from dlforge.stages.train import train
 from tests.hpo.conftest import load_study, runs, summary
 
 LR = {"optimizer.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True},

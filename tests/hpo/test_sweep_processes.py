@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from dlforge.core.process import pid_alive
-from dlforge.hpo.sweep import sweep
+from dlforge.stages.sweep import sweep
 from tests.conftest import ROOT
 from tests.hpo.conftest import load_study, runs, summary
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dlforge.core.errors import DlforgeError
+from dlforge.data.snapshot import Snapshot
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.train.data import SnapshotDataModule
 from tests.train.conftest import make_snapshot, toy_rows
@@ -24,7 +25,7 @@ def test_a_split_whose_labels_were_replaced_is_not_trained_on(tmp_path):
         table = table.set_column(table.schema.get_field_index(column), column, same)
     pq.write_table(table, split)
 
-    data = SnapshotDataModule(folder, TextEncoder(), batch_size=8)
+    data = SnapshotDataModule(Snapshot.open(folder), TextEncoder(), batch_size=8)
     with pytest.raises(DlforgeError) as info:
         data.setup("fit")
     message = str(info.value)

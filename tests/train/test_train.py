@@ -12,7 +12,7 @@ from hydra.errors import HydraException
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.tracking import setup_tracking_uri
 from dlforge.models.package import load_package
-from dlforge.train.fit import train
+from dlforge.stages.train import train
 from dlforge.train.runs import list_runs, show_run
 from tests.train.conftest import make_snapshot, toy_rows, write_images
 

@@ -24,26 +24,23 @@ each command imports what it needs.
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
 from importlib import import_module
 
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError
 
-log = logging.getLogger("dlforge")
 
 # stage name -> "module:function" taking the composed config, returning a summary
 STAGES = {
     "ingest": "dlforge.stages.data:ingest",
     "snapshot": "dlforge.stages.data:snapshot",
-    "sweep": "dlforge.hpo.sweep:sweep",
-    "train": "dlforge.train.fit:train",
-    "evaluate": "dlforge.registry.evaluate:evaluate",
-    "register": "dlforge.registry.register:register",
-    "monitor": "dlforge.monitor.report:monitor",
-    "serve": "dlforge.serve.server:serve",
+    "sweep": "dlforge.stages.sweep:sweep",
+    "train": "dlforge.stages.train:train",
+    "evaluate": "dlforge.stages.evaluate:evaluate",
+    "register": "dlforge.stages.register:register",
+    "monitor": "dlforge.stages.monitor:monitor",
+    "serve": "dlforge.stages.serve:serve",
 }
 # command -> module whose main(argv) implements it
 TOOLS = {
@@ -63,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         if command in TOOLS:
             return import_module(TOOLS[command]).main(argv[1:])
         if command in STAGES:
-            return run_stage(command, argv[1:])
+            from dlforge.cli.stage import run_stage
+
+            return run_stage(command, STAGES[command], argv[1:])
     except DlforgeError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -75,48 +74,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"\nerror: unknown command {command!r}", file=sys.stderr)
     return 2
-
-
-def run_stage(name: str, overrides: list[str]) -> int:
-    """Run stage ``name`` as a Hydra app over ``conf/<name>.yaml``."""
-    import hydra
-
-    from dlforge.core.config import conf_dir
-    from dlforge.stages import params
-
-    if name in params.STAGES:
-        overrides = [*_tracked_params(name, overrides), *overrides]  # the command line wins
-    module, attr = STAGES[name].split(":")
-    function = getattr(import_module(module), attr)
-    status = {"code": 0}
-
-    def task(cfg) -> None:
-        try:
-            print(json.dumps(function(cfg), indent=2))
-        except DlforgeError as err:
-            log.error("%s", err)
-            status["code"] = err.exit_code
-
-    task.__module__ = module  # Hydra names the job and its log after it
-    app = hydra.main(config_path=str(conf_dir()), config_name=name, version_base="1.3")(task)
-    saved = sys.argv
-    sys.argv = [f"dlforge {name}", *overrides]
-    try:
-        app()
-    finally:
-        sys.argv = saved
-    return status["code"]
-
-
-def _tracked_params(name: str, overrides: list[str]) -> list[str]:
-    """What ``dvc exp run -S`` set in params.yaml, for the keys this experiment has."""
-    from dlforge.core.config import compose, has_key
-    from dlforge.stages import params
-
-    tracked = params.overrides()
-    if not tracked:
-        return []
-    cfg = compose(name, overrides)
-    kept = [o for o in tracked if has_key(cfg, o.split("=", 1)[0])]
-    log.info("from %s: %s <dvc exp run -S>", params.PARAMS_FILE, " ".join(kept) or "nothing")
-    return kept

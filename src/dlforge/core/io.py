@@ -1,4 +1,4 @@
-"""Crash-safe file operations for the dataset store.
+"""Crash-safe file operations: atomic writes, locks, staging folders.
 
 Everything is written to a private staging folder first and published with an
 atomic ``os.replace``/``os.rename``; readers therefore see a file either whole or
@@ -105,12 +105,32 @@ def write_json(path: Path, obj: object) -> None:
         os.fsync(handle.fileno())
 
 
-def write_json_atomic(path: Path, obj: object) -> None:
-    """Write JSON next to ``path`` and rename it into place (for stage outputs)."""
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; renamed into place when the block
+    succeeds, removed when it fails. A reader (or a process killed mid-write) sees the
+    old file or the new one, never half of one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_json(tmp, obj)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through :func:`atomic_output`."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """Write ``obj`` as pretty JSON with :func:`write_text_atomic` (for stage outputs)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> dict:

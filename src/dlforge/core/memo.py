@@ -16,6 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from dlforge.core.io import write_text_atomic
+
 CACHE_FILE = Path(".snakemake") / "dlforge" / "memo.json"
 
 
@@ -62,7 +64,4 @@ def _read() -> dict:
 
 def _write(store: dict) -> None:
     """Atomic replace; a lost race only costs the other writer's entry."""
-    CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    temporary = CACHE_FILE.with_name(f".{CACHE_FILE.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(store))
-    os.replace(temporary, CACHE_FILE)
+    write_text_atomic(CACHE_FILE, json.dumps(store))

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_json_atomic
+from dlforge.core.layout import SweepFiles
 from dlforge.hpo import study as s
 from dlforge.hpo.best import write_best
 from dlforge.hpo.space import Param
@@ -30,7 +31,7 @@ def open_parent(cfg: DictConfig, study, name: str, settings: s.SweepSettings,
     """The sweep's MLflow run: the study's own when it has one (a re-run), else a new one."""
     import mlflow
 
-    from dlforge.train import tracking
+    from dlforge.core import tracking
 
     experiment_id = tracking.setup_mlflow(cfg.tracking)
     client = mlflow.MlflowClient()
@@ -61,8 +62,9 @@ def close_parent(run_id: str, status: str, summary: dict | None = None,
         client.log_metric(run_id, f"best/{summary['metric']}", summary["best"]["value"])
         for state, count in summary["counts"].items():
             client.log_metric(run_id, f"trials/{state.lower()}", count)
-        for name in ("best.yaml", "summary.json", "history.png", "importances.png"):
-            client.log_artifact(run_id, str(folder / name))
+        files = SweepFiles(folder)
+        for path in (files.best, files.summary, files.history, files.importances):
+            client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, status=status)
 
 
@@ -81,11 +83,11 @@ def write_report(study, settings: s.SweepSettings, params: list[Param], out: Pat
     Raises:
         DlforgeError: when no trial completed (nothing to call best).
     """
-    summary = summarize(study, settings, n_trials)
+    summary, files = summarize(study, settings, n_trials), SweepFiles(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "summary.json", summary)
-    _plot_history(out / "history.png", summary)
-    _plot_importances(out / "importances.png", summary["importances"])
+    write_json_atomic(files.summary, summary)
+    _plot_history(files.history, summary)
+    _plot_importances(files.importances, summary["importances"])
     best = summary["best"]
     if best is None:
         errors = [t["error"] for t in summary["trials"] if t.get("error")]
@@ -93,7 +95,7 @@ def write_report(study, settings: s.SweepSettings, params: list[Param], out: Pat
                            f"; first error: {errors[0] if errors else 'none'}. See the trial "
                            f"folders under {out}")
     overrides = [p.override(best["params"][p.key]) for p in params if p.key in best["params"]]
-    write_best(out / "best.yaml", overrides,
+    write_best(files.best, overrides,
                f"best trial {best['number']} of study {summary['study']}: "
                f"{settings.metric}={best['value']:.4f} ({settings.direction})")
     log.info("best trial %d: %s=%.4f %s", best["number"], settings.metric, best["value"],

@@ -1,6 +1,6 @@
-"""``dlforge sweep experiment=X``: an Optuna study over the training config.
+"""An Optuna study over the training config (the ``dlforge sweep`` stage's work).
 
-    sweep(cfg)   check the space and settings, open (or continue) the study,
+    sweep(cfg, snapshot)   check the space and settings, open (or continue) the study,
                  fail trials a killed sweep left running, open the parent MLflow
                  run, run the workers, then write best.yaml, summary.json and
                  the plots under ``paths.sweep_dir``
@@ -12,7 +12,6 @@ trial starts from it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,18 +20,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.config import dotted, has_key
 from dlforge.core.errors import DlforgeError
+from dlforge.data.snapshot import Snapshot
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
 
 log = logging.getLogger(__name__)
 
 
-def sweep(cfg: DictConfig) -> dict:
-    """The sweep stage. Returns the study summary (also in ``summary.json``)."""
+def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
+    """Run the study of ``cfg`` on ``snapshot``. Returns its summary (also in
+    ``summary.json``)."""
+    from dlforge.core.tracking import setup_mlflow
     from dlforge.hpo.report import close_parent, open_parent, write_report
     from dlforge.hpo.worker import run_workers
     from dlforge.train import tracking
-    from dlforge.train.fit import check_targets, resolve_snapshot
+    from dlforge.train.fit import check_targets
 
     settings = s.SweepSettings.from_config(cfg.hpo, "hpo")
     params = parse_space(cfg.hpo.space, cfg)
@@ -43,7 +45,7 @@ def sweep(cfg: DictConfig) -> dict:
     n_trials = settings.n_trials
     if cfg.hpo.sampler._target_.endswith("GridSampler"):
         n_trials = min(n_trials, s.grid_size(params))
-    base = _trial_base(cfg, resolve_snapshot(cfg))
+    base = _trial_base(cfg, snapshot)
     training_hash = tracking.config_hash(OmegaConf.to_container(OmegaConf.create(base),
                                                                 resolve=True))
     name = s.study_name(settings.study_name, params, settings, training_hash)
@@ -51,12 +53,13 @@ def sweep(cfg: DictConfig) -> dict:
     study = s.open_study(name, settings)
     parent = open_parent(cfg, study, name, settings, params)
     with s.claim_lock(settings.storage):
-        _recover(study, settings.storage, tracking.setup_mlflow(cfg.tracking))
+        _recover(study, settings.storage, setup_mlflow(cfg.tracking))
         if enqueued and not study.get_trials(deepcopy=False):
             for values in enqueued:
                 study.enqueue_trial(values)
     frozen = {"train": base, "sweep": {
         "study": name, "storage": settings.storage, "folder": str(folder),
+        "snapshot_path": str(snapshot.path),
         "metric": settings.metric, "direction": settings.direction, "n_trials": n_trials,
         "deadline": time.time() + settings.timeout if settings.timeout else None,
         "parent_run": parent, "settings": settings.as_dict(),
@@ -76,7 +79,7 @@ def sweep(cfg: DictConfig) -> dict:
     return {k: summary[k] for k in ("study", "storage", "counts", "best")}
 
 
-def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
+def _trial_base(cfg: DictConfig, snapshot: Snapshot) -> dict:
     """The training config every trial starts from, interpolations kept.
 
     ``hpo.overrides`` (a cheaper budget for trials, say) are applied and the
@@ -89,7 +92,7 @@ def _trial_base(cfg: DictConfig, snapshot: Path) -> dict:
                                "config. Fix: use a dotted path that `dlforge train "
                                "experiment=... --cfg job` shows")
         OmegaConf.update(base, key, value, merge=False)
-    base.snapshot = json.loads((snapshot / "manifest.json").read_text())["version"]
+    base.snapshot = snapshot.version
     return OmegaConf.to_container(base, resolve=False)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.core.layout import ExperimentLayout, StudyFiles, TrainFiles
 from dlforge.hpo import study as s
 from dlforge.hpo.space import Param
 
@@ -29,7 +30,7 @@ def trial_config(frozen: dict, trial, params: list[Param]) -> tuple[DictConfig, 
     values = {p.key: p.suggest(trial) for p in params}
     for key, value in values.items():
         OmegaConf.update(cfg, key, value, merge=False)
-    folder = Path(sweep["folder"]) / f"trial-{trial.number:04d}"
+    folder = StudyFiles(Path(sweep["folder"])).trial(trial.number).dir
     OmegaConf.update(cfg, "paths.train_dir", str(folder), merge=False)
     cfg.resume, cfg.launch, cfg.hpo.enabled = False, True, False
     if sweep["settings"]["n_workers"] > 1:  # their progress bars would interleave
@@ -53,14 +54,15 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
     """
     from optuna.trial import TrialState
 
+    from dlforge.data.snapshot import Snapshot
     from dlforge.train.fit import run_training
 
     cfg, values = trial_config(frozen, trial, params)
-    folder = Path(cfg.paths.train_dir)
-    trial.set_user_attr(s.DIR, str(folder))
+    files = ExperimentLayout.from_paths(cfg.paths).train
+    trial.set_user_attr(s.DIR, str(files.dir))
     log.info("trial %d: %s", trial.number, " ".join(p.override(values[p.key]) for p in params))
     try:
-        run_training(cfg)
+        run_training(cfg, Snapshot.open(frozen["sweep"]["snapshot_path"]))
     except KeyboardInterrupt:
         trial.set_user_attr(s.INTERRUPTED, True)
         study.tell(trial, state=TrialState.FAIL)
@@ -68,21 +70,21 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
     except Exception as err:  # a failed trial is a result: record it, go on
         log.warning("trial %d failed: %s", trial.number, err)
         trial.set_user_attr(s.ERROR, f"{type(err).__name__}: {err}"[:2000])
-        return _finish(study, trial, folder, TrialState.FAIL)
+        return _finish(study, trial, files, TrialState.FAIL)
     finally:
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # a trial never resumes
-    history = _history(folder / "history.csv")
+        shutil.rmtree(files.checkpoints, ignore_errors=True)  # a trial never resumes
+    history = _history(files.history)
     trial.set_user_attr(s.EPOCHS, len(history))
     # The pruning callback may have run in another process (a DDP rank 0), and
     # a Trial object caches its attributes: read them back from storage.
     stored = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
     if stored.user_attrs.get(s.PRUNED_AT) is not None:
-        return _finish(study, trial, folder, TrialState.PRUNED)
+        return _finish(study, trial, files, TrialState.PRUNED)
     value = _best(history, frozen["sweep"]["metric"], frozen["sweep"]["direction"])
     if value is None:
         trial.set_user_attr(s.ERROR, f"{frozen['sweep']['metric']} is not finite")
-        return _finish(study, trial, folder, TrialState.FAIL)
-    state = _finish(study, trial, folder, TrialState.COMPLETE, value)
+        return _finish(study, trial, files, TrialState.FAIL)
+    state = _finish(study, trial, files, TrialState.COMPLETE, value)
     run_id = trial.user_attrs.get(s.RUN_ID)
     if run_id:
         import mlflow
@@ -91,11 +93,11 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
     return state
 
 
-def _finish(study, trial, folder: Path, state, value: float | None = None):
+def _finish(study, trial, files: TrainFiles, state, value: float | None = None):
     """Tell the study; tag the trial's MLflow run with the outcome."""
     from dlforge.train import tracking
 
-    run_id = tracking.read_state(folder / "run.json").get("run_id")
+    run_id = tracking.read_state(files.run_state).get("run_id")
     if run_id:
         trial.set_user_attr(s.RUN_ID, run_id)
     study.tell(trial, value, state=state)

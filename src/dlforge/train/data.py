@@ -6,15 +6,13 @@ split only; validation and test inputs are encoded with it, as serving will.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlforge.core.errors import DlforgeError
+from dlforge.data.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +34,19 @@ class SnapshotDataModule(L.LightningDataModule):
     """Train/val/test loaders of one snapshot version.
 
     Args:
-        snapshot: the snapshot folder (``paths.snapshot_dir/<dataset>/<version>``).
+        snapshot: the snapshot (:meth:`dlforge.data.snapshot.Snapshot.open`).
         encoder: an unfitted encoder (``TextEncoder``/``ImageEncoder``).
         batch_size: examples per batch (per process under DDP).
         num_workers: loader worker processes (0: load in the training process).
     """
 
-    def __init__(self, snapshot: str | Path, encoder, batch_size: int = 64, num_workers: int = 0):
+    def __init__(self, snapshot: Snapshot, encoder, batch_size: int = 64, num_workers: int = 0):
         super().__init__()
-        self.snapshot = Path(snapshot)
+        self.snapshot = snapshot
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
-        manifest = self.snapshot / "manifest.json"
-        if not manifest.is_file():
-            raise DlforgeError(f"no snapshot at {self.snapshot}. Fix: build it with "
-                               "`dlforge snapshot experiment=<name>`")
-        self.manifest = json.loads(manifest.read_text())
-        self.labels: list[str] = self.manifest["labels"]
-        self.multi_label: bool = self.manifest["multi_label"]
+        self.manifest = snapshot.manifest
+        self.labels: list[str] = snapshot.labels
+        self.multi_label: bool = snapshot.multi_label
         self.splits: dict[str, EncodedSplit] = {}
 
     @property
@@ -62,16 +56,12 @@ class SnapshotDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        from dlforge.data.build import read_split
-        from dlforge.data.types import get_type
-
-        column = get_type(self.manifest["type"]).input_column
-        frames = {s: read_split(self.snapshot / f"{s}.parquet") for s in ("train", "val", "test")}
-        self.encoder.fit(frames["train"][column].tolist())
-        for name, frame in frames.items():
-            inputs = [self.encoder.encode(x) for x in frame[column]]
-            self.splits[name] = EncodedSplit(inputs, self._targets(frame["label_ids"]))
-        log.info("snapshot %s: %s examples, %d classes", self.manifest["version"],
+        self.encoder.fit(self.snapshot.inputs("train"))
+        for name in ("train", "val", "test"):
+            inputs = [self.encoder.encode(x) for x in self.snapshot.inputs(name)]
+            targets = self._targets(self.snapshot.split(name)["label_ids"])
+            self.splits[name] = EncodedSplit(inputs, targets)
+        log.info("snapshot %s: %s examples, %d classes", self.snapshot.version,
                  {k: len(v) for k, v in self.splits.items()}, self.num_classes)
 
     def _targets(self, label_ids) -> torch.Tensor:

@@ -1,12 +1,11 @@
-"""``dlforge train experiment=X``: fit, test, package and track one model.
+"""Fit, test, package and track one model.
 
-    train(cfg)          the stage: the sweep's best parameters when the
-                        experiment enables it, then run_training
-    run_training(cfg)   resolve the snapshot, freeze the config, open the MLflow
-                        run (or re-open an interrupted one), then fit in this
-                        process or launch the DDP ranks from the frozen config;
-                        also what each sweep trial runs
-    fit(frozen)  what every rank runs; rank 0 writes the outputs
+    run_training(cfg, snapshot)   freeze the config, open the MLflow run (or
+                                  re-open an interrupted one), then fit in this
+                                  process or launch the DDP ranks from the
+                                  frozen config; what ``dlforge train`` and
+                                  every sweep trial run
+    fit(frozen)                   what every rank runs; rank 0 writes the outputs
 
 Outputs under ``paths.train_dir``: config.yaml (frozen), metrics.json,
 history.csv, curves.png, model/ (the package), checkpoints/, run.json.
@@ -15,7 +14,6 @@ history.csv, curves.png, model/ (the package), checkpoints/, run.json.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,54 +21,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.layout import ExperimentLayout
+from dlforge.core.tracking import finish_run, setup_mlflow, setup_tracking_uri
+from dlforge.data.snapshot import Snapshot
 from dlforge.train import tracking
 
 log = logging.getLogger(__name__)
 
 
-def resolve_snapshot(cfg: DictConfig) -> Path:
-    """The snapshot folder to train on, or an error naming the command that builds it."""
-    summary = Path(cfg.paths.exp_dir) / "snapshot.json"
-    if cfg.get("snapshot"):
-        folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
-    elif summary.is_file():
-        folder = Path(json.loads(summary.read_text())["path"])
-    else:
-        raise DlforgeError(f"no snapshot for experiment '{cfg.experiment_name}' ({summary} is "
-                           f"missing). Fix: run `dlforge ingest experiment={cfg.experiment_name}` "
-                           f"and `dlforge snapshot experiment={cfg.experiment_name}`, or set "
-                           "snapshot=VERSION")
-    if not (folder / "manifest.json").is_file():
-        raise DlforgeError(f"snapshot {folder} does not exist. Fix: run `dlforge snapshot "
-                           f"experiment={cfg.experiment_name}` or pick a version from "
-                           f"`dlforge data show {cfg.dataset.name}`")
-    return folder
-
-
-def train(cfg: DictConfig) -> dict:
-    """The train stage. Returns the metrics written to ``metrics.json``.
-
-    A retrain request of ``dlforge monitor`` (``retrain.json``, request N) trains
-    with ``seed + N``: a retrain on unchanged data is a new sample of the model,
-    which the registry's gate then judges.
-    """
-    from dlforge.monitor.retrain import retrain_request
-
-    if cfg.get("hpo") and cfg.hpo.enabled:
-        from dlforge.hpo.best import apply_best, command_line_overrides
-
-        cfg = apply_best(cfg, Path(cfg.paths.sweep_dir) / "best.yaml", command_line_overrides())
-    request = retrain_request(cfg.paths.exp_dir)
-    if request:
-        cfg = cfg.copy()
-        cfg.seed = int(cfg.seed) + request
-        log.info("retrain request %d: seed %d <%s/retrain.json>", request, cfg.seed,
-                 cfg.paths.exp_dir)
-    return run_training(cfg)
-
-
-def run_training(cfg: DictConfig) -> dict:
-    """Train one model from a composed config. Returns its metrics.
+def run_training(cfg: DictConfig, snapshot: Snapshot) -> dict:
+    """Train one model from a composed config on ``snapshot``. Returns its metrics.
 
     With ``launch=false`` nothing is trained: the config is frozen, the MLflow
     run opened, and the worker command to start on every node is returned.
@@ -79,7 +39,7 @@ def run_training(cfg: DictConfig) -> dict:
 
     check_targets(cfg)
     check_launch(cfg.trainer, cfg.launch)
-    frozen, frozen_path = _prepare(cfg, resolve_snapshot(cfg))
+    frozen, frozen_path = _prepare(cfg, snapshot)
     if not cfg.launch:
         return {"run_id": frozen["run_id"], "config": str(frozen_path),
                 "worker": " ".join(worker_command(frozen_path))}
@@ -92,14 +52,14 @@ def run_training(cfg: DictConfig) -> dict:
         raise
 
 
-def _prepare(cfg: DictConfig, snapshot: Path) -> tuple[dict, Path]:
+def _prepare(cfg: DictConfig, snapshot: Snapshot) -> tuple[dict, Path]:
     """Decide fresh start or resume, open the MLflow run, write the frozen config."""
-    manifest = json.loads((snapshot / "manifest.json").read_text())
     frozen = tracking.as_dict(cfg)
     frozen.pop("hydra", None)
-    frozen.update(snapshot=manifest["version"], snapshot_path=str(snapshot))
+    frozen.update(snapshot=snapshot.version, snapshot_path=str(snapshot.path))
     digest = tracking.config_hash(frozen)
-    state = tracking.read_state(Path(cfg.paths.train_dir) / "run.json")
+    files = ExperimentLayout.from_paths(cfg.paths).train
+    state = tracking.read_state(files.run_state)
     last = (Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt"
             if "checkpoint" in cfg.callbacks else None)
     resumable = (cfg.resume and state.get("status") == "running"
@@ -107,16 +67,17 @@ def _prepare(cfg: DictConfig, snapshot: Path) -> tuple[dict, Path]:
     if state.get("status") == "running" and not resumable:
         log.info("ending interrupted run %s: config changed or no checkpoint <resume=%s>",
                  state["run_id"], cfg.resume)
-        tracking.setup_mlflow(cfg.tracking)
-        tracking.finish_run(state["run_id"], "KILLED")
+        setup_mlflow(cfg.tracking)
+        finish_run(state["run_id"], "KILLED")
     if not resumable and last is not None:
         _clear_checkpoints(last.parent)
-    run_id = tracking.open_run(cfg, frozen, manifest, state["run_id"] if resumable else None)
+    resume_run = state["run_id"] if resumable else None
+    run_id = tracking.open_run(cfg, frozen, snapshot.manifest, resume_run)
     frozen.update(run_id=run_id, config_hash=digest,
                   resume_from=str(last) if resumable else None)
-    tracking.write_state(Path(cfg.paths.train_dir) / "run.json", run_id=run_id,
+    tracking.write_state(files.run_state, run_id=run_id,
                          config_hash=digest, status="running")
-    frozen_path = Path(cfg.paths.train_dir) / "config.yaml"
+    frozen_path = files.frozen_config
     frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
     return frozen, frozen_path
 
@@ -139,8 +100,8 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True)
     if rank_zero_only.rank == 0:  # from the launcher's environment; other ranks never use MLflow
-        tracking.setup_tracking_uri(cfg.tracking)
-    data = SnapshotDataModule(cfg.snapshot_path, instantiate(cfg.model.encoder),
+        setup_tracking_uri(cfg.tracking)
+    data = SnapshotDataModule(Snapshot.open(cfg.snapshot_path), instantiate(cfg.model.encoder),
                               **cfg.datamodule)
     data.setup()
     net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)

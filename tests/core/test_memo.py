@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dlforge import memo
+from dlforge.core import memo
 
 
 def test_values_are_reused_until_a_config_file_changes(tmp_path, monkeypatch):
