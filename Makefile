@@ -35,6 +35,7 @@ test: $(STAMP) $(SAMPLE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
