@@ -30,7 +30,6 @@ from importlib import import_module
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError
 
-
 # stage name -> "module:function" taking the composed config, returning a summary
 STAGES = {
     "ingest": "dlforge.stages.data:ingest",

@@ -21,10 +21,11 @@ import logging
 import sys
 from pathlib import Path
 
+from dlforge.cli.common import command_parser
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlforge data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("data", __doc__)
     parser.add_argument("--store", help="dataset store folder (default: paths.store_dir)")
     parser.add_argument("--snapshots", help="snapshot folder (default: paths.snapshot_dir)")
     sub = parser.add_subparsers(dest="command", required=True)

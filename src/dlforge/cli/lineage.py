@@ -13,19 +13,16 @@ version a served prediction logged.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from dlforge.cli.common import add_tracking_uri_option
+from dlforge.cli.common import command_parser
 from dlforge.registry.lineage import RUN_PARAMS, lineage
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge lineage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("lineage", __doc__, tracking=True)
     parser.add_argument("uri", help="models:/NAME@ALIAS or models:/NAME/VERSION")
     parser.add_argument("--json", action="store_true")
-    add_tracking_uri_option(parser)
     args = parser.parse_args(argv)
 
     import mlflow

@@ -9,17 +9,14 @@ How promotions stay safe under concurrency: :mod:`dlforge.registry.models`.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from dlforge.cli.common import add_tracking_uri_option
+from dlforge.cli.common import command_parser
 from dlforge.registry.models import list_models, promote, rollback
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tracking_uri_option(parser)
+    parser = command_parser("models", __doc__, tracking=True)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="registered models, versions and aliases")
     listing.add_argument("name", nargs="?")

@@ -15,25 +15,22 @@ and renamed at the end: an interrupted run leaves no partial output.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from dlforge.cli.common import add_tracking_uri_option
+from dlforge.cli.common import command_parser
 from dlforge.core.errors import DlforgeError
 from dlforge.serve.batch import load, predict_file
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("predict", __doc__, tracking=True)
     parser.add_argument("model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a folder")
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--column", help="text column (default: the first)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=5)
-    add_tracking_uri_option(parser)
     args = parser.parse_args(argv)
     if not args.input.exists():
         raise DlforgeError(f"{args.input} does not exist")

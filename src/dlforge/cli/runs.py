@@ -10,17 +10,14 @@ the same ``dlforge train`` again resumes it.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from dlforge.cli.common import add_tracking_uri_option
+from dlforge.cli.common import command_parser
 from dlforge.train.runs import SHOWN_METRICS, list_runs, show_run
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge runs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_tracking_uri_option(parser)
+    parser = command_parser("runs", __doc__, tracking=True)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="training runs, newest first")
     listing.add_argument("--experiment")

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import argparse
+from dlforge.cli.common import command_parser
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dlforge workflow", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("workflow", __doc__)
     parser.add_argument("target", choices=["dvc"], help="what to write: dvc.yaml and params.yaml")
     parser.parse_args(argv)
 

@@ -1,14 +1,8 @@
-"""``dlforge lineage MODEL_URI [--json]``: where a model, and so its predictions, came from.
+"""A model version's lineage: training run -> snapshot -> commits -> raw sources.
 
-    dlforge lineage models:/intent@champion
-    dlforge lineage models:/intent/3 --json
-
-Model version -> training run (params, metrics, code version, config hash)
--> snapshot version -> commits (ids, messages, tags, timestamps) -> raw
-sources (paths, content hashes). Everything is read from the MLflow tracking
-store (the snapshot manifest is logged with the model), so the chain is
-reachable from any machine that can reach the store, e.g. from the model
-version a served prediction logged.
+Read from the MLflow tracking store alone (the snapshot manifest is logged
+with the model), so any machine that reaches the store can follow it; the
+``dlforge lineage`` command prints it.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""``dlforge runs list|show``: the status of training runs (the book's GetTrainingStatus).
-
-    dlforge runs [--tracking-uri URI] list [--experiment NAME] [--json]
-    dlforge runs [--tracking-uri URI] show RUN_ID [--json]
+"""Training runs as MLflow records them: status, experiment, snapshot, metrics.
 
 A run is running, finished, failed or killed; a run whose process died
 without ending it (kill -9, a lost machine) shows as ``interrupted``: running
-the same ``dlforge train`` again resumes it.
+the same ``dlforge train`` again resumes it. ``dlforge runs`` prints these.
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import time
 
 from dlforge.core.errors import NotFound
 from dlforge.core.process import pid_alive
+from dlforge.core.tracking import Tag
 
 SHOWN_METRICS = ("val/acc", "val/f1", "val/loss", "test/acc")
 
@@ -26,9 +24,9 @@ def summary(run) -> dict:
     return {
         "run_id": info.run_id,
         "status": _status(info.status, tags),
-        "experiment": tags.get("dlforge.experiment"),
-        "dataset": tags.get("dlforge.dataset"),
-        "snapshot": tags.get("dlforge.snapshot"),
+        "experiment": tags.get(Tag.EXPERIMENT),
+        "dataset": tags.get(Tag.DATASET),
+        "snapshot": tags.get(Tag.SNAPSHOT),
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.start_time / 1000)),
         "duration_s": round((end - info.start_time) / 1000, 1),
         "metrics": dict(sorted(run.data.metrics.items())),
@@ -36,8 +34,8 @@ def summary(run) -> dict:
 
 
 def _status(status: str, tags: dict) -> str:
-    if status == "RUNNING" and tags.get("dlforge.host") == socket.gethostname():
-        pid = int(tags.get("dlforge.pid", "0") or 0)
+    if status == "RUNNING" and tags.get(Tag.HOST) == socket.gethostname():
+        pid = int(tags.get(Tag.PID, "0") or 0)
         if pid and not pid_alive(pid):
             return "interrupted"
     return status.lower()
