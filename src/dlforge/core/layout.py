@@ -65,9 +65,12 @@ class TrainFiles:
         """The folder of the ranks' reports (a digest of each rank's final weights)."""
         return self.dir / "ranks"
 
-    def rank_report(self, rank: int | str) -> Path:
-        """Rank ``rank``'s report; ``"*"`` gives the glob pattern of all of them."""
+    def rank_report(self, rank: int) -> Path:
         return self.ranks / f"rank{rank}.json"
+
+    def rank_reports(self) -> list[Path]:
+        """The ranks' reports that are there, in name order."""
+        return sorted(self.ranks.glob("rank*.json"))
 
 
 @dataclass(frozen=True)

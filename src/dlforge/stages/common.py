@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import Snapshot
 
 
@@ -21,7 +22,7 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
     """The experiment's snapshot: version ``snapshot=`` when the config sets one, else the
     one the snapshot stage recorded in ``<exp_dir>/snapshot.json``."""
     name = cfg.experiment_name
-    record = Path(cfg.paths.exp_dir) / "snapshot.json"
+    record = ExperimentLayout.from_paths(cfg.paths).snapshot_summary
     fix = f"run `dlforge snapshot experiment={name}`"
     if cfg.get("snapshot"):
         folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
@@ -43,11 +44,11 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
 
 def trained(cfg: DictConfig) -> dict:
     """The frozen config of the experiment's last training, or an error naming the fix."""
-    train_dir = Path(cfg.paths.train_dir)
-    frozen, state = train_dir / "config.yaml", train_dir / "run.json"
+    files = ExperimentLayout.from_paths(cfg.paths).train
+    frozen, state = files.frozen_config, files.run_state
     name = cfg.experiment_name
-    if not frozen.is_file() or not (train_dir / "model").is_dir():
-        raise DlforgeError(f"no trained model for experiment '{name}' under {train_dir}. "
+    if not frozen.is_file() or not files.model.is_dir():
+        raise DlforgeError(f"no trained model for experiment '{name}' under {files.dir}. "
                            f"Fix: run `dlforge train experiment={name}`")
     if json.loads(state.read_text()).get("status") != "finished":
         raise DlforgeError(f"the last training of '{name}' did not finish ({state}). Fix: run "

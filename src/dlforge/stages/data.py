@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.io import write_json_atomic
+from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import SnapshotStore, SplitRule
 from dlforge.data.store import Store
 
@@ -42,7 +43,7 @@ def ingest(cfg: DictConfig) -> dict:
     ensure_marker(cfg.paths.exp_dir)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
                "commits": [c.id for c in store.commits(name)]}
-    write_json_atomic(Path(cfg.paths.exp_dir) / "ingest.json", summary)
+    write_json_atomic(ExperimentLayout.from_paths(cfg.paths).ingest_summary, summary)
     return summary
 
 
@@ -56,7 +57,7 @@ def snapshot(cfg: DictConfig) -> dict:
     summary = {"dataset": ref.dataset, "version": ref.version, "path": str(ref.path),
                "commits": [c["id"] for c in manifest["commits"]],
                "labels": len(manifest["labels"]), "counts": manifest["counts"]}
-    write_json_atomic(Path(cfg.paths.exp_dir) / "snapshot.json", summary)
+    write_json_atomic(ExperimentLayout.from_paths(cfg.paths).snapshot_summary, summary)
     return summary
 
 

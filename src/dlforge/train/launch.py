@@ -25,6 +25,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.layout import TrainFiles
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,17 @@ def launch(frozen_path: Path, trainer: DictConfig) -> dict:
              nodes * per_node, trainer.devices, nodes, " ".join(command))
     # torchrun --standalone picks a free local port; under SLURM, Lightning takes
     # the main address and port from the job's node list and id.
-    shutil.rmtree(frozen_path.parent / "ranks", ignore_errors=True)  # reports of earlier runs
+    files = TrainFiles(frozen_path.parent)  # the frozen config is written in train_dir
+    shutil.rmtree(files.ranks, ignore_errors=True)  # reports of earlier runs
     result = subprocess.run(command)
     if result.returncode != 0:
         raise DlforgeError(f"a training rank failed (exit {result.returncode}); see the log above")
-    out = frozen_path.parent
-    _check_ranks_agree(out)
-    return json.loads((out / "metrics.json").read_text())
+    _check_ranks_agree(files)
+    return json.loads(files.metrics.read_text())
 
 
-def _check_ranks_agree(out: Path) -> None:
-    reports = [json.loads(p.read_text()) for p in sorted((out / "ranks").glob("rank*.json"))]
+def _check_ranks_agree(files: TrainFiles) -> None:
+    reports = [json.loads(p.read_text()) for p in files.rank_reports()]
     digests = {r["weights_sha256"] for r in reports}
     if len(digests) != 1:
         raise DlforgeError(f"ranks ended with different weights ({reports}): training diverged "

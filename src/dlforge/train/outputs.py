@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge import __version__
+from dlforge.core.io import write_json_atomic
+from dlforge.core.layout import ExperimentLayout, TrainFiles
 from dlforge.models import architecture_name
 from dlforge.models.package import save_package
 
@@ -24,10 +25,10 @@ def write_outputs(cfg: DictConfig, trainer, weights: dict, data, history: list[d
     ``weights`` is the network's full state dict (gathered from all shards);
     ``samples`` the training examples this process's fit went through.
     """
-    out = Path(cfg.paths.train_dir)
-    package = _write_package(out / "model", cfg, weights, data)
-    _write_history(out / "history.csv", history)
-    _plot(out / "curves.png", history)
+    files = ExperimentLayout.from_paths(cfg.paths).train
+    _write_package(files.model, cfg, weights, data)
+    _write_history(files.history, history)
+    _plot(files.curves, history)
     epochs = len(history)
     metrics = {
         "epochs": epochs,
@@ -37,8 +38,8 @@ def write_outputs(cfg: DictConfig, trainer, weights: dict, data, history: list[d
         "train_seconds": round(seconds, 2),
         "samples_per_second": round(samples / seconds, 1) if seconds else None,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    _log_artifacts(cfg.run_id, out, package, metrics)
+    write_json_atomic(files.metrics, metrics)
+    _log_artifacts(cfg.run_id, files, metrics)
     log.info("trained %s: %s", cfg.experiment_name,
              {k: metrics[k] for k in ("epochs", "val/acc", "test/acc") if k in metrics})
     return metrics
@@ -52,7 +53,7 @@ def _best_epoch(checkpoint, history: list[dict]) -> int:
     return min(history, key=lambda r: abs(r.get(checkpoint.monitor, float("inf")) - best))["epoch"]
 
 
-def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> Path:
+def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
@@ -61,8 +62,8 @@ def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> Path:
     info = {"dlforge_version": __version__, "experiment": cfg.experiment_name,
             "run_id": cfg.run_id, "dataset": data.manifest["dataset"],
             "snapshot": data.manifest["version"], "type": data.manifest["type"]}
-    return save_package(folder, weights, architecture_name(net_cfg["_target_"]), arguments,
-                        data.encoder, data.labels, data.multi_label, info)
+    save_package(folder, weights, architecture_name(net_cfg["_target_"]), arguments,
+                 data.encoder, data.labels, data.multi_label, info)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
@@ -94,7 +95,7 @@ def _plot(path: Path, history: list[dict]) -> None:
     plt.close(fig)
 
 
-def _log_artifacts(run_id: str, out: Path, package: Path, metrics: dict) -> None:
+def _log_artifacts(run_id: str, files: TrainFiles, metrics: dict) -> None:
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -102,6 +103,6 @@ def _log_artifacts(run_id: str, out: Path, package: Path, metrics: dict) -> None
     for name, value in metrics.items():
         if value is not None and name.startswith("test/"):
             client.log_metric(run_id, name, value)
-    for file_name in ("curves.png", "history.csv", "metrics.json", "config.yaml"):
-        client.log_artifact(run_id, str(out / file_name))
-    client.log_artifacts(run_id, str(package), "model")
+    for path in (files.curves, files.history, files.metrics, files.frozen_config):
+        client.log_artifact(run_id, str(path))
+    client.log_artifacts(run_id, str(files.model), "model")

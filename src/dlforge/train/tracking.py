@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.io import write_json_atomic
+from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import Tag, finish_run, flatten, process_tags, setup_mlflow
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
         _log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
-        mlflow.log_dict(frozen, "config.yaml")
+        # Named like the file, which replaces it when the run finishes.
+        mlflow.log_dict(frozen, ExperimentLayout.from_paths(cfg.paths).train.frozen_config.name)
     client.update_run(run_id, status="RUNNING")  # start_run's exit marked it finished
     log.info("MLflow run %s in experiment %s <tracking.tracking_uri=%s>", run_id,
              cfg.tracking.experiment, cfg.tracking.tracking_uri)
@@ -80,8 +82,9 @@ def _log_snapshot_input(manifest: dict, path: Path) -> None:
 def end_run(frozen: dict, status: str) -> None:
     """End the frozen config's run and record the outcome in ``run.json``."""
     finish_run(frozen["run_id"], status)
-    write_state(Path(frozen["paths"]["train_dir"]) / "run.json", run_id=frozen["run_id"],
-                config_hash=frozen["config_hash"], status=status.lower())
+    write_state(ExperimentLayout.from_paths(frozen["paths"]).train.run_state,
+                run_id=frozen["run_id"], config_hash=frozen["config_hash"],
+                status=status.lower())
 
 
 def write_state(state_file: Path, **state) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from dlforge.core.layout import ExperimentLayout
+
 
 def main(path: str) -> None:
     logging.basicConfig(level=logging.INFO,
@@ -23,9 +25,9 @@ def main(path: str) -> None:
     frozen = yaml.safe_load(Path(path).read_text())
     report = {}
     metrics = fit(frozen, report=report)
-    ranks = Path(frozen["paths"]["train_dir"]) / "ranks"
-    ranks.mkdir(parents=True, exist_ok=True)
-    (ranks / f"rank{report['rank']}.json").write_text(json.dumps(report, indent=2) + "\n")
+    files = ExperimentLayout.from_paths(frozen["paths"]).train
+    files.ranks.mkdir(parents=True, exist_ok=True)
+    files.rank_report(report["rank"]).write_text(json.dumps(report, indent=2) + "\n")
     if metrics:
         logging.getLogger(__name__).info("rank 0 done: %s", metrics)
 
