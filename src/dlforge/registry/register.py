@@ -1,76 +1,100 @@
-"""``dlforge register experiment=X``: the evaluated model as a registered MLflow model.
+"""An evaluated model package as a registered MLflow model (:func:`register_candidate`).
 
-    1. log the model package to its training run as an MLflow model (pyfunc
-       flavour with signature and input example) and register it under
-       ``registry.model_name``: a new version with its own artifacts
+    1. log the package to its training run as an MLflow model (pyfunc flavour
+       with signature and input example) and register it under the model
+       name: a new version with its own artifacts
     2. tag the version (run, snapshot, evaluation metrics) and point the
        ``candidate`` alias at it
     3. gate: it becomes ``champion`` if there is none, or if it beats the
-       champion's ``registry.gate.metric`` by more than ``registry.gate.margin``
-    4. write the decision and its reason to ``paths.exp_dir/register.json``
+       champion's gate metric by more than the gate's margin
 
 Registering the same package again adds no version: the existing one is reported.
+The ``dlforge register`` stage is :func:`dlforge.stages.register.register`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
-
-from dlforge.core.errors import DlforgeError
-from dlforge.core.io import write_json_atomic
+from dlforge.core.settings import Settings, one_of
+from dlforge.core.tracking import Tag
 from dlforge.registry import models as registry
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from dlforge.data.snapshot import Snapshot
+
 PACKAGE_TAG = "dlforge.package_sha256"  # models.package.package_digest of the version's files
 
 
-def register(cfg: DictConfig) -> dict:
-    """The register stage. Returns what ``register.json`` records."""
-    import mlflow
+@dataclass(frozen=True)
+class Gate(Settings):
+    """When a registered version becomes ``champion`` (``registry.gate`` in conf/registry/).
 
-    from dlforge.core.tracking import setup_mlflow
+    Args:
+        metric: a key of the evaluation's metrics.json.
+        direction: whether a larger (maximize) or smaller (minimize) value is better.
+        margin: the candidate must beat the champion by more than this.
+    """
+
+    SOURCE = "conf/registry/"
+
+    metric: str
+    direction: str = field(metadata=one_of("maximize", "minimize"))
+    margin: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained package up for registration, with what its version records.
+
+    Args:
+        package: the package folder (see :mod:`dlforge.models.package`).
+        run_id: the MLflow run that trained it; the MLflow model is logged there.
+        experiment: the experiment it was trained for.
+        snapshot: the snapshot it was trained and evaluated on.
+        metrics: its evaluation metrics (metrics.json of the evaluation).
+    """
+
+    package: Path
+    run_id: str
+    experiment: str
+    snapshot: Snapshot
+    metrics: dict
+
+
+def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> dict:
+    """Register ``candidate`` as a version of model ``name`` (once per package), point
+    ``candidate`` at it and ``champion`` too when it passes ``gate``.
+
+    Returns:
+        The record of the decision: model, version, uri, run, snapshot, the gate and
+        its value, the champion now, ``promote`` and ``reason``.
+    """
     from dlforge.models.package import package_digest
-    from dlforge.registry.evaluate import trained
 
-    train = trained(cfg)
-    evaluation = _evaluation(cfg, train)
-    gate = cfg.registry.gate
-    if gate.direction not in ("maximize", "minimize"):
-        raise DlforgeError(f"registry.gate.direction={gate.direction!r}: use maximize or minimize")
-    if not isinstance(evaluation.get(gate.metric), int | float):
-        numeric = sorted(k for k, v in evaluation.items() if isinstance(v, int | float))
-        raise DlforgeError(f"registry.gate.metric={gate.metric!r} is not in "
-                           f"{cfg.paths.eval_dir}/metrics.json. Fix: use one of {numeric}")
-    setup_mlflow(cfg.tracking)
-    client = mlflow.MlflowClient()
-    name, package = cfg.registry.model_name, Path(cfg.paths.train_dir) / "model"
-    digest = package_digest(package)  # also refuses a package changed since training
+    digest = package_digest(candidate.package)  # also refuses a package changed since training
     version = _existing(client, name, digest)
+    value = candidate.metrics[gate.metric]
     if version is None:
-        version = _log_and_register(name, package, train)
-        _tag(client, name, version, train, evaluation, gate.metric, digest)
+        version = _log_and_register(name, candidate.package, candidate.run_id,
+                                    candidate.snapshot)
+        _tag(client, name, version, candidate, gate.metric, digest)
         registry.promote(client, name, version, "candidate", reason="registered")
-        decision = decide(client, name, gate, float(evaluation[gate.metric]))
+        decision = decide(client, name, gate, float(value))
         if decision["promote"]:
             registry.promote(client, name, version, "champion", reason=decision["reason"])
     else:
         decision = {"promote": False, "reason": f"this package is already version {version}"}
-    record = {"model": name, "version": str(version), "uri": f"models:/{name}/{version}",
-              "run_id": train["run_id"], "snapshot": train["snapshot"],
-              "gate": {"metric": gate.metric, "value": evaluation[gate.metric],
-                       "direction": gate.direction, "margin": gate.margin},
-              "champion": registry.alias_version(client, name, "champion"),
-              **decision}
-    write_json_atomic(Path(cfg.paths.exp_dir) / "register.json", record)
-    log.info("registered %s version %s: %s", name, version, decision["reason"])
-    return record
+    return {"model": name, "version": str(version), "uri": f"models:/{name}/{version}",
+            "run_id": candidate.run_id, "snapshot": candidate.snapshot.version,
+            "gate": {"metric": gate.metric, "value": value, "direction": gate.direction,
+                     "margin": gate.margin},
+            "champion": registry.alias_version(client, name, "champion"), **decision}
 
 
-def decide(client, name: str, gate: DictConfig, value: float) -> dict:
+def decide(client, name: str, gate: Gate, value: float) -> dict:
     """Whether a candidate with gate metric ``value`` replaces the current champion."""
     champion = registry.alias_version(client, name, "champion")
     if champion is None:
@@ -87,19 +111,6 @@ def decide(client, name: str, gate: DictConfig, value: float) -> dict:
                       f"{float(held):.4f} by more than {gate.margin}"}
 
 
-def _evaluation(cfg: DictConfig, train: dict) -> dict:
-    path = Path(cfg.paths.eval_dir) / "metrics.json"
-    if not path.is_file():
-        raise DlforgeError(f"{path} is missing. Fix: run `dlforge evaluate "
-                           f"experiment={cfg.experiment_name}` first")
-    evaluation = json.loads(path.read_text())
-    if evaluation.get("snapshot") != train["snapshot"]:
-        raise DlforgeError(f"{path} is from snapshot {evaluation.get('snapshot')}, the model "
-                           f"from {train['snapshot']}. Fix: run `dlforge evaluate "
-                           f"experiment={cfg.experiment_name}` again")
-    return evaluation
-
-
 def _existing(client, name: str, digest: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
@@ -111,28 +122,26 @@ def _existing(client, name: str, digest: str) -> str | None:
     return str(min(int(v.version) for v in found)) if found else None
 
 
-def _log_and_register(name: str, package: Path, train: dict) -> str:
-    """Log the package as an MLflow model to the training run; register it."""
+def _log_and_register(name: str, package: Path, run_id: str, snapshot: Snapshot) -> str:
+    """Log the package as an MLflow model to its training run; register it. Two test
+    inputs are the input example; the snapshot's manifest is logged for lineage."""
     import mlflow
     import torch
 
     from dlforge import __version__
-    from dlforge.data.build import read_split
-    from dlforge.data.types import get_type
     from dlforge.registry.pyfunc import signature_and_example
 
-    manifest = json.loads((Path(train["snapshot_path"]) / "manifest.json").read_text())
-    column = get_type(manifest["type"]).input_column
-    examples = read_split(Path(train["snapshot_path"]) / "test.parquet")[column].head(2)
-    if manifest["type"] == "image_class":
+    examples = snapshot.inputs("test")[:2]
+    if snapshot.type == "image_class":
         import base64
 
         examples = [base64.b64encode(b).decode() for b in examples]
     signature, example = signature_and_example(list(examples))
     requirements = [f"dlforge=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
                     "safetensors", "pandas"]
-    with mlflow.start_run(run_id=train["run_id"]):
-        mlflow.log_dict(manifest, "lineage/snapshot_manifest.json")  # lineage without the files
+    with mlflow.start_run(run_id=run_id):
+        # lineage without the files
+        mlflow.log_dict(snapshot.manifest, "lineage/snapshot_manifest.json")
         info = mlflow.pyfunc.log_model(
             name="model", loader_module="dlforge.registry.pyfunc", data_path=str(package),
             signature=signature, input_example=example, pip_requirements=requirements,
@@ -140,12 +149,12 @@ def _log_and_register(name: str, package: Path, train: dict) -> str:
     return str(info.registered_model_version)
 
 
-def _tag(client, name: str, version: str, train: dict, evaluation: dict, gate_metric: str,
+def _tag(client, name: str, version: str, candidate: Candidate, gate_metric: str,
          digest: str) -> None:
-    tags = {"dlforge.run_id": train["run_id"], "dlforge.snapshot": train["snapshot"],
-            "dlforge.experiment": train["experiment_name"], "dlforge.gate_metric": gate_metric,
+    tags = {"dlforge.run_id": candidate.run_id, Tag.SNAPSHOT: candidate.snapshot.version,
+            Tag.EXPERIMENT: candidate.experiment, "dlforge.gate_metric": gate_metric,
             PACKAGE_TAG: digest,
-            **{f"dlforge.metric.{k}": str(v) for k, v in evaluation.items()
+            **{f"dlforge.metric.{k}": str(v) for k, v in candidate.metrics.items()
                if isinstance(v, float)}}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
