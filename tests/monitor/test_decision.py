@@ -39,5 +39,6 @@ def test_thresholds_from_the_config_are_checked():
     assert Thresholds.from_config(section).label_psi == 0.1
     with pytest.raises(DlforgeError, match="unknown key.*thresholds.label_pis.*Fix"):
         Thresholds.from_config(OmegaConf.create({"label_pis": 0.1}))
-    with pytest.raises(DlforgeError, match=r"thresholds.input_psi=-1.*Fix: set a number >= 0"):
-        Thresholds(input_psi=-1)
+    with pytest.raises(DlforgeError, match=r"thresholds.input_psi=-1.*Fix: set "
+                                           r"thresholds.input_psi to a value >= 0"):
+        Thresholds.from_config(OmegaConf.create({"input_psi": -1}))

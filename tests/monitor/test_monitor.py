@@ -13,9 +13,9 @@ from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
 from dlforge.models.package import load_package
 from dlforge.monitor import retrain_request
-from dlforge.monitor.report import monitor
 from dlforge.monitor.retrain import ensure_marker
 from dlforge.serve.log import PredictionLog
+from dlforge.stages.monitor import monitor
 from tests.train.conftest import toy_rows
 
 
@@ -142,8 +142,8 @@ def test_a_failure_ends_the_run_as_failed(project):
 
 
 @pytest.mark.parametrize(("override", "words"), [
-    ("window_hours=-1", "window_hours=-1 in conf/monitor.yaml. Fix"),
-    ("input_bins=1", "input_bins=1 in conf/monitor.yaml. Fix"),
+    ("window_hours=-1", "window_hours=-1 in conf/monitor.yaml: expected a value > 0. Fix"),
+    ("input_bins=1", "input_bins=1 in conf/monitor.yaml: expected a value >= 2. Fix"),
     ("thresholds.label_psi=high", "thresholds.label_psi='high'"),
 ])
 def test_bad_settings_name_the_key(tmp_path, override, words):

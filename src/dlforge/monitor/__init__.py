@@ -1,6 +1,6 @@
 """Post-production monitoring: live predictions against the training data.
 
-    report      ``dlforge monitor experiment=X``: the stage, report.json, the MLflow run
+    report      the settings of ``dlforge monitor``, report.json and its plots
     traffic     the model's predictions and feedback from the serving logs
     reference   the train split summarised by the served package's encoder
     compare     label, input and latency sections of the report

@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.settings import Settings, at_least
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class Thresholds(Settings):
     """When monitoring calls it drift (``thresholds.*`` in conf/monitor.yaml).
 
     Args:
@@ -28,36 +30,26 @@ class Thresholds:
         min_feedback_accuracy: accuracy on feedback below this is drift; None: not judged.
     """
 
-    min_predictions: int = 50
-    label_psi: float = 0.2
-    input_psi: float = 0.2
-    oov_increase: float = 0.1
-    size_increase: float = 0.1
-    min_feedback: int = 20
-    min_feedback_accuracy: float | None = None
+    SOURCE = "conf/monitor.yaml"
 
-    def __post_init__(self):
-        for f in fields(self):
-            value, optional = getattr(self, f.name), f.name == "min_feedback_accuracy"
-            if value is None and optional:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise DlforgeError(f"thresholds.{f.name}={value!r} in conf/monitor.yaml is not "
-                                   f"a number >= 0. Fix: set a number >= 0"
-                                   f"{' or null' if optional else ''}")
+    min_predictions: int = field(default=50, metadata=at_least(0))
+    label_psi: float = field(default=0.2, metadata=at_least(0))
+    input_psi: float = field(default=0.2, metadata=at_least(0))
+    oov_increase: float = field(default=0.1, metadata=at_least(0))
+    size_increase: float = field(default=0.1, metadata=at_least(0))
+    min_feedback: int = field(default=20, metadata=at_least(0))
+    min_feedback_accuracy: float | None = field(default=None, metadata=at_least(0))
 
     @classmethod
-    def from_config(cls, section) -> Thresholds:
-        """From the ``thresholds`` mapping; an unknown key is an error naming the known ones."""
+    def from_config(cls, node: Any, prefix: str = "thresholds") -> Thresholds:
+        """From the ``thresholds`` mapping; an unknown key (a misspelt threshold would
+        silently keep its default) is an error naming the known ones."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
+        unknown = sorted(set(node) - known)
         if unknown:
-            raise DlforgeError(f"unknown key(s) thresholds.{', thresholds.'.join(unknown)} in "
-                               f"conf/monitor.yaml. Fix: use {sorted(known)}")
-        return cls(**dict(section))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+            raise DlforgeError(f"unknown key(s) {prefix}.{f', {prefix}.'.join(unknown)} in "
+                               f"{cls.SOURCE}. Fix: use {sorted(known)}")
+        return super().from_config(node, prefix)
 
 
 def _past(value: float | None, limit: float, name: str, unit: str = "") -> list[str]:

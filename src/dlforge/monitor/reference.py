@@ -1,22 +1,25 @@
 """The reference live traffic is compared with: the train split, summarised as serving does.
 
-The train split of the experiment's snapshot (``paths.exp_dir/snapshot.json``)
-gives the label distribution; its inputs are summarised by the served model's
-own encoder (``summarize``, the function serving logs with), so that token
-counts and out-of-vocabulary rates mean the same on both sides.
+The train split of the experiment's snapshot gives the label distribution; its
+inputs are summarised by the served model's own encoder (``summarize``, the
+function serving logs with), so that token counts and out-of-vocabulary rates
+mean the same on both sides.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dlforge.core.errors import DlforgeError, NotFound
+
+if TYPE_CHECKING:
+    from dlforge.data.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -36,26 +39,10 @@ class Reference:
         return max((len(v) for v in self.inputs.values()), default=0)
 
 
-def snapshot_folder(exp_dir: Path, experiment: str) -> Path:
-    """The snapshot folder recorded in ``exp_dir/snapshot.json``, or an error naming the fix."""
-    record = exp_dir / "snapshot.json"
-    fix = f"run `dlforge snapshot experiment={experiment}`"
-    if not record.is_file():
-        raise DlforgeError(f"{record} is missing: monitoring compares traffic with the "
-                           f"experiment's training snapshot. Fix: {fix}")
-    try:
-        folder = Path(json.loads(record.read_text())["path"])
-    except (ValueError, KeyError, TypeError):
-        raise DlforgeError(f"{record} has no snapshot 'path'. Fix: {fix} again") from None
-    if not (folder / "manifest.json").is_file() or not (folder / "train.parquet").is_file():
-        raise DlforgeError(f"{record} points at {folder}, which holds no snapshot (no "
-                           f"manifest.json or train.parquet). Fix: {fix} again")
-    return folder
-
-
 def served_package(client, model_name: str, alias: str, cache_dir: Path,
-                   train_dir: Path) -> tuple[object, dict]:
-    """The package of ``models:/NAME@ALIAS`` or, without one, the last trained package.
+                   fallback: Path) -> tuple[object, dict]:
+    """The package of ``models:/NAME@ALIAS`` or, without one, the package in folder
+    ``fallback`` (the experiment's last trained package).
 
     Returns the loaded :class:`~dlforge.models.package.Predictor` and where it came
     from: ``{"source": "registry"|"train_dir", "uri", "version", "note"?}``.
@@ -69,7 +56,6 @@ def served_package(client, model_name: str, alias: str, cache_dir: Path,
         return load_package(folder), {"source": "registry", "uri": uri, "version": version}
     except NotFound:
         pass
-    fallback = train_dir / "model"
     if not (fallback / "SHA256SUMS").is_file():
         raise DlforgeError(f"{uri} does not exist and there is no trained package at "
                            f"{fallback} to summarise inputs with. Fix: run `dlforge train` and "
@@ -81,20 +67,16 @@ def served_package(client, model_name: str, alias: str, cache_dir: Path,
                                     "version": None, "note": note}
 
 
-def reference_stats(snapshot: Path, encoder, max_rows: int | None) -> Reference:
+def reference_stats(snapshot: Snapshot, encoder, max_rows: int | None) -> Reference:
     """Label counts of the train split; ``encoder.summarize`` of up to ``max_rows`` inputs.
 
     A larger split is summarised on an evenly spaced sample of ``max_rows`` rows
     (deterministic, so repeated runs compare with the same reference).
     """
-    from dlforge.data.build import read_split
-    from dlforge.data.types import get_type
-
-    manifest = json.loads((snapshot / "manifest.json").read_text())
-    train = read_split(snapshot / "train.parquet")
+    train = snapshot.split("train")
     labels = Counter(str(label) for row in train["labels"] for label in row)
-    reference = Reference(manifest["version"], len(train), labels)
-    column = train[get_type(manifest["type"]).input_column]
+    reference = Reference(snapshot.version, len(train), labels)
+    column = train[snapshot.input_column]
     rows = np.arange(len(column))
     if max_rows is not None and len(rows) > max_rows:
         rows = np.linspace(0, len(rows) - 1, max_rows).round().astype(int)

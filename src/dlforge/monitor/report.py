@@ -1,8 +1,9 @@
-"""``dlforge monitor experiment=X``: is the served model still seeing what it was trained on?
+"""The monitor report: the served model's live predictions against its reference.
 
-Compares the registered model's live predictions (the serving prediction log
-in ``log_dir``) with the train split of the experiment's snapshot, summarised
-by the served package's own encoder, and writes under ``out_dir``:
+Compares the model's predictions in the serving prediction log with the train
+split of the experiment's snapshot, summarised by the served package's own
+encoder (:mod:`dlforge.monitor.reference`), and writes in ``out_dir``
+(:class:`~dlforge.core.layout.MonitorFiles`):
 
     report.json   counts per version, the window, label and input drift (PSI),
                   latency percentiles, accuracy on feedback, the thresholds and
@@ -10,97 +11,97 @@ by the served package's own encoder, and writes under ``out_dir``:
     labels.png    label shares, train split vs predictions (top 20)
     inputs.png    input histograms, train split vs live
 
-The report is also an MLflow run named ``monitor`` (numbers as metrics, files
-as artifacts). On drift the retrain marker ``paths.exp_dir/retrain.json``
-gets a new request (see :mod:`dlforge.monitor.retrain`).
-
-    dlforge monitor experiment=intent
-    dlforge monitor experiment=intent window_hours=24 thresholds.label_psi=0.1
+The ``dlforge monitor`` stage (:func:`dlforge.stages.monitor.monitor`) also logs
+it as an MLflow run and raises a retrain request on drift.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
-
-from dlforge.core.errors import DlforgeError
+from dlforge.core.layout import MonitorFiles
+from dlforge.core.settings import Settings, above, at_least
 from dlforge.monitor import compare
 from dlforge.monitor.decision import Thresholds, decide
-from dlforge.monitor.reference import reference_stats, served_package, snapshot_folder
-from dlforge.monitor.retrain import request_retrain
-from dlforge.monitor.traffic import read_feedback, read_predictions, version_order
+from dlforge.monitor.reference import Reference, reference_stats
+from dlforge.monitor.traffic import Traffic, read_feedback, read_predictions, version_order
+
+if TYPE_CHECKING:
+    from dlforge.data.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
 
-def monitor(cfg: DictConfig) -> dict:
-    """The monitor stage. Returns a summary of ``report.json``."""
-    from dlforge.core.io import write_json_atomic
-    from dlforge.monitor.tracking import log_results, monitor_run
+@dataclass(frozen=True)
+class MonitorSettings(Settings):
+    """The settings of ``dlforge monitor`` (conf/monitor.yaml), checked once at its start.
 
-    thresholds = Thresholds.from_config(cfg.thresholds)
-    check_settings(cfg.reference_rows, cfg.input_bins)
-    since = window_start(cfg.window_hours, time.time())
-    exp_dir, out = Path(cfg.paths.exp_dir), Path(cfg.out_dir)
-    snapshot = snapshot_folder(exp_dir, cfg.experiment_name)
-    name = cfg.registry.model_name
-    with monitor_run(cfg.tracking, cfg.experiment_name, name) as (client, run_id):
-        report, reference, traffic = _compare(cfg, client, snapshot, since, thresholds)
-        report["run_id"] = run_id
-        if report["decision"]["drift"]:
-            report["retrain"] = request_retrain(exp_dir, report["decision"]["reasons"],
-                                                out / "report.json")
-        write_json_atomic(out / "report.json", report)
-        files = [out / "report.json", *_plot(out, report, reference, traffic)]
-        log_results(client, run_id, report, files)
-    _log_decision(report)
-    return summary(report, out / "report.json")
+    Args:
+        log_dir: the folder the server writes its prediction and feedback logs to.
+        out_dir: where report.json and the plots go.
+        cache_dir: where registered packages are kept, as serving keeps them.
+        alias: the served version, whose encoder summarises the train inputs.
+        window_hours: only predictions this recent; None: the whole log.
+        reference_rows: train inputs summarised (an even sample of larger splits);
+            None: all.
+        input_bins: input PSI bins, at the train split's quantiles.
+        thresholds: when it is drift.
+    """
 
+    SOURCE = "conf/monitor.yaml"
 
-def _compare(cfg: DictConfig, client, snapshot: Path, since: float | None,
-             thresholds: Thresholds) -> tuple[dict, object, object]:
-    """The report (without run id and retrain request), the reference and the traffic."""
-    name, log_dir = cfg.registry.model_name, Path(cfg.log_dir)
-    model, package = served_package(client, name, cfg.alias, Path(cfg.cache_dir),
-                                    Path(cfg.paths.train_dir))
-    reference = reference_stats(snapshot, model.encoder, cfg.reference_rows)
-    traffic = read_predictions(log_dir, name, since)
-    feedback = read_feedback(log_dir, name, since)
-    report = {"experiment": cfg.experiment_name, "model": name,
-              "reference": {**package, "snapshot": reference.snapshot,
-                            "examples": reference.examples},
-              "window": {"hours": cfg.window_hours, "since": since, "first": traffic.first,
-                         "last": traffic.last},
-              "log": _log_state(log_dir, traffic, feedback),
-              **build(reference, traffic, feedback, model.encoder.kind, int(cfg.input_bins),
-                      thresholds)}
-    report["notes"] = _notes(report, model.labels, reference.labels)
-    return report, reference, traffic
+    log_dir: str
+    out_dir: str
+    cache_dir: str
+    alias: str
+    window_hours: float | None = field(metadata=above(0))
+    reference_rows: int | None = field(metadata=at_least(1))
+    input_bins: int = field(metadata=at_least(2))
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
-
-def check_settings(reference_rows: int | None, input_bins: int) -> None:
-    """``reference_rows`` and ``input_bins`` of conf/monitor.yaml, or an error naming the fix."""
-    if reference_rows is not None and (not isinstance(reference_rows, int)
-                                       or isinstance(reference_rows, bool)
-                                       or reference_rows < 1):
-        raise DlforgeError(f"reference_rows={reference_rows!r} in conf/monitor.yaml. Fix: a "
-                           "number of train examples >= 1, or null for all")
-    if isinstance(input_bins, bool) or not isinstance(input_bins, int) or input_bins < 2:
-        raise DlforgeError(f"input_bins={input_bins!r} in conf/monitor.yaml. Fix: a whole "
-                           "number >= 2")
+    @classmethod
+    def from_config(cls, node: Any, prefix: str = "") -> MonitorSettings:
+        """From the monitor config; ``thresholds`` is checked as :class:`Thresholds`."""
+        key = f"{prefix}.thresholds" if prefix else "thresholds"
+        thresholds = Thresholds.from_config(node.get("thresholds") or {}, key)
+        return dataclasses.replace(super().from_config(node, prefix), thresholds=thresholds)
 
 
 def window_start(hours: float | None, now: float) -> float | None:
     """The earliest log time monitored (unix s), or None for the whole log."""
-    if hours is None:
-        return None
-    if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
-        raise DlforgeError(f"window_hours={hours!r} in conf/monitor.yaml. Fix: a number of "
-                           "hours > 0, or null for the whole log")
-    return now - float(hours) * 3600
+    return None if hours is None else now - hours * 3600
+
+
+def make_report(experiment: str, model_name: str, served: tuple[object, dict],
+                snapshot: Snapshot, settings: MonitorSettings,
+                since: float | None) -> tuple[dict, Reference, Traffic]:
+    """The report (without run id and retrain request), the reference and the traffic.
+
+    Args:
+        served: the served package and where it came from (see
+            :func:`dlforge.monitor.reference.served_package`).
+        snapshot: the snapshot the model was trained on.
+        since: the window's start (see :func:`window_start`).
+    """
+    model, package = served
+    log_dir = Path(settings.log_dir)
+    reference = reference_stats(snapshot, model.encoder, settings.reference_rows)
+    traffic = read_predictions(log_dir, model_name, since)
+    feedback = read_feedback(log_dir, model_name, since)
+    report = {"experiment": experiment, "model": model_name,
+              "reference": {**package, "snapshot": reference.snapshot,
+                            "examples": reference.examples},
+              "window": {"hours": settings.window_hours, "since": since,
+                         "first": traffic.first, "last": traffic.last},
+              "log": _log_state(log_dir, traffic, feedback),
+              **build(reference, traffic, feedback, model.encoder.kind, settings.input_bins,
+                      settings.thresholds)}
+    report["notes"] = _notes(report, model.labels, reference.labels)
+    return report, reference, traffic
 
 
 def build(reference, traffic, feedback: dict, kind: str, bins: int,
@@ -149,15 +150,20 @@ def _notes(report: dict, model_labels: list[str], train_labels) -> list[str]:
     return notes
 
 
-def _plot(out: Path, report: dict, reference, traffic) -> list[Path]:
+def write_report(out: MonitorFiles, report: dict, reference: Reference,
+                 traffic: Traffic) -> list[Path]:
+    """Write the report and its two plots; return their paths."""
+    from dlforge.core.io import write_json_atomic
     from dlforge.monitor.plots import plot_inputs, plot_labels
 
-    plot_labels(out / "labels.png", report["labels"]["top"])
-    plot_inputs(out / "inputs.png", report["inputs"]["kind"], reference, traffic)
-    return [out / "labels.png", out / "inputs.png"]
+    write_json_atomic(out.report, report)
+    plot_labels(out.labels, report["labels"]["top"])
+    plot_inputs(out.inputs, report["inputs"]["kind"], reference, traffic)
+    return [out.report, out.labels, out.inputs]
 
 
-def _log_decision(report: dict) -> None:
+def log_decision(report: dict) -> None:
+    """The decision and its reasons as a log line, each note as a warning."""
     decision = report["decision"]
     log.info("monitor %s: %s on %d predictions%s", report["model"], decision["status"],
              report["counts"]["predictions"],
