@@ -115,8 +115,12 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     net = architecture(spec["architecture"])(**spec["arguments"])
     net.load_state_dict(load_file(folder / "weights.safetensors"))
     net.to(device).eval()
-    encoder = encoder_from_dict(json.loads((folder / "preprocessing.json").read_text()))
-    return Predictor(net, encoder, spec["labels"], spec["multi_label"], spec)
+    return Predictor(net, read_encoder(folder), spec["labels"], spec["multi_label"], spec)
+
+
+def read_encoder(folder: Path):
+    """The package's fitted input encoder (no weights loaded, no digests checked)."""
+    return encoder_from_dict(json.loads((Path(folder) / "preprocessing.json").read_text()))
 
 
 def check_architecture(folder: Path, spec: dict) -> None:

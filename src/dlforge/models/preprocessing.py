@@ -2,17 +2,29 @@
 
 An encoder is plain data (``to_dict``/``from_dict``, JSON) so that the model
 package carries it and serving rebuilds it without the training code.
+
+An encoder also owns its input's outer formats, so that no caller tests what
+kind of model it holds: the wire format (how an input travels as a JSON string,
+over HTTP or to the MLflow pyfunc: ``from_wire``/``to_wire``), the serving
+limit that bounds one input (``size_limit``, the setting's name), and what
+offline batch prediction reads (``reads``, ``batches``).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from dlforge.core.errors import DlforgeError
+from dlforge.models.batches import image_batches, text_batches
 
 PAD, UNK = 0, 1
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
@@ -29,6 +41,8 @@ class TextEncoder:
     """
 
     kind = "text"
+    size_limit = "max_input_chars"  # the serving setting that bounds one input
+    batch_input = "a text file"  # what batch prediction reads, for messages
 
     def __init__(self, ngrams: int = 1, min_freq: int = 1, max_vocab: int = 50_000,
                  max_tokens: int = 64, vocab: Sequence[str] | None = None):
@@ -76,6 +90,35 @@ class TextEncoder:
             batch[row, : len(ids)] = torch.as_tensor(ids)
         return batch
 
+    def from_wire(self, value) -> str:
+        """An input as it arrives over the wire -> the text :meth:`encode` takes."""
+        return str(value)
+
+    def to_wire(self, text: str) -> str:
+        """A text as it travels over the wire (as itself)."""
+        return text
+
+    def read_wire(self, value, limit: int) -> tuple[list[int], dict]:
+        """One input as it arrives at the server -> (encoded, summary).
+
+        Raises:
+            InputTooLarge: over ``limit`` characters.
+        """
+        text = self.from_wire(value)
+        if len(text) > limit:
+            raise InputTooLarge(f"{len(text)} characters, at most {limit} (max_input_chars)")
+        return self.encode(text), self.summarize(text)
+
+    def reads(self, source: Path) -> bool:
+        """Whether batch prediction can read ``source``: a CSV or parquet file."""
+        return not source.is_dir()
+
+    def batches(self, source: Path, batch_size: int,
+                column: str | None = None) -> Iterator[tuple[list[str], list[str]]]:
+        """(shown, inputs) per batch: the texts of ``column`` (default: the first), both
+        shown in the output and predicted."""
+        return ((texts, texts) for texts in text_batches(source, column, batch_size))
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "ngrams": self.ngrams, "min_freq": self.min_freq,
                 "max_vocab": self.max_vocab, "max_tokens": self.max_tokens, "vocab": self.vocab}
@@ -89,6 +132,8 @@ class ImageEncoder:
     """
 
     kind = "image"
+    size_limit = "max_image_pixels"  # the serving setting that bounds one input
+    batch_input = "a folder of images"  # what batch prediction reads, for messages
 
     def __init__(self, channels: int = 1, size: Sequence[int] | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
@@ -105,22 +150,6 @@ class ImageEncoder:
                 image = image.resize((self.size[1], self.size[0]))
             array = np.asarray(image, dtype=np.float32) / 255.0
         return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-
-    @staticmethod
-    def size_of(data: bytes) -> tuple[int, int]:
-        """``(width, height)`` read from the image's header, without decoding its pixels.
-
-        Raises:
-            TooManyPixels: for an image PIL itself refuses as a decompression bomb.
-            OSError: for data PIL cannot read as an image.
-        """
-        from PIL import Image
-
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                return image.size
-        except Image.DecompressionBombError as err:
-            raise TooManyPixels(str(err)) from None
 
     def fit(self, images: Sequence[bytes]) -> ImageEncoder:
         from PIL import Image
@@ -157,13 +186,75 @@ class ImageEncoder:
     def collate(self, encoded: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(encoded))  # (B, C, H, W)
 
+    def from_wire(self, value) -> bytes:
+        """An input as it arrives over the wire (the image file, base64-encoded; or its
+        bytes, from a Python caller) -> the image file's bytes.
+
+        Raises:
+            UnreadableInput: for a string that is not base64.
+        """
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise UnreadableInput("not base64-encoded image data") from None
+
+    def to_wire(self, data: bytes) -> str:
+        """An image file as it travels over the wire: base64."""
+        return base64.b64encode(data).decode()
+
+    def read_wire(self, value, limit: int) -> tuple[torch.Tensor, dict]:
+        """One input as it arrives at the server -> (encoded, summary). Its size is read
+        from the header first: an image over ``limit`` pixels is never decoded.
+
+        Raises:
+            InputTooLarge: over ``limit`` pixels.
+            UnreadableInput: not base64, not an image, or damaged image data.
+        """
+        data = self.from_wire(value)
+        self._check_pixels(data, limit)
+        try:
+            return self.encode(data), self.summarize(data)
+        except Exception:  # a header that reads, over data that does not decode
+            raise UnreadableInput("the image data is damaged and does not decode") from None
+
+    @staticmethod
+    def _check_pixels(data: bytes, limit: int) -> None:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Image.DecompressionBombError:  # PIL refuses to even open it
+            width, height = limit + 1, 1
+        except Exception:  # PIL: not an image it can read
+            raise UnreadableInput("not a readable image (send a PNG, JPEG, ... file, "
+                                  "base64-encoded)") from None
+        if width * height > limit:
+            raise InputTooLarge(f"{width * height} pixels, more than max_image_pixels={limit}")
+
+    def reads(self, source: Path) -> bool:
+        """Whether batch prediction can read ``source``: a folder of image files."""
+        return source.is_dir()
+
+    def batches(self, source: Path, batch_size: int,
+                column: str | None = None) -> Iterator[tuple[list[str], list[bytes]]]:
+        """(shown, inputs) per batch: the image files' paths and bytes (``column`` is
+        for tables and does not apply)."""
+        return image_batches(source, batch_size)
+
     def to_dict(self) -> dict:
         return {"kind": self.kind, "channels": self.channels, "size": list(self.size),
                 "mean": self.mean, "std": self.std}
 
 
-class TooManyPixels(ValueError):
-    """An image too large to decode safely."""
+class UnreadableInput(DlforgeError):
+    """An input its encoder cannot read; the message says why, the caller says which."""
+
+
+class InputTooLarge(DlforgeError):
+    """An input over the limit its encoder's ``size_limit`` names."""
 
 
 ENCODERS = {"text": TextEncoder, "image": ImageEncoder}

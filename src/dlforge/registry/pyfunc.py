@@ -8,17 +8,17 @@ unpickled). With dlforge installed, any MLflow client can then do::
     model = mlflow.pyfunc.load_model("models:/intent@champion")
     model.predict(["book a table for two", "what's my balance"], params={"top_k": 3})
 
-Text models take strings; image models take base64-encoded image files (a
-list, or a one-column DataFrame). The result is a DataFrame with ``label``,
-``score`` and ``top_k`` (a JSON list of ``{label, score}``).
+Inputs (a list, or a one-column DataFrame) are in the wire format of the
+package's encoder: strings for text models, base64-encoded image files for
+image models. The result is a DataFrame with ``label``, ``score`` and
+``top_k`` (a JSON list of ``{label, score}``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -30,7 +30,6 @@ class PackageModel:
 
     def __init__(self, predictor):
         self.predictor = predictor
-        self.images = predictor.spec.get("type") == "image_class"
 
     def predict(self, model_input, params: dict | None = None) -> pd.DataFrame:
         inputs = self._inputs(model_input)
@@ -52,19 +51,15 @@ class PackageModel:
             values = [model_input]
         else:
             values = list(model_input)
-        if self.images:
-            return [decode_image(v, i) for i, v in enumerate(values)]
-        return [str(v) for v in values]
+        return [self._from_wire(v, i) for i, v in enumerate(values)]
 
+    def _from_wire(self, value, index: int):
+        from dlforge.models.preprocessing import UnreadableInput
 
-def decode_image(value, index: int) -> bytes:
-    """A base64 string (or raw bytes) -> image file bytes."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value)
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, TypeError, ValueError):
-        raise DlforgeError(f"input {index}: not base64-encoded image data") from None
+        try:
+            return self.predictor.encoder.from_wire(value)
+        except UnreadableInput as err:
+            raise DlforgeError(f"input {index}: {err}") from None
 
 
 def _load_pyfunc(data_path: str) -> PackageModel:
@@ -74,10 +69,15 @@ def _load_pyfunc(data_path: str) -> PackageModel:
     return PackageModel(load_package(data_path))
 
 
-def signature_and_example(example: Sequence[str]):
+def signature_and_example(package: Path, examples: Sequence):
     """The pyfunc signature (a list of strings in; label, score, top_k out; a top_k
-    parameter) and an input example."""
+    parameter) and an input example: ``examples`` (inputs as the package's encoder
+    takes them, e.g. image bytes) in the encoder's wire format."""
     from mlflow.models import infer_signature
 
+    from dlforge.models.package import read_encoder
+
+    encoder = read_encoder(package)
+    example = [encoder.to_wire(x) for x in examples]
     output = pd.DataFrame({"label": ["x"], "score": [0.5], "top_k": ["[]"]})
-    return infer_signature(list(example), output, params={"top_k": 5}), list(example)
+    return infer_signature(example, output, params={"top_k": 5}), example

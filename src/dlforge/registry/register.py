@@ -132,11 +132,7 @@ def _log_and_register(name: str, package: Path, run_id: str, snapshot: Snapshot)
     from dlforge.registry.pyfunc import signature_and_example
 
     examples = snapshot.inputs("test")[:2]
-    if snapshot.type == "image_class":
-        import base64
-
-        examples = [base64.b64encode(b).decode() for b in examples]
-    signature, example = signature_and_example(list(examples))
+    signature, example = signature_and_example(package, list(examples))
     requirements = [f"dlforge=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
                     "safetensors", "pandas"]
     with mlflow.start_run(run_id=run_id):

@@ -35,7 +35,6 @@ import litserve as ls
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
-from dlforge.core.errors import DlforgeError
 from dlforge.serve.log import input_digest
 from dlforge.serve.schema import PredictRequest, PredictResponse
 
@@ -305,40 +304,25 @@ class ModelAPI(ls.LitAPI):
     def _encode(self, model, inputs: list[str]) -> tuple[list, list[dict]]:
         """The inputs as the model reads them, and a summary of each for the log.
 
+        Each input arrives in its encoder's wire format and is held to the limit that
+        the encoder names (``max_input_chars``, ``max_image_pixels``).
+
         Raises:
             InputError: naming the first input that cannot be read.
         """
-        encoder = model.encoder
-        if model.spec.get("type") != "image_class":
-            try:
-                return model.encode(inputs), [encoder.summarize(x) for x in inputs]
-            except Exception as err:
-                raise InputError(422, f"the inputs cannot be encoded ({_name(err)})") from None
-        from dlforge.models.preprocessing import TooManyPixels
-        from dlforge.registry.pyfunc import decode_image
+        from dlforge.models.preprocessing import InputTooLarge, UnreadableInput
 
-        encoded, summaries, limit = [], [], self.settings["max_image_pixels"]
+        encoder = model.encoder
+        encoded, summaries, limit = [], [], self.settings[encoder.size_limit]
         for i, x in enumerate(inputs):
             try:
-                data = decode_image(x, i)
-            except DlforgeError:
-                raise InputError(422, f"inputs.{i}: not base64-encoded image data") from None
-            try:
-                width, height = encoder.size_of(data)
-            except TooManyPixels:
-                width, height = limit + 1, 1
-            except Exception:  # PIL: not an image it can read
-                raise InputError(422, f"inputs.{i}: not a readable image (send a PNG, "
-                                      "JPEG, ... file, base64-encoded)") from None
-            if width * height > limit:
-                raise InputError(413, f"inputs.{i}: {width * height} pixels, more than "
-                                      f"max_image_pixels={limit}")
-            try:
-                encoded.append(encoder.encode(data))
-                summaries.append(encoder.summarize(data))
-            except Exception:  # a header that reads, over data that does not decode
-                raise InputError(422, f"inputs.{i}: the image data is damaged and does not "
-                                      "decode") from None
+                mine, about = encoder.read_wire(x, limit)
+            except InputTooLarge as err:
+                raise InputError(413, f"inputs.{i}: {err}") from None
+            except UnreadableInput as err:
+                raise InputError(422, f"inputs.{i}: {err}") from None
+            encoded.append(mine)
+            summaries.append(about)
         return encoded, summaries
 
     def encode_response(self, output: dict) -> PredictResponse:

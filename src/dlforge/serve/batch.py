@@ -16,56 +16,10 @@ and renamed at the end: an interrupted run leaves no partial output.
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
-
-log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-def text_batches(path: Path, column: str | None, batch_size: int) -> Iterator[list[str]]:
-    """Texts from a CSV or parquet file, ``batch_size`` at a time, never all at once."""
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    if path.suffix == ".parquet":
-        parquet = pq.ParquetFile(path)
-        name = column or parquet.schema_arrow.names[0]
-        if name not in parquet.schema_arrow.names:
-            raise DlforgeError(f"{path}: no column {name!r} (columns: "
-                               f"{parquet.schema_arrow.names}). Fix: pass --column")
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=[name]):
-            yield [str(v) for v in batch.column(0).to_pylist()]
-        return
-    options = pcsv.ReadOptions(block_size=1 << 22)
-    with pcsv.open_csv(path, read_options=options) as reader:
-        names = reader.schema.names
-        name = column or names[0]
-        if name not in names:
-            raise DlforgeError(f"{path}: no column {name!r} (header: {names}). Fix: pass "
-                               "--column, or add a header row")
-        pending: list[str] = []
-        for block in reader:
-            pending += [str(v) for v in block.column(names.index(name)).to_pylist()]
-            while len(pending) >= batch_size:
-                yield pending[:batch_size]
-                pending = pending[batch_size:]
-        if pending:
-            yield pending
-
-
-def image_batches(folder: Path, batch_size: int) -> Iterator[tuple[list[str], list[bytes]]]:
-    """(paths, bytes) of the image files under ``folder``, in sorted order."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DlforgeError(f"{folder}: no image files ({sorted(IMAGE_SUFFIXES)})")
-    for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
-        yield [str(p) for p in chunk], [p.read_bytes() for p in chunk]
 
 
 def predict_file(model, source: Path, output: Path, model_name: str, version: str,
@@ -75,14 +29,13 @@ def predict_file(model, source: Path, output: Path, model_name: str, version: st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    images = source.is_dir()
-    if images != (model.spec.get("type") == "image_class"):
-        kind = "a folder of images" if model.spec.get("type") == "image_class" else "a text file"
-        raise DlforgeError(f"{source}: model {model_name} v{version} takes {kind}")
+    encoder = model.encoder
+    if not encoder.reads(source):
+        raise DlforgeError(f"{source}: model {model_name} v{version} takes "
+                           f"{encoder.batch_input}")
     schema = pa.schema([("input", pa.string()), ("label", pa.string()), ("score", pa.float32()),
                         ("top_k", pa.string()), ("model", pa.string()), ("version", pa.string())])
-    batches = image_batches(source, batch_size) if images else (
-        (texts, texts) for texts in text_batches(source, column, batch_size))
+    batches = encoder.batches(source, batch_size, column)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0

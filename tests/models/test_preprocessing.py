@@ -1,0 +1,107 @@
+"""Each encoder owns its input's wire format, its size limit and its batch source."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+
+import pytest
+
+from dlforge.core.errors import DlforgeError
+from dlforge.models.preprocessing import (
+    ImageEncoder,
+    InputTooLarge,
+    TextEncoder,
+    UnreadableInput,
+    encoder_from_dict,
+)
+
+
+def png(width: int = 8, height: int = 8) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (width, height), color=128).save(out, format="PNG")
+    return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A small PNG file that claims ``width`` x ``height`` pixels and holds no pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def text():
+    return TextEncoder().fit(["play a song", "book a table"])
+
+
+@pytest.fixture
+def image():
+    return ImageEncoder(channels=1).fit([png(), png()])
+
+
+def test_a_text_travels_as_itself_and_is_held_to_max_input_chars(text):
+    assert text.from_wire(text.to_wire("play a song")) == "play a song"
+    assert text.size_limit == "max_input_chars"
+    encoded, summary = text.read_wire("play a song", limit=11)
+    assert encoded == text.encode("play a song") and summary["tokens"] == 3
+    with pytest.raises(InputTooLarge, match=r"12 characters, at most 11 \(max_input_chars\)"):
+        text.read_wire("play a song!", limit=11)
+
+
+def test_an_image_travels_as_base64_and_is_held_to_max_image_pixels(image):
+    data = png()
+    wire = image.to_wire(data)
+    assert wire == base64.b64encode(data).decode() and image.from_wire(wire) == data
+    assert image.from_wire(data) == data  # bytes from a Python caller pass as they are
+    assert image.size_limit == "max_image_pixels"
+    encoded, summary = image.read_wire(wire, limit=64)
+    assert tuple(encoded.shape) == (1, 8, 8) and summary["width"] == 8
+
+
+@pytest.mark.parametrize(("wire", "error", "words"), [
+    ("not base64!", UnreadableInput, "not base64-encoded image data"),
+    (base64.b64encode(b"GIF89a broken").decode(), UnreadableInput, "not a readable image"),
+    (base64.b64encode(png(9, 8)).decode(), InputTooLarge, "72 pixels, more than "
+                                                          "max_image_pixels=64"),
+    (base64.b64encode(png_header(20000, 20000)).decode(), InputTooLarge, "more than "
+                                                                         "max_image_pixels"),
+    (base64.b64encode(png_header(8, 8)).decode(), UnreadableInput, "damaged"),
+])
+def test_an_image_that_cannot_be_read_says_why(image, wire, error, words):
+    with pytest.raises(error, match=words) as raised:
+        image.read_wire(wire, limit=64)
+    assert isinstance(raised.value, DlforgeError)
+
+
+def test_batch_prediction_reads_a_table_for_text_and_a_folder_for_images(text, image,
+                                                                         tmp_path):
+    table = tmp_path / "texts.csv"
+    table.write_text("id,text\n1,play a song\n2,book a table\n3,play music\n")
+    (tmp_path / "pictures" / "a").mkdir(parents=True)
+    for name in ("b.png", "a/c.png"):
+        (tmp_path / "pictures" / name).write_bytes(png())
+    assert (text.reads(table), text.reads(tmp_path)) == (True, False)
+    assert (image.reads(tmp_path), image.reads(table)) == (True, False)
+    assert text.batch_input == "a text file" and image.batch_input == "a folder of images"
+    assert list(text.batches(table, 2, column="text")) == [
+        (["play a song", "book a table"], ["play a song", "book a table"]),
+        (["play music"], ["play music"])]
+    shown, inputs = zip(*image.batches(tmp_path / "pictures", 1), strict=True)
+    assert [s[0].removeprefix(str(tmp_path)) for s in shown] == ["/pictures/a/c.png",
+                                                                 "/pictures/b.png"]
+    assert inputs == ([png()], [png()])
+
+
+def test_the_wire_format_survives_the_package_round_trip(image):
+    rebuilt = encoder_from_dict(image.to_dict())
+    assert rebuilt.size_limit == "max_image_pixels"
+    assert rebuilt.from_wire(image.to_wire(png())) == png()
