@@ -14,26 +14,30 @@ import time
 import pytest
 from fastapi.responses import JSONResponse
 
+from dlforge.core.config import compose
+from dlforge.models.preprocessing import UnreadableInput
 from dlforge.serve.api import ModelAPI
 from dlforge.serve.cache import ModelCache
 from dlforge.serve.release import Release
 from dlforge.serve.schema import PredictRequest
+from dlforge.stages.serve import server_settings
 
 
 class FakeEncoder:
-    def summarize(self, text: str) -> dict:
-        return {"chars": len(text)}
+    """Reads a text as itself; a text containing "undecodable" cannot be read."""
+
+    size_limit = "max_input_chars"
+
+    def read_wire(self, text: str, limit: int) -> tuple[str, dict]:
+        if "undecodable" in text:
+            raise UnreadableInput("cannot decode")
+        return text, {"chars": len(text)}
 
 
 class FakeModel:
     """Labels a text by its length; a text containing "boom" breaks the forward pass."""
 
-    encoder, spec = FakeEncoder(), {"type": "text_intent"}
-
-    def encode(self, inputs):
-        if any("undecodable" in x for x in inputs):
-            raise UnicodeError("cannot encode")
-        return list(inputs)
+    encoder = FakeEncoder()
 
     def predict_encoded(self, encoded, top_k: int = 5):
         if any("boom" in x for x in encoded):
@@ -65,15 +69,17 @@ class NoMetrics:
 
 
 @pytest.fixture
-def api():
+def api(tmp_path):
     from mlflow.exceptions import MlflowException
 
     class Registry:
         def get_model_version(self, name, version):
             raise MlflowException(f"no version {version}")
 
-    api = ModelAPI({"max_batch_size": 8, "batch_timeout": 0.0, "models": {"m": {}},
-                    "default_model": "m", "refresh_seconds": 5, "max_image_pixels": 100})
+    api = ModelAPI(server_settings(compose("serve", [
+        f"paths.root={tmp_path}", "api_key=null", "~models", "+models={m: {}}",
+        "default_model=m", "max_batch_size=8", "batch_timeout=0", "refresh_seconds=5",
+        "max_image_pixels=100"])))
     api.pre_setup()
     api.loop.pre_setup(api)  # what LitServe does before it starts the workers
     api.cache = ModelCache(lambda name, version: FakeModel(), 2)
