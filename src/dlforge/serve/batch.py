@@ -1,25 +1,18 @@
-"""``dlforge predict MODEL_URI --input FILE --output FILE``: offline batch inference.
+"""Offline batch inference: the model package serving uses, over a large input.
 
-    dlforge predict models:/intent@champion --input texts.csv --output predictions.parquet
-    dlforge predict models:/digits/3 --input images/ --output predictions.parquet
-    dlforge predict outputs/intent/train/model --input texts.parquet --output out.parquet
-
-The same model package serving uses, over a large input in batches: a CSV or
-parquet file of texts (column ``--column``, default the first), or a folder of
-images (searched recursively). Input is read and output written one batch at a
-time, so memory stays flat however large the input. The output parquet has
-one row per input: ``input`` (the text or image path), ``label``, ``score``,
-``top_k`` (JSON), ``model`` and ``version``. It is written to a temporary file
-and renamed at the end: an interrupted run leaves no partial output.
+Input is read and output written one batch at a time (the encoder says what it
+reads: a table of texts, a folder of images), so memory stays flat however
+large the input; the parquet output appears whole or not at all. ``dlforge
+predict`` is its command.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.io import atomic_output
 
 
 def predict_file(model, source: Path, output: Path, model_name: str, version: str,
@@ -36,25 +29,19 @@ def predict_file(model, source: Path, output: Path, model_name: str, version: st
     schema = pa.schema([("input", pa.string()), ("label", pa.string()), ("score", pa.float32()),
                         ("top_k", pa.string()), ("model", pa.string()), ("version", pa.string())])
     batches = encoder.batches(source, batch_size, column)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for shown, inputs in batches:
-                results = model.predict(inputs, top_k=top_k)
-                writer.write_table(pa.table({
-                    "input": shown, "label": [r["label"] for r in results],
-                    "score": [r["score"] for r in results],
-                    "top_k": [json.dumps(r["top_k"]) for r in results],
-                    "model": [model_name] * len(results),
-                    "version": [version] * len(results)}, schema=schema))
-                rows += len(results)
-                if progress is not None:
-                    progress(len(results))
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for shown, inputs in batches:
+            results = model.predict(inputs, top_k=top_k)
+            writer.write_table(pa.table({
+                "input": shown, "label": [r["label"] for r in results],
+                "score": [r["score"] for r in results],
+                "top_k": [json.dumps(r["top_k"]) for r in results],
+                "model": [model_name] * len(results),
+                "version": [version] * len(results)}, schema=schema))
+            rows += len(results)
+            if progress is not None:
+                progress(len(results))
     return rows
 
 
