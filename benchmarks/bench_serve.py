@@ -114,15 +114,16 @@ def fetch_model() -> tuple[Path, str, str, list[str]]:
     import mlflow
 
     from dlforge.core.config import compose
-    from dlforge.core.tracking import absolute_sqlite, connect
+    from dlforge.core.tracking import connect
     from dlforge.registry.fetch import fetch_package
+    from dlforge.stages.serve import server_settings
 
     cfg = compose("serve", [])
-    uri = absolute_sqlite(cfg.tracking.tracking_uri)
-    connect(uri)
+    settings = server_settings(cfg)
+    connect(settings.tracking_uri)
     folder, _, version = fetch_package(mlflow.MlflowClient(), MODEL_URI,
-                                       (Path(cfg.paths.output_dir) / ".models").resolve())
-    return folder, version, uri, [k for k in WRITTEN if k in cfg]
+                                       Path(settings.cache_dir))
+    return folder, version, settings.tracking_uri, [k for k in WRITTEN if k in cfg]
 
 
 def measure_inprocess(folder: Path, texts: list[str], warmup: float, duration: float,

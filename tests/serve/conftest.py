@@ -11,24 +11,27 @@ from litserve.utils import wrap_litserve_start
 
 from dlforge.core.config import compose
 from dlforge.serve.server import build_server
+from dlforge.stages.serve import server_settings
 
 TEXTS = ["guitar song album", "rain umbrella forecast"]
 TRUTH = ["music", "weather"]
 
 
 def server_config(project, *overrides: str, strategy: str = "blue_green"):
-    return compose("serve", [f"paths.root={project.root}",
+    """The settings of a server over ``project``'s model, from conf/serve.yaml."""
+    cfg = compose("serve", [f"paths.root={project.root}",
                             f"tracking.tracking_uri={project.tracking_uri}", "~models",
                             f"+models={{{project.model_name}: {{strategy: {strategy}}}}}",
                             f"default_model={project.model_name}", "accelerator=cpu",
                             "max_batch_size=4", "batch_timeout=0.01", "max_body_bytes=4096",
                             "api_key=null", *overrides])
+    return server_settings(cfg)
 
 
 @contextlib.contextmanager
-def running(cfg):
+def running(settings):
     """A TestClient of a started, ready server (its inference workers are real processes)."""
-    with wrap_litserve_start(build_server(cfg)) as server, TestClient(server.app) as client:
+    with wrap_litserve_start(build_server(settings)) as server, TestClient(server.app) as client:
         deadline = time.monotonic() + 180
         while client.get("/health/ready").status_code != 200:
             assert time.monotonic() < deadline, client.get("/health/ready").text

@@ -10,25 +10,23 @@ import os
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
 from dlforge.core.config import compose
-from dlforge.core.errors import DlforgeError
 from dlforge.serve.log import read_log
 from dlforge.serve.routes import FeedbackRequest, Routes
+from dlforge.serve.settings import ServeSettings
 from dlforge.serve.state import ServingState
+from dlforge.stages.serve import server_settings
 
 RID = "0" * 32
 
 
 @pytest.fixture
-def settings(tmp_path) -> dict:
-    """conf/serve.yaml's settings, resolved, under tmp_path."""
-    cfg = compose("serve", [f"paths.root={tmp_path}", "api_key=null",
-                            "models.intent.strategy=bandit"])
-    return {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-            for k, v in cfg.items() if k not in {"hydra", "paths", "tracking"}}
+def settings(tmp_path) -> ServeSettings:
+    """conf/serve.yaml's settings, under tmp_path."""
+    return server_settings(compose("serve", [f"paths.root={tmp_path}", "api_key=null",
+                                             "models.intent.strategy=bandit"]))
 
 
 @pytest.fixture
@@ -99,15 +97,15 @@ def test_good_feedback_still_scores_and_says_whether_it_was_rewarded(client, set
     assert longest.json()["reward"] == 0.0
     rewards = client.get("/info").json()["models"]["intent"]["rewards"]
     assert rewards == {"1": {"wins": 1.0, "losses": 1.0}}
-    records, _ = read_log(settings["log_dir"], name="feedback")
+    records, _ = read_log(settings.log_dir, name="feedback")
     assert [(r["version"], r["rewarded"]) for r in records] == [("1", True), ("2", False),
                                                                 ("1", True)]
     assert "FeedbackResponse" in client.get("/openapi.json").json()["components"]["schemas"]
 
 
 def test_feedback_that_cannot_be_logged_is_not_taken(client, settings):
-    log = os.path.join(settings["log_dir"], "feedback.jsonl")
-    os.makedirs(settings["log_dir"], exist_ok=True)
+    log = os.path.join(settings.log_dir, "feedback.jsonl")
+    os.makedirs(settings.log_dir, exist_ok=True)
     os.symlink("/dev/full", log)
     with pytest.raises(OSError) as raised:  # the middleware answers 507
         post(client, {"request_id": RID, "label": "music"})
@@ -115,8 +113,3 @@ def test_feedback_that_cannot_be_logged_is_not_taken(client, settings):
     os.unlink(log)
     again = post(client, {"request_id": RID, "label": "music"})  # not 409: it was not taken
     assert again.status_code == 200, again.text
-
-
-def test_a_max_label_chars_below_one_is_refused(settings):
-    with pytest.raises(DlforgeError, match="max_label_chars=0 must be at least 1"):
-        Routes({**settings, "max_label_chars": 0}, {})

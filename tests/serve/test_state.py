@@ -7,8 +7,10 @@ import sqlite3
 
 import pytest
 
+from dlforge.core.config import compose
 from dlforge.serve import state as state_module
 from dlforge.serve.state import FeedbackError, ServingState
+from dlforge.stages.serve import server_settings
 
 
 def answers(n: int, version: str = "1", routed: bool = True, prefix: str = "r") -> list:
@@ -126,8 +128,9 @@ def test_a_database_of_an_earlier_version_is_upgraded(tmp_path):
 
 
 def test_from_settings_reads_each_models_limit(tmp_path):
-    settings = {"state_path": str(tmp_path / "state.db"), "feedback_window_seconds": 60,
-                "models": {"m": {"strategy": "bandit", "max_rewards_per_minute": 2},
-                           "n": {"strategy": "blue_green"}}}
+    settings = server_settings(compose("serve", [
+        f"paths.root={tmp_path}", "api_key=null", "feedback_window_seconds=60", "~models",
+        "+models={m: {strategy: bandit, max_rewards_per_minute: 2}, n: {strategy: blue_green}}",
+        "default_model=m"]))
     state = ServingState.from_settings(settings)
     assert (state.window, state.limits) == (60, {"m": 2, "n": 600})

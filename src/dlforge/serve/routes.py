@@ -17,8 +17,8 @@ import time
 from fastapi import FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dlforge.core.errors import DlforgeError
 from dlforge.serve.schema import Text, answer_validation_errors
+from dlforge.serve.settings import ServeSettings
 
 MAX_REQUEST_ID = 64  # the server's request ids are 32 hex characters
 MAX_INDEX = 2**31 - 1  # SQLite stores up to 2**63 - 1; no request has this many inputs
@@ -53,10 +53,7 @@ class FeedbackResponse(BaseModel):
 class Routes:
     """The handlers, over the shared state of one server run (opened once per process)."""
 
-    def __init__(self, settings: dict, server_info: dict):
-        if settings["max_label_chars"] < 1:
-            raise DlforgeError(f"max_label_chars={settings['max_label_chars']} must be at "
-                               "least 1")
+    def __init__(self, settings: ServeSettings, server_info: dict):
         self.settings, self.server_info = settings, server_info
         self._state, self._feedback_log, self._lock = None, None, threading.Lock()
 
@@ -85,7 +82,7 @@ class Routes:
         full disk, raises its OSError and the feedback is not taken)."""
         from dlforge.serve.state import FeedbackError
 
-        max_chars, max_inputs = self.settings["max_label_chars"], self.settings["max_inputs"]
+        max_chars, max_inputs = self.settings.max_label_chars, self.settings.max_inputs
         if len(request.label) > max_chars:
             raise HTTPException(422, f"label: {len(request.label)} characters, at most "
                                      f"{max_chars} (max_label_chars)")
@@ -105,21 +102,21 @@ class Routes:
     def info(self) -> dict:
         state, models = self._open(), {}
         workers = state.workers()
-        for name, spec in self.settings["models"].items():
+        for name, spec in self.settings.models.items():
             models[name] = {
-                "release": spec,
+                "release": spec.as_dict(),
                 "aliases": workers[0]["aliases"].get(name, {}) if workers else {},
                 "loaded": sorted({x["version"] for w in workers for x in w["loaded"]
                                   if x["model"] == name}, key=int),
                 "rewards": {v: {"wins": w, "losses": lost}
                             for v, (w, lost) in state.rewards(name).items()},
             }
-        return {"models": models, "default_model": self.settings["default_model"],
-                "cache_capacity": self.settings["cache_capacity"], "workers": workers,
+        return {"models": models, "default_model": self.settings.default_model,
+                "cache_capacity": self.settings.cache_capacity, "workers": workers,
                 "server": self.server_info}
 
     def metrics(self) -> Response:
         from dlforge.serve.prometheus import render
 
-        body, content_type = render(self.settings["metrics_dir"])
+        body, content_type = render(self.settings.metrics_dir)
         return Response(body, media_type=content_type)

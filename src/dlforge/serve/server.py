@@ -1,79 +1,25 @@
-"""``dlforge serve``: the LitServe prediction server for registered models.
-
-    dlforge serve                                   # conf/serve.yaml: intent@champion
-    dlforge serve port=9000 max_batch_size=32
+"""The LitServe prediction server for registered models, built from :class:`ServeSettings`.
 
 ``POST /predict`` ``{"inputs": [...], "model"?, "version"?, "alias"?, "top_k"?}``
 answers ``{"model", "version", "predictions": [{"label", "score", "top_k"}],
 "request_id"}``; ``POST /feedback`` ``{"request_id", "label", "index"?}`` scores
 an answer; ``GET /info`` shows the models, releases and what is loaded;
 ``GET /metrics`` is Prometheus text; ``GET /health`` is LitServe's. The OpenAPI
-page (``/docs``) shows the schemas.
+page (``/docs``) shows the schemas. ``dlforge serve`` (``dlforge.stages.serve``)
+builds the settings from conf/serve.yaml and calls :func:`run`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import shutil
-from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError
-from dlforge.core.tracking import absolute_sqlite
+from dlforge.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-
-
-def settings(cfg: DictConfig) -> dict:
-    """The plain settings the API (and its worker processes) get: every key of
-    conf/serve.yaml, resolved, with absolute paths."""
-    skip = {"hydra", "paths", "tracking"}
-    out = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-           for k, v in cfg.items() if k not in skip}
-    for key in ("log_dir", "state_path", "metrics_dir"):
-        out[key] = str(Path(out[key]).resolve())
-    out["cache_dir"] = str((Path(cfg.paths.output_dir) / ".models").resolve())
-    out["tracking_uri"] = absolute_sqlite(cfg.tracking.tracking_uri)
-    _check(out)
-    return out
-
-
-def _check(conf: dict) -> None:
-    """Bad settings fail here, naming the key, not later inside a worker process."""
-    from dlforge.serve.release import Release
-
-    for name, spec in conf["models"].items():
-        try:
-            Release(**spec)
-        except (TypeError, ValueError) as err:
-            raise DlforgeError(f"models.{name}: {err}. Fix: use strategy (blue_green, canary, "
-                               "shadow, bandit), alias, share, versions, explore, "
-                               "max_rewards_per_minute") from None
-    if conf["default_model"] not in conf["models"]:
-        raise DlforgeError(f"default_model={conf['default_model']!r} is not one of models "
-                           f"({sorted(conf['models'])})")
-    for key in ("cache_capacity", "max_batch_size", "max_inputs", "max_input_chars",
-                "max_image_pixels", "max_pending_requests", "max_connections",
-                "max_header_bytes", "max_label_chars"):
-        if conf[key] < 1:
-            raise DlforgeError(f"{key}={conf[key]} must be at least 1")
-    for key in ("request_timeout", "read_timeout", "keepalive_timeout"):
-        if not conf[key] > 0:
-            raise DlforgeError(f"{key}={conf[key]} must be a positive number of seconds")
-    key = conf["api_key"]
-    if key is not None and (not isinstance(key, str) or not key.strip()):
-        raise DlforgeError("api_key (or DLFORGE_API_KEY) is set but empty: the server would "
-                           "run without authentication. Fix: set a key, or unset it (api_key="
-                           "null) to serve without one")
-    if conf["cpu_threads"] is not None and conf["cpu_threads"] < 1:
-        raise DlforgeError(f"cpu_threads={conf['cpu_threads']} must be at least 1 (null: "
-                           "torch's default)")
-    for key in ("refresh_seconds", "batch_timeout", "feedback_window_seconds",
-                "min_free_disk_bytes", "log_keep_files"):
-        if conf[key] < 0:
-            raise DlforgeError(f"{key}={conf[key]} must not be negative")
 
 
 def _server_class():
@@ -151,7 +97,7 @@ def _server_class():
     return SupervisedServer
 
 
-def build_server(cfg: DictConfig):
+def build_server(settings: ServeSettings):
     """The LitServer: workers for /predict, our middleware and routes around them."""
     from dlforge.serve import health
     from dlforge.serve.api import ModelAPI
@@ -160,50 +106,56 @@ def build_server(cfg: DictConfig):
     from dlforge.serve.routes import Routes
     from dlforge.serve.state import ServingState
 
-    conf = settings(cfg)
-    conf["metrics_dir"] = str(prepare_folder(Path(conf["metrics_dir"])))
-    state = ServingState.from_settings(conf)
+    settings = dataclasses.replace(settings,  # this run's own folder of metric files
+                                   metrics_dir=str(prepare_folder(settings.metrics_dir)))
+    state = ServingState.from_settings(settings)
     state.clear_workers()  # the workers of an earlier run are gone
     state.close()
-    metrics = {"metrics_dir": conf["metrics_dir"]}
+    metrics = {"metrics_dir": settings.metrics_dir}
     # Starlette runs the last added outermost: metrics, then the key, then the gate.
-    middlewares = [(RequestGate, {"settings": conf, **metrics})]
-    if conf["api_key"] is not None:
-        middlewares.append((ApiKeyMiddleware, {"api_key": conf["api_key"]}))
+    middlewares = [(RequestGate, {"settings": settings, **metrics})]
+    if settings.api_key is not None:
+        middlewares.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
     middlewares.append((HttpMetricsMiddleware, metrics))
-    server = _server_class()(ModelAPI(conf), accelerator=cfg.accelerator,
-                            workers_per_device=cfg.workers_per_device,
+    server = _server_class()(ModelAPI(settings), accelerator=settings.accelerator,
+                            workers_per_device=settings.workers_per_device,
                             middlewares=middlewares,  # the body limit is the gate's
-                            request_timeout=conf["request_timeout"], info_path="/info/litserve")
-    Routes(conf, {"devices": server.devices, "workers_per_device": cfg.workers_per_device,
-                  "max_batch_size": cfg.max_batch_size, "batch_timeout": cfg.batch_timeout,
-                  "max_pending_requests": cfg.max_pending_requests}).add_to(server.app)
-    health.add_routes(server.app, health.disk_check(conf),
-                      server.worker_processes)
+                            request_timeout=settings.request_timeout, info_path="/info/litserve")
+    Routes(settings, {"devices": server.devices,
+                      "workers_per_device": settings.workers_per_device,
+                      "max_batch_size": settings.max_batch_size,
+                      "batch_timeout": settings.batch_timeout,
+                      "max_pending_requests": settings.max_pending_requests}).add_to(server.app)
+    health.add_routes(server.app, health.disk_check(settings), server.worker_processes)
     return server
 
 
-def uvicorn_options(cfg: DictConfig) -> dict:
+def uvicorn_options(settings: ServeSettings) -> dict:
     """The connection limits given to uvicorn (see :mod:`dlforge.serve.http`)."""
     from dlforge.serve.http import guarded_protocol
 
-    return {"http": guarded_protocol(cfg.max_header_bytes, cfg.read_timeout),
-            "timeout_keep_alive": cfg.keepalive_timeout,
-            "limit_concurrency": cfg.max_connections,
-            "h11_max_incomplete_event_size": cfg.max_header_bytes}
+    return {"http": guarded_protocol(settings.max_header_bytes, settings.read_timeout),
+            "timeout_keep_alive": settings.keepalive_timeout,
+            "limit_concurrency": settings.max_connections,
+            "h11_max_incomplete_event_size": settings.max_header_bytes}
 
 
-def serve(cfg: DictConfig) -> dict:
-    """The serve command: runs until interrupted (Ctrl-C or SIGTERM)."""
+def run(settings: ServeSettings) -> dict:
+    """Serve until interrupted (Ctrl-C or SIGTERM).
+
+    Raises:
+        DlforgeError: when an HTTP process died, so that a supervisor restarts the server.
+    """
     from dlforge.core.process import interrupt_on_sigterm
 
-    server = build_server(cfg)
+    server = build_server(settings)
     interrupt_on_sigterm()
     gc.freeze()  # the HTTP processes fork from here: their GC skips what was loaded so far
-    log.info("serving %s on http://%s:%d", sorted(cfg.models), cfg.host, cfg.port)
+    log.info("serving %s on http://%s:%d", sorted(settings.models), settings.host,
+             settings.port)
     try:
-        server.run(host=cfg.host, port=cfg.port, generate_client_file=False,
-                   log_level=cfg.log_level, **uvicorn_options(cfg))
+        server.run(host=settings.host, port=settings.port, generate_client_file=False,
+                   log_level=settings.log_level, **uvicorn_options(settings))
     finally:
         shutil.rmtree(server.sockets_dir, ignore_errors=True)
     if server.http_died:

@@ -41,8 +41,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlforge.serve.release import Release
+
+if TYPE_CHECKING:
+    from dlforge.serve.settings import ServeSettings
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS answers (
@@ -108,12 +112,11 @@ class ServingState:
         self._create()
 
     @classmethod
-    def from_settings(cls, settings: dict) -> ServingState:
+    def from_settings(cls, settings: ServeSettings) -> ServingState:
         """The state of a server's settings (``state_path``, ``feedback_window_seconds``,
         and each model's ``max_rewards_per_minute``)."""
-        limits = {name: Release(**spec).max_rewards_per_minute
-                  for name, spec in settings["models"].items()}
-        return cls(settings["state_path"], settings["feedback_window_seconds"], limits)
+        limits = {name: spec.max_rewards_per_minute for name, spec in settings.models.items()}
+        return cls(settings.state_path, settings.feedback_window_seconds, limits)
 
     def _create(self) -> None:
         """Tables, the columns an older database lacks, indexes: in one transaction,
