@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.space import parse_space
 
@@ -94,3 +95,22 @@ def test_separately_started_sweeps_on_an_rdb_seed_their_samplers_apart(monkeypat
     first = worker._seed_offset(0, 3, "postgresql://db/optuna")
     monkeypatch.setattr(worker.os, "getpid", lambda: 101)
     assert worker._seed_offset(0, 3, "postgresql://db/optuna") != first
+
+
+def test_sweep_settings_survive_the_frozen_sweep_file():
+    settings = s.SweepSettings.from_config(compose("sweep", ["experiment=intent"]).hpo, "hpo")
+    assert s.SweepSettings(**settings.as_dict()) == settings  # how a worker rebuilds them
+
+
+@pytest.mark.parametrize(("override", "words"), [
+    ("hpo.direction=up", "hpo.direction='up' .*: expected one of maximize, minimize"),
+    ("hpo.metric=train/acc", "hpo.metric='train/acc' .*validation metric"),
+    ("hpo.n_trials=1.5", "hpo.n_trials=1.5 .*: expected a whole number"),
+    ("hpo.n_workers=0", "hpo.n_workers=0 .*: expected a value >= 1"),
+    ("hpo.timeout=0", "hpo.timeout=0 .*: expected a value > 0"),
+    ("hpo.threads_per_worker=0", "hpo.threads_per_worker=0 .*: expected a value >= 1"),
+])
+def test_bad_sweep_settings_name_the_hpo_key(override, words):
+    with pytest.raises(DlforgeError, match=words):
+        s.SweepSettings.from_config(compose("sweep", ["experiment=intent", override]).hpo,
+                                    "hpo")
