@@ -40,7 +40,7 @@ def like_training(n: int) -> tuple[list[str], list[str]]:
 
 def test_traffic_like_the_train_split_is_no_drift(project):
     project.release()
-    marker = ensure_marker(project.root / "outputs/intent")  # as ingest leaves it
+    marker = ensure_marker(project.root / "outputs/intent/retrain.json")  # as ingest leaves it
     before = marker.read_bytes()
     write(project, served(project, *like_training(150)))
     summary = monitor(project.config("monitor"))
@@ -66,7 +66,7 @@ def test_traffic_like_the_train_split_is_no_drift(project):
 
 def test_drifting_traffic_requests_a_retrain_on_every_run(project):
     project.release()
-    ensure_marker(project.root / "outputs/intent")  # request 0
+    ensure_marker(project.root / "outputs/intent/retrain.json")  # request 0
     texts = [" ".join(f"zorp{i}{j}" for j in range(20)) for i in range(80)]
     write(project, served(project, texts, ["music"] * 80))
     cfg = project.config("monitor")
@@ -78,7 +78,7 @@ def test_drifting_traffic_requests_a_retrain_on_every_run(project):
     marker = json.loads((project.root / "outputs/intent/retrain.json").read_text())
     assert marker["reasons"] == first["reasons"] and marker["report"] == first["report"]
     assert monitor(cfg)["retrain_request"] == 2
-    assert retrain_request(project.root / "outputs/intent") == 2
+    assert retrain_request(project.root / "outputs/intent/retrain.json") == 2
 
 
 def test_little_traffic_feedback_and_damaged_lines(project):

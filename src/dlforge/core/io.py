@@ -25,11 +25,14 @@ LOCKS = ".locks"
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on ``path``: exclusive (the file is created if missing), or
+    ``shared`` among readers (the file must exist; it is only opened for reading)."""
+    path = Path(path)
+    if not shared:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "rb" if shared else "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""The retrain marker: ``<exp_dir>/retrain.json``, raised when monitoring finds drift.
+"""The retrain marker (``ExperimentLayout.retrain_marker``), raised when monitoring finds drift.
 
     {"request": 3, "reasons": ["..."], "time": 1767312000.0, "report": ".../report.json"}
 
@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
-
-RETRAIN_FILE = "retrain.json"
+from dlforge.core.io import file_lock, write_json_atomic
 
 
 def _read(path: Path) -> dict:
@@ -32,23 +31,21 @@ def _read(path: Path) -> dict:
     return record
 
 
-def retrain_request(exp_dir: str | Path) -> int:
-    """The number of the latest retrain request of an experiment; 0 when there is none."""
-    record = _read(Path(exp_dir) / RETRAIN_FILE)
+def retrain_request(marker: str | Path) -> int:
+    """The number of the latest retrain request in ``marker``; 0 when there is none."""
+    record = _read(Path(marker))
     return int(record["request"]) if record else 0
 
 
-def request_retrain(exp_dir: str | Path, reasons: list[str],
+def request_retrain(marker: str | Path, reasons: list[str],
                     report: str | Path | None = None) -> dict:
     """Raise the next retrain request (the previous one + 1, from 1) and return it.
 
     Read, increment and write happen under a lock, and the file is replaced
     atomically, so concurrent monitor runs never lose a request.
     """
-    from dlforge.core.io import file_lock, write_json_atomic  # the data package loads pyarrow
-
-    path = Path(exp_dir) / RETRAIN_FILE
-    with file_lock(path.with_name(f".{RETRAIN_FILE}.lock")):
+    path = Path(marker)
+    with file_lock(_lock(path)):
         previous = _read(path)
         record = {"request": int(previous.get("request", 0)) + 1, "reasons": list(reasons),
                   "time": round(time.time(), 3),
@@ -57,13 +54,15 @@ def request_retrain(exp_dir: str | Path, reasons: list[str],
     return record
 
 
-def ensure_marker(exp_dir: str | Path) -> Path:
+def ensure_marker(marker: str | Path) -> Path:
     """Create the marker with request 0 when there is none (the ingest stage does, so
     that both workflow front ends can list it as an input of training)."""
-    from dlforge.core.io import file_lock, write_json_atomic
-
-    path = Path(exp_dir) / RETRAIN_FILE
-    with file_lock(path.with_name(f".{RETRAIN_FILE}.lock")):
+    path = Path(marker)
+    with file_lock(_lock(path)):
         if not path.is_file():
             write_json_atomic(path, {"request": 0, "reasons": [], "time": None, "report": None})
     return path
+
+
+def _lock(marker: Path) -> Path:
+    return marker.with_name(f".{marker.name}.lock")

@@ -22,7 +22,6 @@ log holds each ``write`` whole or not at all.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +29,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dlforge.core.io import file_lock
 
 if TYPE_CHECKING:
     from dlforge.serve.settings import ServeSettings
@@ -69,8 +70,7 @@ class PredictionLog:
             return
         data = "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n"
                        for r in records).encode()
-        with open(self._lock_path, "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self._lock_path):
             current = self.folder / f"{self.name}.jsonl"
             if current.exists() and current.stat().st_size + len(data) > self.max_bytes:
                 self._rotate(current)
@@ -131,10 +131,8 @@ def read_log(folder: str | Path, name: str = "predictions") -> tuple[Iterator[di
     """
     folder = Path(folder)
     lock_path = folder / f".{name}.lock"
-    lock = os.open(lock_path, os.O_RDONLY) if lock_path.is_file() else None
-    try:
-        if lock is not None:
-            fcntl.flock(lock, fcntl.LOCK_SH)
+    held = file_lock(lock_path, shared=True) if lock_path.is_file() else contextlib.nullcontext()
+    with held:
         files = [p for _, p in _rotated(folder, name)]
         current = folder / f"{name}.jsonl"
         files += [current] if current.is_file() else []
@@ -142,9 +140,6 @@ def read_log(folder: str | Path, name: str = "predictions") -> tuple[Iterator[di
         for path in files:
             with contextlib.suppress(FileNotFoundError):  # deleted by hand meanwhile
                 handles.append(path.open("rb"))
-    finally:
-        if lock is not None:
-            os.close(lock)
     stats = {"files": len(handles), "skipped": 0}
 
     def records() -> Iterator[dict]:

@@ -16,6 +16,7 @@ from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import SnapshotStore, SplitRule
 from dlforge.data.store import Store
+from dlforge.monitor.retrain import ensure_marker
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,11 @@ def ingest(cfg: DictConfig) -> dict:
                  "created" if created else "already", commit.id, name)
         sources.append({"path": source["path"], "commit": commit.id, "digest": commit.digest,
                         "rows": commit.rows})
-    from dlforge.monitor.retrain import ensure_marker
-
-    ensure_marker(cfg.paths.exp_dir)  # training's input; `dlforge monitor` raises requests
+    layout = ExperimentLayout.from_paths(cfg.paths)
+    ensure_marker(layout.retrain_marker)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
                "commits": [c.id for c in store.commits(name)]}
-    write_json_atomic(ExperimentLayout.from_paths(cfg.paths).ingest_summary, summary)
+    write_json_atomic(layout.ingest_summary, summary)
     return summary
 
 

@@ -51,8 +51,8 @@ def monitor(cfg: DictConfig) -> dict:
                                                  settings, since)
         report["run_id"] = run_id
         if report["decision"]["drift"]:
-            report["retrain"] = request_retrain(layout.exp_dir, report["decision"]["reasons"],
-                                                out.report)
+            reasons = report["decision"]["reasons"]
+            report["retrain"] = request_retrain(layout.retrain_marker, reasons, out.report)
         log_results(client, run_id, report, write_report(out, report, reference, traffic))
     log_decision(report)
     return summary(report, out.report)

@@ -9,10 +9,10 @@ history.csv, curves.png, model/ (the package), checkpoints/, run.json.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dlforge.core.layout import ExperimentLayout
 from dlforge.monitor.retrain import retrain_request
 from dlforge.stages.common import experiment_snapshot
 from dlforge.stages.config import apply_best, command_line_overrides
@@ -28,12 +28,12 @@ def train(cfg: DictConfig) -> dict:
     with ``seed + N``: a retrain on unchanged data is a new sample of the model,
     which the registry's gate then judges.
     """
+    layout = ExperimentLayout.from_paths(cfg.paths)
     if cfg.get("hpo") and cfg.hpo.enabled:
-        cfg = apply_best(cfg, Path(cfg.paths.sweep_dir) / "best.yaml", command_line_overrides())
-    request = retrain_request(cfg.paths.exp_dir)
+        cfg = apply_best(cfg, layout.sweep.best, command_line_overrides())
+    request = retrain_request(layout.retrain_marker)
     if request:
         cfg = cfg.copy()
         cfg.seed = int(cfg.seed) + request
-        log.info("retrain request %d: seed %d <%s/retrain.json>", request, cfg.seed,
-                 cfg.paths.exp_dir)
+        log.info("retrain request %d: seed %d <%s>", request, cfg.seed, layout.retrain_marker)
     return run_training(cfg, experiment_snapshot(cfg))
