@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.io import file_lock
 from dlforge.core.settings import Settings, above, at_least, one_of
 from dlforge.hpo.space import Param, grid_space
 
@@ -168,8 +169,6 @@ def claim_lock(storage: str) -> Iterator[None]:
     if "://" in storage:
         yield
         return
-    from dlforge.core.io import file_lock
-
     with file_lock(Path(f"{storage}.claim")):
         yield
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.io import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +180,6 @@ def _promotion_lock(client) -> Iterator[None]:
     if path is None:
         yield
         return
-    from dlforge.core.io import file_lock  # the data package loads pyarrow
-
     with file_lock(path):
         yield
 
