@@ -89,6 +89,10 @@ class StudyFiles:
         """Trial ``number``'s training folder (its ``paths.train_dir``)."""
         return TrainFiles(self.dir / f"trial-{number:04d}")
 
+    def worker_log(self, index: int) -> Path:
+        """The log of sweep worker process ``index``."""
+        return self.dir / f"worker-{index}.log"
+
 
 @dataclass(frozen=True)
 class SweepFiles:

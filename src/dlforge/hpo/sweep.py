@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.config import dotted, has_key
 from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_text_atomic
+from dlforge.core.layout import SweepFiles, TrainFiles
 from dlforge.data.snapshot import Snapshot
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
@@ -49,7 +51,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     training_hash = tracking.config_hash(OmegaConf.to_container(OmegaConf.create(base),
                                                                 resolve=True))
     name = s.study_name(settings.study_name, params, settings, training_hash)
-    folder = Path(cfg.paths.sweep_dir) / name
+    files = SweepFiles(Path(cfg.paths.sweep_dir)).study(name)
     study = s.open_study(name, settings)
     parent = open_parent(cfg, study, name, settings, params)
     with s.claim_lock(settings.storage):
@@ -58,15 +60,14 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
             for values in enqueued:
                 study.enqueue_trial(values)
     frozen = {"train": base, "sweep": {
-        "study": name, "storage": settings.storage, "folder": str(folder),
+        "study": name, "storage": settings.storage, "folder": str(files.dir),
         "snapshot_path": str(snapshot.path),
         "metric": settings.metric, "direction": settings.direction, "n_trials": n_trials,
         "deadline": time.time() + settings.timeout if settings.timeout else None,
         "parent_run": parent, "settings": settings.as_dict(),
         "params": [p.__dict__ for p in params]}}
-    frozen_path = folder / "sweep.yaml"
-    folder.mkdir(parents=True, exist_ok=True)
-    frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
+    frozen_path = files.frozen_config
+    write_text_atomic(frozen_path, OmegaConf.to_yaml(OmegaConf.create(frozen)))
     log.info("study %s: %d of %d trials done <hpo.storage=%s>", name, s.budget_used(study),
              n_trials, s.redact(settings.storage))
     try:
@@ -115,7 +116,7 @@ def _recover(study, storage: str, experiment_id: str) -> None:
                  f"'{trial.number}' and attributes.status = 'RUNNING'")
         for run in client.search_runs([experiment_id], filter_string=query):
             client.set_terminated(run.info.run_id, status="KILLED")
-        state_file = Path(trial.user_attrs.get(s.DIR, "")) / "run.json"
+        state_file = TrainFiles(Path(trial.user_attrs.get(s.DIR, ""))).run_state
         if tracking.read_state(state_file).get("status") == "running":
             tracking.write_state(state_file, **{**tracking.read_state(state_file),
                                                 "status": "killed"})

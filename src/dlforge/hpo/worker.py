@@ -26,6 +26,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlforge.core.layout import StudyFiles
 from dlforge.core.process import die_with_parent
 from dlforge.hpo import study as s
 from dlforge.hpo.space import Param
@@ -133,7 +134,7 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     path, index = Path(argv[0]), int(argv[1])
     frozen = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    log_file = Path(frozen["sweep"]["folder"]) / f"worker-{index}.log"
+    log_file = StudyFiles(Path(frozen["sweep"]["folder"])).worker_log(index)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)]
     logging.basicConfig(level=logging.INFO, handlers=handlers,
                         format=f"[%(asctime)s][worker {index}][%(name)s][%(levelname)s] "
