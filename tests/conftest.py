@@ -8,9 +8,11 @@ import hashlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,15 @@ def make_project(tmp_path: Path, mlflow_dir: Path):
             return self.run("register", *gate)
 
     return Project()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A small PNG file that claims ``width`` x ``height`` pixels and holds almost none
+    (a decompression bomb, refused from its header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import struct
-import zlib
 
 import pytest
 
@@ -17,6 +15,7 @@ from dlforge.models.preprocessing import (
     UnreadableInput,
     encoder_from_dict,
 )
+from tests.conftest import png_header
 
 
 def png(width: int = 8, height: int = 8) -> bytes:
@@ -25,17 +24,6 @@ def png(width: int = 8, height: int = 8) -> bytes:
     out = io.BytesIO()
     Image.new("L", (width, height), color=128).save(out, format="PNG")
     return out.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A small PNG file that claims ``width`` x ``height`` pixels and holds no pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 import time
-import zlib
 
 from dlforge.data import SnapshotStore, Store
+from tests.conftest import png_header
 from tests.serve.conftest import running, server_config
 from tests.train.conftest import write_images
 
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A small PNG file that claims ``width`` x ``height`` pixels (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
 def test_an_image_model_answers_base64_images_and_refuses_what_does_not_decode(project):
