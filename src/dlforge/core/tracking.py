@@ -1,6 +1,7 @@
 """The MLflow connection every stage and command shares, and the tags dlforge writes.
 
-The tracking URI comes from config (``tracking.tracking_uri``); a relative
+The tracking URI comes from config (``tracking.tracking_uri``, whose default in
+conf/tracking/mlflow.yaml is ``$MLFLOW_TRACKING_URI`` when set); a relative
 SQLite path is made absolute and its tables are created under a lock, so that
 processes starting together on a new database never race. Importing this
 module does not import mlflow.
@@ -15,9 +16,13 @@ import subprocess
 from pathlib import Path
 
 from dlforge import __version__
+from dlforge.core.errors import DlforgeError
 from dlforge.core.io import file_lock
 
 log = logging.getLogger(__name__)
+
+# MLflow's own variable: conf/tracking/mlflow.yaml takes it as tracking.tracking_uri's default.
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 
 
 class Tag:
@@ -43,6 +48,12 @@ def setup_tracking_uri(tracking) -> None:
     """Point MLflow at ``tracking.tracking_uri`` (a relative SQLite path made absolute)."""
     import mlflow
 
+    if not tracking.tracking_uri:
+        env = os.environ.get(ENV_TRACKING_URI)
+        raise DlforgeError(
+            f"tracking.tracking_uri is empty ({ENV_TRACKING_URI}={env!r} in the environment?). "
+            f"Fix: unset {ENV_TRACKING_URI} or set it to an MLflow tracking URI "
+            "(sqlite:///path/mlflow.db, http://host:5000)")
     uri = absolute_sqlite(tracking.tracking_uri)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):

@@ -1,0 +1,79 @@
+"""$MLFLOW_TRACKING_URI is the default tracking store; an explicit tracking_uri wins."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from omegaconf import OmegaConf
+
+from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
+from dlforge.core.tracking import ENV_TRACKING_URI, Tag, setup_mlflow, setup_tracking_uri
+from tests.conftest import run_cli
+
+
+def train_config(tmp_path, *overrides: str):
+    return compose("train", ["experiment=intent", f"paths.root={tmp_path}",
+                             f"tracking.experiment=env-{tmp_path.name}", *overrides])
+
+
+def test_the_environment_variable_is_the_default_store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/env/mlflow.db"
+    monkeypatch.setenv(ENV_TRACKING_URI, uri)
+    cfg = train_config(tmp_path)
+    assert cfg.tracking.tracking_uri == uri
+    assert compose("runs").tracking.tracking_uri == uri  # dlforge runs/models/lineage/predict
+    assert compose("serve").tracking.tracking_uri == uri
+
+    experiment_id = setup_mlflow(cfg.tracking)
+    run = mlflow.MlflowClient().create_run(experiment_id)
+    mlflow.MlflowClient().set_terminated(run.info.run_id)
+    client = mlflow.MlflowClient(tracking_uri=uri)  # a plain MLflow client finds it there
+    found = client.get_experiment_by_name(cfg.tracking.experiment)
+    assert found is not None and found.experiment_id == experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment_id])] == [run.info.run_id]
+    assert not (tmp_path / "mlruns/mlflow.db").exists()  # the config's own file is not made
+
+
+def test_the_cli_without_tracking_uri_reads_the_environment_store(tmp_path):
+    uri = f"sqlite:///{tmp_path}/cli.db"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    setup_tracking_uri(OmegaConf.create({"tracking_uri": uri}))
+    run = client.create_run(client.create_experiment("from-env"), tags={Tag.STAGE: "train"})
+    result = run_cli("runs", "list", "--json", env={ENV_TRACKING_URI: uri}, check=True)
+    assert [r["run_id"] for r in json.loads(result.stdout)] == [run.info.run_id]
+
+
+def test_an_explicit_tracking_uri_wins_over_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_TRACKING_URI, f"sqlite:///{tmp_path}/env.db")
+    explicit = f"sqlite:///{tmp_path}/explicit.db"
+    cfg = train_config(tmp_path, f"tracking.tracking_uri={explicit}")
+    assert cfg.tracking.tracking_uri == explicit
+    setup_mlflow(cfg.tracking)
+    assert (tmp_path / "explicit.db").is_file() and not (tmp_path / "env.db").exists()
+    assert mlflow.MlflowClient(tracking_uri=explicit).get_experiment_by_name(
+        cfg.tracking.experiment) is not None
+
+
+def test_without_the_variable_the_default_is_the_projects_sqlite_file(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_TRACKING_URI, raising=False)
+    cfg = train_config(tmp_path)
+    assert cfg.tracking.tracking_uri == f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+
+
+def test_a_relative_sqlite_uri_in_the_environment_resolves_like_the_configs(tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv(ENV_TRACKING_URI, "sqlite:///rel/mlflow.db")
+    cfg = train_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    setup_tracking_uri(cfg.tracking)
+    assert (tmp_path / "rel/mlflow.db").is_file()
+    assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path}/rel/mlflow.db"
+
+
+def test_an_empty_variable_fails_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_TRACKING_URI, "")
+    with pytest.raises(DlforgeError, match="tracking.tracking_uri is empty.*MLFLOW_TRACKING_URI"):
+        setup_tracking_uri(train_config(tmp_path).tracking)
