@@ -63,8 +63,8 @@ def test_fsdp_with_bf16_and_activation_checkpointing_packages_full_weights(tmp_p
     # The gathered weights rebuild the plain network on the CPU.
     arguments = {"num_classes": data.num_classes, "embed_dim": 32, "hidden_dim": 32,
                  **data.encoder.model_inputs}
-    folder = save_package(tmp_path / "model", weights, "embedding_bag", arguments, data.encoder,
-                          data.labels, False, {})
+    folder = save_package(tmp_path / "model", weights, EmbeddingBagClassifier, arguments,
+                          data.encoder, data.labels, False, {})
     predictor = load_package(folder)
     assert predictor.predict(["play a loud song on the guitar"])[0]["label"] == "music"
     print(json.dumps({"fsdp_test_acc": test["test/acc"]}))

@@ -24,8 +24,8 @@ def package(tmp_path):
     arguments = {"vocab_size": len(encoder.vocab), "num_classes": 2, "embed_dim": 8,
                  "hidden_dim": 8}
     net = EmbeddingBagClassifier(**arguments)
-    return save_package(tmp_path / "model", net.state_dict(), "embedding_bag", arguments, encoder,
-                        ["music", "restaurant"], False, {"run_id": "r1"})
+    return save_package(tmp_path / "model", net.state_dict(), EmbeddingBagClassifier, arguments,
+                        encoder, ["music", "restaurant"], False, {"run_id": "r1"})
 
 
 def test_prediction_has_labels_scores_and_top_k(package):
@@ -74,11 +74,12 @@ def edit_spec(package: Path, **changes) -> None:
     (package / "model.json").write_text(json.dumps(spec))
 
 
-def test_an_unregistered_architecture_is_refused(package):
-    edit_spec(package, architecture="os.system")
-    sign(package)  # re-signed so that only the architecture check can refuse it
-    with pytest.raises(DlforgeError, match="unknown architecture 'os.system'"):
-        load_package(package)
+@pytest.mark.parametrize("source", [{"distribution": "torch", "version": torch.__version__},
+                                    {"code": "os"}, {}])
+def test_a_class_that_is_neither_carried_nor_of_its_distribution_is_refused(package, source):
+    edit_spec(package, **{"class": "os:system", "source": source})
+    sign(package)  # re-signed so that only the class check can refuse it
+    refused(package, str(package / "model.json"), "os:system")
 
 
 # -- SHA256SUMS lists exactly the package's files ------------------------------------
@@ -159,5 +160,5 @@ def test_arguments_the_architecture_does_not_take_are_refused(package):
     spec = json.loads((package / "model.json").read_text())
     edit_spec(package, arguments={**spec["arguments"], "layers": 3})
     sign(package)
-    refused(package, str(package / "model.json"), "do not build architecture 'embedding_bag'",
-            "layers")
+    refused(package, str(package / "model.json"),
+            "do not build dlforge.models.text:EmbeddingBagClassifier", "layers")

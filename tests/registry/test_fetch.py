@@ -43,8 +43,8 @@ def make_package(folder: Path, labels: list[str]) -> Path:
     arguments = {"vocab_size": len(encoder.vocab), "num_classes": 2, "embed_dim": 4,
                  "hidden_dim": 4}
     net = EmbeddingBagClassifier(**arguments)
-    return save_package(folder, net.state_dict(), "embedding_bag", arguments, encoder, labels,
-                        False, {})
+    return save_package(folder, net.state_dict(), EmbeddingBagClassifier, arguments, encoder,
+                        labels, False, {})
 
 
 @pytest.fixture

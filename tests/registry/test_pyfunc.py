@@ -29,7 +29,7 @@ def package(tmp_path):
     torch.manual_seed(0)
     encoder = ImageEncoder(channels=1).fit([png(0), png(255)])
     arguments = {"num_classes": 2, "channels": 1, "width": 4}
-    return save_package(tmp_path / "model", SmallCNN(**arguments).state_dict(), "small_cnn",
+    return save_package(tmp_path / "model", SmallCNN(**arguments).state_dict(), SmallCNN,
                         arguments, encoder, ["dark", "light"], False, {})
 
 

@@ -9,6 +9,7 @@ import mlflow
 import pytest
 from hydra.errors import HydraException
 
+import dlforge
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.tracking import setup_tracking_uri
 from dlforge.models.package import load_package
@@ -92,7 +93,9 @@ def test_other_models_and_optimizers_come_from_config(train_cfg):
                     "optimizer=sgd", "scheduler=step", "trainer.max_epochs=1")
     metrics = train(cfg)
     assert metrics["epochs"] == 1
-    assert load_package(Path(cfg.paths.train_dir) / "model").spec["architecture"] == "text_cnn"
+    spec = load_package(Path(cfg.paths.train_dir) / "model").spec
+    assert spec["class"] == "dlforge.models.text:TextCNN"
+    assert spec["source"] == {"distribution": "dlforge", "version": dlforge.__version__}
 
 
 @pytest.mark.parametrize(("override", "choice"), [("model=transformerz", "embedding_bag"),

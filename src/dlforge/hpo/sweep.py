@@ -43,7 +43,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     enqueued = check_enqueued(OmegaConf.to_container(cfg.hpo.enqueue), params)
     s.check_target(cfg.hpo.sampler, "hpo.sampler")
     s.check_target(cfg.hpo.pruner, "hpo.pruner")
-    check_targets(cfg)
+    check_targets(cfg, snapshot)
     n_trials = settings.n_trials
     if cfg.hpo.sampler._target_.endswith("GridSampler"):
         n_trials = min(n_trials, s.grid_size(params))

@@ -1,10 +1,18 @@
 """The model package: a self-contained folder that later stages load.
 
-    model.json           architecture (a registered name) and its arguments,
-                         labels, task (single- or multi-label), provenance
+    model.json           the network's class (``module:Class``) and where it comes
+                         from, its arguments, labels, task (single- or
+                         multi-label), provenance
     preprocessing.json   the fitted input encoder
-    weights.safetensors  the weights (no pickle: loading runs no stored code)
-    SHA256SUMS           digests of the three files above
+    weights.safetensors  the weights (no pickle)
+    code/                the project's own code that defines the class, when it is
+                         not part of an installed distribution (.py files only;
+                         see :mod:`dlforge.models.source`)
+    SHA256SUMS           digests of every file above
+
+Loading rebuilds the class from its path and recorded arguments and reads the
+weights; the only code that runs is an installed distribution's or the
+package's own ``code/``, every file of which matches its digest.
 
 ``Predictor`` is preprocessing -> forward -> postprocessing, the one inference
 path shared by evaluation, the MLflow pyfunc, batch prediction and serving.
@@ -24,32 +32,38 @@ import torch
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.hashing import sha256_file
-from dlforge.models import architecture
 from dlforge.models.preprocessing import encoder_from_dict
+from dlforge.models.source import CODE, CODE_FILE, REPACKAGE, carry, class_path, describe
+from dlforge.models.source import import_class as _import_class
 
-FILES = ("model.json", "preprocessing.json", "weights.safetensors")
+FILES = ("model.json", "preprocessing.json", "weights.safetensors")  # in every package
 SUMS_LINE = re.compile(r"(?P<digest>[0-9a-f]{64})  (?P<name>[^\n]+)")
-REPACKAGE = "Fix: use the package as written by training (or re-register it)"
 
 
-def save_package(folder: Path, weights: dict[str, torch.Tensor], arch: str, arch_kwargs: dict,
-                 encoder, labels: list[str], multi_label: bool, info: dict) -> Path:
+def save_package(folder: Path, weights: dict[str, torch.Tensor], net_class: type,
+                 arguments: dict, encoder, labels: list[str], multi_label: bool,
+                 info: dict) -> Path:
     """Write a package into ``folder``.
 
     Args:
         weights: the network's full (unsharded) state dict.
-        arch: registered architecture name; ``arch_kwargs`` rebuild the network.
+        net_class: the network's class; ``net_class(**arguments)`` rebuilds it. Its
+            code is carried under ``code/`` unless an installed distribution has it.
     """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"format": 1, "architecture": arch, "arguments": arch_kwargs, "labels": labels,
-            "multi_label": multi_label, **info}
+    path = class_path(net_class)
+    source, root = describe(net_class)
+    code = carry(root, folder) if root is not None else []
+    spec = {"format": 2, "class": path, "source": source, "arguments": arguments,
+            "labels": labels, "multi_label": multi_label, **info}
     (folder / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     (folder / "preprocessing.json").write_text(json.dumps(encoder.to_dict()) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(state, folder / "weights.safetensors")
-    (folder / "SHA256SUMS").write_text(_sums_text({f: sha256_file(folder / f) for f in FILES}))
+    sums = {f: sha256_file(folder / f) for f in (*FILES, *code)}
+    (folder / "SHA256SUMS").write_text(_sums_text(sums))
     return folder
 
 
@@ -104,15 +118,17 @@ class Predictor:
 
 def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     """Load a package onto ``device`` ("cpu", "cuda:0", ...), refusing one whose files
-    do not match their recorded digests, or whose architecture arguments do not fit
-    its weights (checked before anything is allocated)."""
+    do not match their recorded digests, whose class is neither carried code nor of an
+    installed distribution, or whose arguments do not fit its weights (checked
+    before anything is allocated)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
-    verify_package(folder)
+    sums = verify_package(folder)
     spec = json.loads((folder / "model.json").read_text())
-    check_architecture(folder, spec)
-    net = architecture(spec["architecture"])(**spec["arguments"])
+    build = _import_class(folder, spec, set(sums))
+    check_architecture(folder, spec, build)
+    net = build(**spec["arguments"])
     net.load_state_dict(load_file(folder / "weights.safetensors"))
     net.to(device).eval()
     return Predictor(net, read_encoder(folder), spec["labels"], spec["multi_label"], spec)
@@ -123,9 +139,9 @@ def read_encoder(folder: Path):
     return encoder_from_dict(json.loads((Path(folder) / "preprocessing.json").read_text()))
 
 
-def check_architecture(folder: Path, spec: dict) -> None:
-    """Raise unless ``spec``'s architecture, built with its arguments, has exactly the
-    parameter names and shapes stored in ``weights.safetensors``.
+def check_architecture(folder: Path, spec: dict, build: type) -> None:
+    """Raise unless ``build`` (``spec``'s class), built with its arguments, has exactly
+    the parameter names and shapes stored in ``weights.safetensors``.
 
     The network is built on the ``meta`` device (shapes only, no memory) and the
     weights' shapes are read from the safetensors header, so an argument such as
@@ -134,14 +150,13 @@ def check_architecture(folder: Path, spec: dict) -> None:
     from safetensors import safe_open
 
     where = folder / "model.json"
-    build = architecture(spec["architecture"])
     _check_integers(where, build, spec["arguments"])
     try:
         with torch.device("meta"):
             net = build(**spec["arguments"])
     except Exception as err:  # a wrong name, type or value of an argument
         raise DlforgeError(f"{where}: the arguments {spec['arguments']} do not build "
-                           f"architecture {spec['architecture']!r} ({err}). {REPACKAGE}"
+                           f"{spec['class']} ({err}). {REPACKAGE}"
                            ) from None
     built = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     with safe_open(folder / "weights.safetensors", framework="pt") as weights:
@@ -149,7 +164,7 @@ def check_architecture(folder: Path, spec: dict) -> None:
         stored = {k: tuple(weights.get_slice(k).get_shape()) for k in names}
     if built.keys() != stored.keys():
         missing, extra = sorted(built.keys() - stored.keys()), sorted(stored.keys() - built.keys())
-        raise DlforgeError(f"{where}: architecture {spec['architecture']!r} has parameters "
+        raise DlforgeError(f"{where}: {spec['class']} has parameters "
                            f"that weights.safetensors lacks ({missing}) or the file holds "
                            f"parameters it does not have ({extra}). {REPACKAGE}")
     for key, shape in built.items():
@@ -181,7 +196,8 @@ def _culprits(arguments: dict, built: tuple, stored: tuple) -> str:
 
 
 def verify_package(folder: Path) -> dict[str, str]:
-    """Raise when a file is missing or was changed after the package was written.
+    """Raise when a file is missing, was changed after the package was written, or
+    was added to its ``code/`` (code that would run unchecked).
 
     Returns each package file's sha256 (see :func:`read_sums`).
     """
@@ -191,15 +207,22 @@ def verify_package(folder: Path) -> dict[str, str]:
         if not path.is_file() or sha256_file(path) != digest:
             raise DlforgeError(f"{path} is missing or does not match SHA256SUMS: the package "
                                f"was modified or damaged and is refused. {REPACKAGE}")
+    code = folder / CODE
+    for path in sorted(code.rglob("*")) if code.is_dir() else []:
+        if not path.is_dir() and path.relative_to(folder).as_posix() not in sums:
+            raise DlforgeError(f"{path} is not listed in {folder / 'SHA256SUMS'}: code added to "
+                               f"the package after it was written is refused. {REPACKAGE}")
     return sums
 
 
 def read_sums(folder: Path) -> dict[str, str]:
-    """``SHA256SUMS`` as ``{file: sha256}``: exactly the package's fixed files, once each.
+    """``SHA256SUMS`` as ``{file: sha256}``: the package's fixed files and its carried
+    code files (``code/**.py``), once each.
 
-    The listing is checked, not trusted: a line naming any other file (a path, a
-    ``..``, an unknown or repeated name), a malformed line, or a package file that
-    is not listed refuses the package. The files themselves are not hashed here.
+    The listing is checked, not trusted: a line naming any other file (a path out of
+    ``code/``, a ``..``, an unknown or repeated name), a malformed line, or a fixed
+    package file that is not listed refuses the package. The files themselves are
+    not hashed here.
     """
     sums_file = folder / "SHA256SUMS"
     if not sums_file.is_file():
@@ -225,8 +248,10 @@ def _line_problem(match: re.Match | None, sums: dict[str, str]) -> str | None:
     """What is wrong with one parsed SHA256SUMS line (None: nothing)."""
     if not match:
         return "is not '<sha256>  <file>'"
-    if match["name"] not in FILES:  # also a path, '..' or an absolute name
-        return f"names {match['name']!r}, which is not a package file ({', '.join(FILES)})"
+    if match["name"] not in FILES and not CODE_FILE.fullmatch(match["name"]):
+        # also a path out of code/, '..' or an absolute name
+        return (f"names {match['name']!r}, which is not a package file ({', '.join(FILES)} "
+                f"or {CODE}/**.py)")
     if match["name"] in sums:
         return f"lists {match['name']} a second time"
     return None
@@ -245,4 +270,5 @@ def package_digest(folder: Path, check_files: bool = True) -> str:
 
 
 def _sums_text(sums: dict[str, str]) -> str:
-    return "".join(f"{sums[f]}  {f}\n" for f in FILES)
+    code = sorted(name for name in sums if name not in FILES)
+    return "".join(f"{sums[f]}  {f}\n" for f in (*FILES, *code))

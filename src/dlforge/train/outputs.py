@@ -12,7 +12,6 @@ from omegaconf import DictConfig, OmegaConf
 from dlforge import __version__
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout, TrainFiles
-from dlforge.models import architecture_name
 from dlforge.models.package import save_package
 
 log = logging.getLogger(__name__)
@@ -54,16 +53,19 @@ def _best_epoch(checkpoint, history: list[dict]) -> int:
 
 
 def _write_package(folder: Path, cfg: DictConfig, weights: dict, data) -> None:
+    from hydra.utils import get_object
+
     if folder.exists():
         shutil.rmtree(folder)
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
-    arguments = {k: v for k, v in net_cfg.items() if k != "_target_"}
+    arguments = {k: v for k, v in net_cfg.items()  # without Hydra's _target_, _convert_, ...
+                 if not (k.startswith("_") and k.endswith("_"))}
     arguments.update(num_classes=data.num_classes, **data.encoder.model_inputs)
     info = {"dlforge_version": __version__, "experiment": cfg.experiment_name,
             "run_id": cfg.run_id, "dataset": data.manifest["dataset"],
             "snapshot": data.manifest["version"], "type": data.manifest["type"]}
-    save_package(folder, weights, architecture_name(net_cfg["_target_"]), arguments,
-                 data.encoder, data.labels, data.multi_label, info)
+    save_package(folder, weights, get_object(net_cfg["_target_"]), arguments, data.encoder,
+                 data.labels, data.multi_label, info)
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
