@@ -2,6 +2,8 @@
 
 The encoder (vocabulary, image size and normalisation) is fitted on the train
 split only; validation and test inputs are encoded with it, as serving will.
+Training batches alone are then augmented (``augment``, image inputs only), on
+the device, after they are moved there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dlforge.data.snapshot import Snapshot
+from dlforge.train.augment import batch_seed, build_augment
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +41,18 @@ class SnapshotDataModule(L.LightningDataModule):
         encoder: an unfitted encoder (``TextEncoder``/``ImageEncoder``).
         batch_size: examples per batch (per process under DDP).
         num_workers: loader worker processes (0: load in the training process).
+        augment: transforms of training batches (:mod:`dlforge.train.augment`), or None.
+        seed: the seed of the augmentation's random streams (the training seed).
     """
 
-    def __init__(self, snapshot: Snapshot, encoder, batch_size: int = 64, num_workers: int = 0):
+    def __init__(self, snapshot: Snapshot, encoder, batch_size: int = 64, num_workers: int = 0,
+                 augment=None, seed: int = 0):
         super().__init__()
         self.snapshot = snapshot
         self.encoder, self.batch_size, self.num_workers = encoder, batch_size, num_workers
+        self.augment = build_augment(augment, getattr(encoder, "kind", None))
+        self.seed = seed
+        self.augmented_batches = 0  # per process; in checkpoints, so a resumed run continues
         self.manifest = snapshot.manifest
         self.labels: list[str] = snapshot.labels
         self.multi_label: bool = snapshot.multi_label
@@ -71,6 +80,23 @@ class SnapshotDataModule(L.LightningDataModule):
         for row, ids in enumerate(label_ids):
             targets[row, list(ids)] = 1.0
         return targets
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Augment a training batch, on its device; other batches pass unchanged."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return batch
+        inputs, targets = batch
+        generator = torch.Generator(device=inputs.device)
+        generator.manual_seed(batch_seed(self.seed, trainer.global_rank, self.augmented_batches))
+        self.augmented_batches += 1
+        return self.augment(inputs, generator), targets
+
+    def state_dict(self) -> dict:
+        return {"augmented_batches": self.augmented_batches} if self.augment else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.augmented_batches = state_dict.get("augmented_batches", 0)
 
     def _collate(self, batch):
         inputs, targets = zip(*batch, strict=True)

@@ -35,10 +35,12 @@ def run_training(cfg: DictConfig, snapshot: Snapshot) -> dict:
     With ``launch=false`` nothing is trained: the config is frozen, the MLflow
     run opened, and the worker command to start on every node is returned.
     """
+    from dlforge.train.augment import check_augment
     from dlforge.train.launch import check_launch, launch, worker_command, world_size
 
     check_targets(cfg, snapshot)
     check_launch(cfg.trainer, cfg.launch)
+    check_augment(cfg)
     frozen, frozen_path = _prepare(cfg, snapshot)
     if not cfg.launch:
         return {"run_id": frozen["run_id"], "config": str(frozen_path),
@@ -102,7 +104,7 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     if rank_zero_only.rank == 0:  # from the launcher's environment; other ranks never use MLflow
         setup_tracking_uri(cfg.tracking)
     data = SnapshotDataModule(Snapshot.open(cfg.snapshot_path), instantiate(cfg.model.encoder),
-                              **cfg.datamodule)
+                              seed=cfg.seed, **cfg.datamodule)
     data.setup()
     net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
