@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from dlforge.cli.common import command_parser
+from dlforge.cli.stage import add_project_code
 from dlforge.core.errors import DlforgeError
 from dlforge.serve.batch import load, predict_file
 
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--top-k", type=int, default=5)
     args = parser.parse_args(argv)
+    add_project_code()  # as the stages do (a package also carries the code it needs)
     if not args.input.exists():
         raise DlforgeError(f"{args.input} does not exist")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn

@@ -5,14 +5,20 @@ that :func:`dlforge.stages.config.stage_overrides` gives (params.yaml's
 tracked values, then the command line), sets up logging and the run folder,
 and the stage function gets the composed config. Its summary goes to stdout as
 JSON; a :class:`DlforgeError` is logged and sets the exit code.
+
+The project's own code (``src/<name>/`` under the working directory, the
+project root) is importable by every stage: ``model.net._target_`` may name
+``<name>.nets.MyNet`` without the project being installed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from importlib import import_module
+from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
 
@@ -26,6 +32,7 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     from dlforge.core.config import conf_dir
     from dlforge.stages.config import stage_overrides
 
+    add_project_code()
     overrides = stage_overrides(name, command_line)
     module, attr = target.split(":")
     function = getattr(import_module(module), attr)
@@ -47,3 +54,21 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     finally:
         sys.argv = saved
     return status["code"]
+
+
+def add_project_code(root: Path | None = None) -> None:
+    """Put the project's ``src/`` folder first on sys.path, and on PYTHONPATH for the
+    processes a stage starts (sweep workers, training ranks), when it exists.
+
+    Args:
+        root: the project root (default: the working directory).
+    """
+    src = (root or Path.cwd()) / "src"
+    if not src.is_dir():
+        return
+    path = str(src.resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if path not in inherited:
+        os.environ["PYTHONPATH"] = os.pathsep.join([path, *inherited])

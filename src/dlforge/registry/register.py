@@ -134,7 +134,7 @@ def _log_and_register(name: str, package: Path, run_id: str, snapshot: Snapshot)
     examples = snapshot.inputs("test")[:2]
     signature, example = signature_and_example(package, list(examples))
     requirements = [f"dlforge=={__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                    "safetensors", "pandas"]
+                    "safetensors", "pandas", *_model_requirements(package)]
     with mlflow.start_run(run_id=run_id):
         # lineage without the files
         mlflow.log_dict(snapshot.manifest, "lineage/snapshot_manifest.json")
@@ -143,6 +143,16 @@ def _log_and_register(name: str, package: Path, run_id: str, snapshot: Snapshot)
             signature=signature, input_example=example, pip_requirements=requirements,
             registered_model_name=name)
     return str(info.registered_model_version)
+
+
+def _model_requirements(package: Path) -> list[str]:
+    """The distribution of the package's model class, unless dlforge (its carried code
+    needs none): ``["timm==1.0.9"]`` or ``[]``."""
+    import json
+
+    source = json.loads((package / "model.json").read_text()).get("source", {})
+    name = source.get("distribution")
+    return [f"{name}=={source['version']}"] if name and name != "dlforge" else []
 
 
 def _tag(client, name: str, version: str, candidate: Candidate, gate_metric: str,
