@@ -23,6 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
 
 
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_from_the_shell(monkeypatch):
+    """A shell's MLFLOW_TRACKING_URI would send every test's runs to that store; the
+    tests that need the variable set it themselves."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def mlflow_dir(tmp_path_factory):
     """One MLflow store for the session (creating its database takes seconds)."""
