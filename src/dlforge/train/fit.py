@@ -267,8 +267,8 @@ def _argument_problem(target: str, err: TypeError, given: dict, arguments: str) 
     name = re.search(r"'(\w+)'", message)
     key = f"model.net.{name[1]}" if name else "model.net"
     if name and name[1] in given:
-        fix = (f"accept {name[1]} in {target}.__init__: dlforge passes num_classes and the "
-               f"encoder's inputs ({', '.join(given)}) to every model")
+        fix = (f"accept {name[1]} in {target}.__init__: every model is given num_classes "
+               f"and the encoder's inputs (here {', '.join(given)})")
     elif "unexpected" in message:
         fix = f"remove {key} or add {name[1] if name else 'it'} to {target}.__init__"
     else:
