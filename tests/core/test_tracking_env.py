@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import mlflow
 import pytest
@@ -77,3 +78,12 @@ def test_an_empty_variable_fails_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_TRACKING_URI, "")
     with pytest.raises(DlforgeError, match="tracking.tracking_uri is empty.*MLFLOW_TRACKING_URI"):
         setup_tracking_uri(train_config(tmp_path).tracking)
+
+
+def test_pointing_mlflow_at_a_store_leaves_the_variable_as_the_user_set_it(tmp_path,
+                                                                           monkeypatch):
+    setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{tmp_path}/a.db"}))
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # a later composition keeps its default
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/user.db")
+    setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{tmp_path}/b.db"}))
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/user.db"

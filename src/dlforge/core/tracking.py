@@ -55,7 +55,14 @@ def setup_tracking_uri(tracking) -> None:
             f"Fix: unset {ENV_TRACKING_URI} or set it to an MLflow tracking URI "
             "(sqlite:///path/mlflow.db, http://host:5000)")
     uri = absolute_sqlite(tracking.tracking_uri)
+    users = os.environ.get(ENV_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
+    # MLflow also exports the URI to the environment; the configs read that variable as
+    # the user's choice, so a later composition in this process must not see ours.
+    if users is None:
+        os.environ.pop(ENV_TRACKING_URI, None)
+    else:
+        os.environ[ENV_TRACKING_URI] = users
     if uri.startswith("sqlite:///"):
         _create_sqlite_store(uri)
 
