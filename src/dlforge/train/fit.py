@@ -21,6 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_text_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import finish_run, setup_mlflow, setup_tracking_uri
 from dlforge.data.snapshot import Snapshot
@@ -79,9 +80,8 @@ def _prepare(cfg: DictConfig, snapshot: Snapshot) -> tuple[dict, Path]:
                   resume_from=str(last) if resumable else None)
     tracking.write_state(files.run_state, run_id=run_id,
                          config_hash=digest, status="running")
-    frozen_path = files.frozen_config
-    frozen_path.write_text(OmegaConf.to_yaml(OmegaConf.create(frozen)))
-    return frozen, frozen_path
+    write_text_atomic(files.frozen_config, OmegaConf.to_yaml(OmegaConf.create(frozen)))
+    return frozen, files.frozen_config
 
 
 def fit(frozen: dict, report: dict | None = None) -> dict:

@@ -7,13 +7,13 @@ launcher can check that data-parallel ranks ended identical.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
+from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 
 
@@ -26,8 +26,7 @@ def main(path: str) -> None:
     report = {}
     metrics = fit(frozen, report=report)
     files = ExperimentLayout.from_paths(frozen["paths"]).train
-    files.ranks.mkdir(parents=True, exist_ok=True)
-    files.rank_report(report["rank"]).write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(files.rank_report(report["rank"]), report)
     if metrics:
         logging.getLogger(__name__).info("rank 0 done: %s", metrics)
 
