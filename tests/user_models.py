@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 NETS = '''"""The project's networks (a user's own code)."""
@@ -77,3 +80,12 @@ def write_user_code(root: Path, name: str) -> Path:
     (package / "layers.py").write_text(LAYERS)
     (package / "notes.txt").write_text("not code: not carried\n")
     return root / "src"
+
+
+def python_elsewhere(code: str, folder: Path) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter whose working directory is ``folder`` (made
+    here) and whose PYTHONPATH is unset: nothing of the project is on its path."""
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)

@@ -4,9 +4,6 @@ with the package, covered by its digests, and load in a process without the proj
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from importlib import import_module
 
 import pytest
@@ -16,7 +13,7 @@ from dlforge.core.errors import DlforgeError
 from dlforge.core.hashing import sha256_file
 from dlforge.models.package import load_package, read_sums, save_package, verify_package
 from dlforge.models.preprocessing import TextEncoder
-from tests.user_models import project_name, write_user_code
+from tests.user_models import project_name, python_elsewhere, write_user_code
 
 TEXTS = ["play a song", "book a table", "play loud music", "a table for two"]
 
@@ -50,17 +47,13 @@ def test_the_package_records_the_class_and_carries_the_project_code(user_package
 def test_a_fresh_process_elsewhere_loads_it_without_the_project(user_package, tmp_path):
     folder, name = user_package
     expected = load_package(folder).scores(TEXTS).tolist()
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
     code = (f"import json, sys\n"
             f"assert {str(tmp_path / 'project' / 'src')!r} not in sys.path\n"
             f"from dlforge.models.package import load_package\n"
             f"p = load_package({str(folder)!r})\n"
             f"assert sys.modules[{name!r}].__file__.startswith({str(folder)!r})\n"
             f"print(json.dumps(p.scores({TEXTS!r}).tolist()))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env,
-                         capture_output=True, text=True)
+    out = python_elsewhere(code, tmp_path / "elsewhere")
     assert out.returncode == 0, out.stderr
     assert torch.tensor(json.loads(out.stdout)).allclose(torch.tensor(expected), atol=1e-6)
     assert not list((folder / "code").rglob("__pycache__"))  # no bytecode written into it

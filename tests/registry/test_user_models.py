@@ -4,12 +4,9 @@ from another folder, without the project's code on its path."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 from dlforge.models.package import load_package
-from tests.user_models import project_name, write_user_code
+from tests.user_models import project_name, python_elsewhere, write_user_code
 
 
 def test_a_registered_user_model_loads_as_a_pyfunc_elsewhere(project, tmp_path, monkeypatch):
@@ -19,15 +16,11 @@ def test_a_registered_user_model_loads_as_a_pyfunc_elsewhere(project, tmp_path, 
     texts = ["pizza for dinner", "play a loud song"]
     package = tmp_path / "outputs/intent/train/model"
     expected = [round(p["score"], 5) for p in load_package(package).predict(texts)]
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
     code = ("import json, sys, mlflow\n"
             f"assert {str(tmp_path / 'src')!r} not in sys.path\n"
             f"mlflow.set_tracking_uri({project.tracking_uri!r})\n"
             f"model = mlflow.pyfunc.load_model({record['uri']!r})\n"
             f"print(json.dumps(model.predict({texts!r})['score'].round(5).tolist()))\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = python_elsewhere(code, tmp_path / "elsewhere")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
