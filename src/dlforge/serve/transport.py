@@ -114,7 +114,7 @@ class WorkerQueues:
         start = next(self._turn)
         for step in range(self.workers):
             worker = (start + step) % self.workers
-            if not self._alive[worker]:
+            if not self._running(worker):
                 continue
             try:
                 self._socket(worker).send(data, zmq.NOBLOCK)
@@ -165,9 +165,22 @@ class WorkerQueues:
                 _fail(item, 504, f"no answer within {self.deadline:g} s (request_timeout)")
                 del self.assigned[uid]
 
+    def _running(self, worker: int) -> bool:
+        """Whether ``worker`` may be sent requests: not started yet (they wait for it) or
+        alive. Looked up afresh: the watch's view is up to WATCH_SECONDS old, and a
+        restarted worker would be refused for that long after readiness says it runs."""
+        pid = self.pids[worker]
+        return pid == 0 or worker_alive(pid)
+
     def processes(self) -> list[dict]:
-        """Per worker: its pid (0 before it started) and whether it runs (for readiness)."""
-        return [{"pid": pid, "alive": pid != 0 and worker_alive(pid)} for pid in self.pids]
+        """Per worker: its pid (0 before it started) and whether it takes requests from
+        this HTTP process (for readiness): it runs, and this process's socket to it has
+        reconnected since it was (re)started, so that a request sent now is not refused."""
+        import zmq
+
+        return [{"pid": pid, "alive": pid != 0 and worker_alive(pid)
+                 and bool(self._socket(worker).poll(0, zmq.POLLOUT))}
+                for worker, pid in enumerate(self.pids)]
 
     # -- the inference worker -------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None):
