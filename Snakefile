@@ -1,17 +1,12 @@
-# The dlforge workflow: `snakemake --profile workflow/profiles/local`.
-# Rules only wire `dlforge` commands together; parameters live in conf/.
+# The workflow: `snakemake --profile workflow/profiles/local`.
+# The rules come with dlforge; the experiments are listed in workflow/config.yaml.
 configfile: "workflow/config.yaml"
 
 
-# `snakemake --report report.html`: the metrics and plots of every experiment.
-report: "workflow/report/workflow.rst"
+from dlforge.stages.workflow import RULES
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/sweep.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/registry.smk"
+include: RULES
 
 
 # Every output of every stage, so that a deleted file is made again.

@@ -11,7 +11,7 @@ In a fresh ``git clone`` of this repository's HEAD (a temp folder; ``--keep`` ke
 2. ``snakemake --profile workflow/profiles/local`` again: nothing to do (target: 3 s);
 3. ``dvc commit -f`` records the outputs Snakemake built (so DVC knows them without
    re-running), then ``dvc repro``: nothing to do (target: 3 s);
-4. one parameter changed (``conf/model/small_cnn.yaml`` dropout, the digits model):
+4. one parameter changed (``src/dlforge/conf/model/small_cnn.yaml`` dropout, the digits model):
    the Snakemake re-run (train, evaluate, register of digits), then another value
    and the ``dvc repro`` re-run.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PARAM_FILE = Path("conf/model/small_cnn.yaml")
+PARAM_FILE = Path("src/dlforge/conf/model/small_cnn.yaml")
 
 
 def timed(cwd: Path, *cmd: str) -> tuple[float, str]:

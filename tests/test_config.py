@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from dlforge.core.config import compose
+from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.stages.workflow import experiments
 from tests.conftest import ROOT
 
-CONF = ROOT / "conf"
 ENTRY = ["ingest", "snapshot"]
+SHIPPED = [*(ROOT / "conf").rglob("*.yaml"), *PACKAGED_CONF.rglob("*.yaml")]
 
 
-@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")),
-                         ids=lambda p: str(p.relative_to(CONF)))
+@pytest.mark.parametrize("path", sorted(SHIPPED), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_yaml_loads(path):
     assert OmegaConf.load(path) is not None
 

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from dlforge.stages.params import compose_params, overrides
+from dlforge.core.config import PACKAGED_CONF
+from dlforge.stages.params import compose_params, overrides, write_params_file
 from dlforge.stages.workflow import dvc_yaml, experiment_config, experiments
 from tests.conftest import ROOT, dlforge_serve
 
@@ -65,6 +66,16 @@ def test_params_yaml_changes_become_overrides_of_the_keys_changed(tmp_path):
     changed["optimizer"]["lr"] = 0.01
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))
     assert overrides(tmp_path / "params.yaml") == ["optimizer.lr=0.01", "trainer.max_epochs=5"]
+
+
+def test_a_generated_params_yaml_never_undoes_a_later_config_edit(tmp_path):
+    written = write_params_file(tmp_path / "params.yaml")
+    # conf/ said lr 0.5 when the file was written and has changed back since.
+    written.write_text(written.read_text().replace("lr: 0.003", "lr: 0.5"))
+    assert overrides(written) == []
+    # The same values composed by DVC (no header line): the user set them.
+    written.write_text(written.read_text().split("\n", 2)[2])
+    assert overrides(written) == ["optimizer.lr=0.5"]
 
 
 def snakemake_plan(cwd: Path) -> dict[str, dict]:
@@ -135,12 +146,16 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project):
     registered = json.loads((project / "outputs/intent/register.json").read_text())
     assert registered["champion"] == registered["version"] == "1"  # the run ends with a champion
     assert "Nothing to be done" in snakemake(project)
-    # A training parameter re-runs training only.
+    # The project's copy of a packaged config replaces it: training alone re-runs.
     optimizer = project / "conf/optimizer/adamw.yaml"
-    optimizer.write_text(optimizer.read_text().replace("lr: 0.003", "lr: 0.004"))
+    optimizer.parent.mkdir()
+    packaged = (PACKAGED_CONF / "optimizer/adamw.yaml").read_text()
+    optimizer.write_text(packaged.replace("lr: 0.003", "lr: 0.004"))
     log = snakemake(project)
     assert "rule train" in log and "rule ingest" not in log and "rule snapshot" not in log
     assert "rule evaluate" in log and "rule register" in log
+    frozen = yaml.safe_load((project / "outputs/intent/train/config.yaml").read_text())
+    assert frozen["optimizer"]["lr"] == 0.004
     # A commit added by hand re-runs ingest and snapshot, once.
     extra = project / "extra.csv"
     extra.write_text("please add this example,new_intent\n")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import optuna
 import pytest
@@ -12,12 +11,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from dlforge.core.config import compose
+from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.core.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.space import parse_space
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "hpo"
+CONF = PACKAGED_CONF / "hpo"
 STEPPED = {"optimizer.lr": {"type": "float", "low": 0.001, "high": 0.004, "step": 0.001},
            "model.net.hidden_dim": {"type": "categorical", "choices": [64, 128]}}
 

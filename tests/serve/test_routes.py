@@ -26,7 +26,7 @@ RID = "0" * 32
 def settings(tmp_path) -> ServeSettings:
     """conf/serve.yaml's settings, under tmp_path."""
     return server_settings(compose("serve", [f"paths.root={tmp_path}", "api_key=null",
-                                             "models.intent.strategy=bandit"]))
+                                             "models={intent: {strategy: bandit}}"]))
 
 
 @pytest.fixture

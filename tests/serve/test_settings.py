@@ -19,13 +19,24 @@ def settings(tmp_path, *overrides: str):
 
 
 def test_the_shipped_settings_are_plain_data_with_absolute_paths(tmp_path):
-    s = settings(tmp_path, "+models.other={strategy: bandit, versions: [3, 4]}")
+    s = settings(tmp_path, "models={intent: {}, other: {strategy: bandit, versions: [3, 4]}}")
     assert pickle.loads(pickle.dumps(s)) == s  # the worker processes receive it
-    assert s.models["intent"] == ModelSettings()
+    assert s.models["intent"] == ModelSettings() and s.default_model == "intent"
     assert s.models["other"].release().versions == ("3", "4")
     for path in (s.log_dir, s.state_path, s.metrics_dir, s.cache_dir):
         assert Path(path).is_absolute() and Path(path).is_relative_to(tmp_path)
     assert s.tracking_uri.startswith("sqlite:////")
+
+
+def test_by_default_the_project_serves_the_champion_of_each_experiment(tmp_path,
+                                                                      monkeypatch):
+    s = settings(tmp_path)  # the sample project: workflow/config.yaml lists intent, digits
+    assert list(s.models) == ["intent", "digits"] and s.default_model == "intent"
+    assert s.models["digits"] == ModelSettings(strategy="blue_green", alias="champion")
+    monkeypatch.chdir(tmp_path)  # no project here: the model must be named
+    with pytest.raises(DlforgeError, match="nothing to serve. Fix: .*'models={NAME: {}}'"):
+        settings(tmp_path)
+    assert list(settings(tmp_path, "models={mine: {}}").models) == ["mine"]
 
 
 def test_the_api_key_is_not_in_the_settings_repr(tmp_path):
@@ -33,10 +44,11 @@ def test_the_api_key_is_not_in_the_settings_repr(tmp_path):
 
 
 @pytest.mark.parametrize(("override", "words"), [
-    ("+models.other={strategy: rolling}",
+    ("models={other: {strategy: rolling}}",
      "models.other.strategy='rolling' in conf/serve.yaml: expected one of blue_green"),
-    ("+models.intent.stratgy=canary", "models.intent: unknown keys \\['stratgy'\\]"),
-    ("models.intent.share=1.5", "models.intent.share=1.5 .*: expected a value in \\[0, 1\\]"),
+    ("models={intent: {stratgy: canary}}", "models.intent: unknown keys \\['stratgy'\\]"),
+    ("models={intent: {share: 1.5}}",
+     "models.intent.share=1.5 .*: expected a value in \\[0, 1\\]"),
     ("default_model=nope", "default_model='nope' is not one of models"),
     ("cpu_threads=0", "cpu_threads=0 .*: expected a value >= 1"),
     ("batch_timeout=-1", "batch_timeout=-1 .*: expected a value >= 0"),

@@ -1,6 +1,7 @@
 """dlforge command line.
 
 Usage:
+    dlforge init PATH [--example intent|digits]       a new project, ready for git and DVC
     dlforge data {create,commit,list,show,snapshot,fetch,verify} ...   the dataset manager
     dlforge ingest experiment=NAME [overrides...]     commit the experiment's sources
     dlforge snapshot experiment=NAME [overrides...]   build its training snapshot
@@ -43,6 +44,7 @@ STAGES = {
 }
 # command -> module whose main(argv) implements it
 TOOLS = {
+    "init": "dlforge.cli.init",
     "data": "dlforge.cli.data",
     "runs": "dlforge.cli.runs",
     "models": "dlforge.cli.models",

@@ -29,11 +29,13 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     """Run stage ``name`` (``target``: ``module:function``) over ``conf/<name>.yaml``."""
     import hydra
 
-    from dlforge.core.config import conf_dir
+    from dlforge.core.config import compose, conf_dir
     from dlforge.stages.config import stage_overrides
 
     add_project_code()
     overrides = stage_overrides(name, command_line)
+    if not any(arg.startswith("-") for arg in overrides):  # Hydra's own flags aside
+        compose(name, overrides)  # a config that does not compose: the file and the fix
     module, attr = target.split(":")
     function = getattr(import_module(module), attr)
     status = {"code": 0}

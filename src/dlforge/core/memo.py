@@ -2,9 +2,10 @@
 
 Snakemake re-reads the stage graph on every run, even when nothing is to be
 done, and composing the Hydra configs behind it takes seconds. The graph only
-changes when a file under ``conf/`` (or the workflow config) changes, so it is
-kept in a JSON file keyed by a digest of those files' contents: a run with
-unchanged configs reads it back in milliseconds, a changed file recomputes.
+changes when a config file (the project's, the packaged ones, the workflow
+config) or the project's code changes, so it is kept in a JSON file keyed by a
+digest of those files' contents: a run with unchanged files reads it back in
+milliseconds, a changed file recomputes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ CACHE_FILE = Path(".snakemake") / "dlforge" / "memo.json"
 
 @functools.cache
 def config_digest(*roots: str) -> str:
-    """sha256 over the paths and bytes of every YAML file under ``roots`` (and the cwd)."""
+    """sha256 over the paths and bytes of every YAML and Python file under ``roots``
+    (and the cwd)."""
     digest = hashlib.sha256(os.getcwd().encode())
     for root in roots:
         path = Path(root)
-        files = [path] if path.is_file() else sorted(path.rglob("*.yaml"))
+        files = [path] if path.is_file() else sorted(
+            f for pattern in ("*.yaml", "*.py") for f in path.rglob(pattern))
         for file in files:
             digest.update(str(file).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -3,7 +3,7 @@
 ``stages(exp)`` lists each stage of an experiment with its command, the files it
 depends on (sources and the config files it composes) and what it writes
 (:data:`OUTPUTS`, placed by :class:`~dlforge.core.layout.ExperimentLayout`). The
-Snakemake rules (``workflow/rules/*.smk``) take their inputs and outputs from
+Snakemake rules (packaged: :data:`RULES`) take their inputs and outputs from
 here, and ``dlforge workflow dvc`` writes ``dvc.yaml`` from the same list, so
 the two cannot drift apart (a test checks that the committed ``dvc.yaml`` is
 current).
@@ -23,11 +23,17 @@ from pathlib import Path
 
 import yaml
 
+from dlforge.core.config import PACKAGED_CONF
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.memo import memo
 from dlforge.stages.params import PARAMS_FILE
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
+# The packaged Snakemake rules: a project's Snakefile includes this file.
+RULES = str(Path(__file__).resolve().parents[1] / "rules" / "dlforge.smk")
+# What the stage graph is computed from: a change in any of them recomputes it.
+_GRAPH_SOURCES = ("conf", str(WORKFLOW_CONFIG), str(PACKAGED_CONF), "src")
+PROJECT_CODE = Path("src")  # the project's own code: what training builds its model from
 _TRAIN_GROUPS = ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
                  "trainer", "callbacks", "tracking", "hpo", "hpo/sampler", "hpo/pruner")
 CONF_GROUPS = {"ingest": ("paths", "dataset", "experiment"),
@@ -117,12 +123,9 @@ class Stage:
 @functools.cache
 def experiment_config(exp: str, stage: str = "ingest"):
     """The composed config of ``stage`` for experiment ``exp`` (with Hydra's choices)."""
-    from hydra import compose, initialize_config_dir
+    from dlforge.core.config import compose
 
-    from dlforge.core.config import conf_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(stage, [f"experiment={exp}"], return_hydra_config=True)
+    return compose(stage, [f"experiment={exp}"], hydra_config=True)
 
 
 def stages(exp: str) -> list[Stage]:
@@ -131,7 +134,7 @@ def stages(exp: str) -> list[Stage]:
             for s in _stage_records(exp)]
 
 
-@memo("conf", str(WORKFLOW_CONFIG))
+@memo(*_GRAPH_SOURCES)
 def _stage_records(exp: str) -> list[dict]:
     """The stages as plain data (kept on disk: composing the configs takes seconds)."""
     return [dataclasses.asdict(s) for s in _build_stages(exp)]
@@ -148,14 +151,16 @@ def _build_stages(exp: str) -> list[Stage]:
         _stage(exp, "snapshot", layout, [layout.ingest_summary],
                persist=(_norm(f"{cfg.paths.snapshot_dir}/{dataset}"),)),
     ]
+    code = _project_code()
     if swept:
         # The study journal and trial folders are the sweep's working state (a
         # re-run continues the study), not outputs.
-        graph.append(_stage(exp, "sweep", layout, [layout.snapshot_summary], params=params))
+        graph.append(_stage(exp, "sweep", layout, [layout.snapshot_summary, *code],
+                            params=params))
     best = [layout.sweep.best] if swept else []
     graph += [
-        _stage(exp, "train", layout, [layout.snapshot_summary, *best, layout.retrain_marker],
-               params=params),
+        _stage(exp, "train", layout, [layout.snapshot_summary, *best, layout.retrain_marker,
+                                      *code], params=params),
         _stage(exp, "evaluate", layout, [layout.train.model, layout.train.metrics]),
         _stage(exp, "register", layout, [layout.eval.metrics, layout.train.model]),
     ]
@@ -185,7 +190,7 @@ def layout_pattern() -> ExperimentLayout:
     return ExperimentLayout.from_paths(_pattern_paths())
 
 
-@memo("conf", str(WORKFLOW_CONFIG))
+@memo(*_GRAPH_SOURCES)
 def _pattern_paths() -> dict:
     from omegaconf import OmegaConf
 
@@ -203,7 +208,7 @@ def stage(exp: str, name: str) -> Stage:
     return next(s for s in stages(exp) if s.name == name)
 
 
-@memo("conf", str(WORKFLOW_CONFIG))
+@memo(*_GRAPH_SOURCES)
 def sweep_workers(exp: str) -> int:
     """``hpo.n_workers``: the sweep rule's threads (one core per worker)."""
     return int(experiment_config(exp, "train").hpo.n_workers)
@@ -225,7 +230,7 @@ def external_commits(exp: str) -> str:
                     if _norm(c["source"]["path"]) not in where["declared"])
 
 
-@memo("conf", str(WORKFLOW_CONFIG))
+@memo(*_GRAPH_SOURCES)
 def _dataset_sources(exp: str) -> dict:
     """The experiment's dataset folder in the store and its declared source paths."""
     cfg = experiment_config(exp)
@@ -269,15 +274,29 @@ def write_dvc_yaml(path: Path = Path("dvc.yaml")) -> Path:
 
 
 def _conf_files(exp: str, stage_name: str) -> list[str]:
-    from dlforge.core.config import conf_dir
+    """The config files ``stage_name`` composes for ``exp``, where the search path finds
+    them. A packaged file counts only where it lies inside the project (dlforge
+    installed from a checkout of itself); elsewhere it changes with dlforge's version."""
+    from dlforge.core.config import config_file
 
-    root = Path(os.path.relpath(conf_dir()))
     choices = experiment_config(exp, stage_name).hydra.runtime.choices
     entries = ENTRY_CONFIGS.get(stage_name, (stage_name,))
-    files = [*(root / f"{name}.yaml" for name in entries), root / "stage.yaml"]
-    files += [root / group / f"{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
+    names = [*(f"{name}.yaml" for name in entries), "stage.yaml"]
+    names += [f"{group}/{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
               if choices.get(group)]
-    return [str(f) for f in files]
+    here = Path.cwd()
+    files = [found for name in names if (found := config_file(name)) is not None]
+    return [os.path.relpath(f) for f in files if f.is_relative_to(here)]
+
+
+def _project_code() -> list[str]:
+    """The project's Python files under src/ (dlforge's own, in a checkout of it, are
+    the tool, not the project)."""
+    if not PROJECT_CODE.is_dir():
+        return []
+    tool = (PACKAGED_CONF.parent, PACKAGED_CONF.parents[1] / "hydra_plugins")
+    return sorted(str(f) for f in PROJECT_CODE.rglob("*.py") if "__pycache__" not in f.parts
+                  and not any(f.resolve().is_relative_to(t) for t in tool))
 
 
 def _source_files(sources) -> list[str]:

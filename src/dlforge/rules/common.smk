@@ -4,13 +4,13 @@ from snakemake.utils import validate
 
 from dlforge.stages import workflow as graph
 
-validate(config, "../schemas/config.schema.yaml")
+validate(config, "config.schema.yaml")
 
 # The experiment's files with the wildcard {exp}: outputs/{exp}/..., from conf/paths.
 LAYOUT = graph.layout_pattern()
 
 # Outputs shown by `snakemake --report`, each experiment a category: the
-# caption (workflow/report/) of each, and the subcategory of each stage.
+# caption (report/ beside this file) of each, and the subcategory of each stage.
 CAPTIONS = {
     ("sweep", "summary"): "sweep_summary.rst",
     ("sweep", "history"): "history.rst",
@@ -33,7 +33,7 @@ def outputs(stage_name):
         if kind == "dirs":
             path = directory(path)
         elif (stage_name, name) in CAPTIONS:
-            path = report(path, caption=f"../report/{CAPTIONS[stage_name, name]}",
+            path = report(path, caption=f"report/{CAPTIONS[stage_name, name]}",
                           category="{exp}", subcategory=SUBCATEGORIES[stage_name])
         named[name] = path
     return named

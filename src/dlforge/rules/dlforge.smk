@@ -1,0 +1,20 @@
+# dlforge's rules, shipped inside the package. A project's Snakefile loads its
+# workflow config, includes this file and asks for what it wants built:
+#
+#     configfile: "workflow/config.yaml"
+#     from dlforge.stages.workflow import RULES
+#     include: RULES
+#     rule all: ...
+#
+# Rules only wire `dlforge` commands together; parameters live in conf/.
+
+
+# `snakemake --report report.html`: the metrics and plots of every experiment.
+report: "report/workflow.rst"
+
+
+include: "common.smk"
+include: "data.smk"
+include: "sweep.smk"
+include: "train.smk"
+include: "registry.smk"

@@ -1,0 +1,103 @@
+"""`dlforge init`: a new project is complete, refuses to overwrite, and the sample is one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlforge.core.errors import DlforgeError
+from dlforge.stages.project import init
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def dlforge(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / "dlforge"), *args], cwd=cwd, capture_output=True,
+                            text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
+    summary = init(tmp_path / "my-proj")
+    project = Path(summary["project"])
+    assert summary["package"] == "my_proj" and summary["experiment"] == "my_proj"
+    for path in ["conf/dataset/my_proj.yaml", "conf/experiment/my_proj.yaml",
+                 "conf/model/my_proj.yaml", "conf/params.yaml", "src/my_proj/__init__.py",
+                 "src/my_proj/nets.py", "workflow/config.yaml",
+                 "workflow/profiles/local/config.yaml", "Snakefile", "dvc.yaml",
+                 "params.yaml", "data/raw.dvc", ".gitignore", "README.md", ".git", ".dvc"]:
+        assert (project / path).exists(), path
+    assert yaml.safe_load((project / "workflow/config.yaml").read_text())[
+        "experiments"] == ["my_proj"]
+    assert "/outputs/" in (project / ".gitignore").read_text()
+    assert "{{" not in (project / "README.md").read_text()
+    # The stage graph trains when the project's own code changes.
+    train = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["train-my_proj"]
+    assert "src/my_proj/nets.py" in train["deps"] and "conf/model/my_proj.yaml" in train["deps"]
+    # Every stage composes from the project's conf/ plus the packaged base configs,
+    # and the experiment trains the project's own network.
+    job = yaml.safe_load(dlforge(project, "train", "experiment=my_proj", "--cfg", "job").stdout)
+    assert job["model"]["net"]["_target_"] == "my_proj.nets.TextClassifier"
+    assert job["trainer"]["max_epochs"] == 10 and job["optimizer"]["lr"] == 0.003
+    assert not list(tmp_path.glob(".my-proj.init-*")), "the staging folder is left behind"
+
+
+def test_init_refuses_a_non_empty_or_unwritable_folder_and_writes_nothing(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("mine")
+    answer = dlforge(tmp_path, "init", "full", check=False)
+    assert answer.returncode != 0 and f"{full} exists and is not an empty folder" in (
+        answer.stderr), answer.stderr
+    assert [p.name for p in full.iterdir()] == ["notes.txt"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DlforgeError, match="cannot create the project there.*Fix: choose"):
+        init(blocker / "proj")
+    with pytest.raises(DlforgeError, match="no Python package name"):
+        init(tmp_path / "1st")
+    with pytest.raises(DlforgeError, match="--example faces: no such example"):
+        init(tmp_path / "proj", "faces")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "full"]
+
+
+def test_an_empty_folder_becomes_the_project(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert init(tmp_path / "empty", "digits")["experiment"] == "digits"
+    assert (tmp_path / "empty" / "conf/experiment/digits.yaml").is_file()
+
+
+@pytest.mark.parametrize("example", ["intent", "digits"])
+def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path, example):
+    project = Path(init(tmp_path / "sample", example)["project"])
+    same = ["Snakefile", "conf/params.yaml", "workflow/profiles/local/config.yaml",
+            "workflow/profiles/slurm/config.yaml",
+            *(str(p.relative_to(project)) for p in (project / "conf").rglob("*.yaml")
+              if p.parent.name in ("dataset", "experiment"))]
+    assert len(same) == 6
+    for name in same:
+        assert (project / name).read_bytes() == (ROOT / name).read_bytes(), name
+    if example == "intent":
+        for part in ("part-a.csv", "part-b.csv"):
+            raw = f"data/raw/clinc150/{part}"
+            assert (project / raw).read_bytes() == (ROOT / raw).read_bytes()
+
+
+def test_a_project_config_overriding_a_group_that_does_not_exist_is_named_with_the_fix(
+        tmp_path):
+    project = Path(init(tmp_path / "proj")["project"])
+    experiment = project / "conf/experiment/proj.yaml"
+    experiment.write_text(experiment.read_text().replace(
+        "  - override /model: proj\n", "  - override /model: proj\n  - override /trainr: ddp\n"))
+    for command in (["train", "experiment=proj"], ["workflow", "dvc"]):
+        answer = dlforge(project, *command, check=False)
+        assert answer.returncode != 0 and "Traceback" not in answer.stderr, answer.stderr
+        assert "In 'experiment/proj': Could not override 'trainr'" in answer.stderr
+        assert "Fix: override one of the config groups (callbacks, datamodule" in answer.stderr

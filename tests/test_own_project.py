@@ -1,0 +1,133 @@
+"""A project of one's own, with dlforge installed from its wheel, outside this repository:
+init, a CSV dataset, a network of the project's, snakemake; then the registered
+model loads through MLflow and is served from another folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, dlforge_serve
+
+BIN = Path(sys.executable).parent
+INTENTS = {
+    "weather": ["what is the weather in {}", "will it rain in {} today", "forecast for {}"],
+    "travel": ["book a flight to {}", "find me a train to {}", "i want to travel to {}"],
+    "food": ["order a pizza near {}", "find a restaurant in {}", "where can i eat in {}"],
+}
+CITIES = ["paris", "oslo", "lima", "cairo", "tokyo", "quito", "rome", "dakar", "perth", "kyiv",
+          *(f"town{i}" for i in range(30))]
+OWN_NET = '''
+import torch
+from torch import nn
+
+
+class MaxPoolNet(nn.Module):
+    """The project's own network: max-pooled embeddings, then a linear layer."""
+
+    def __init__(self, vocab_size: int, num_classes: int, dim: int = 32):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.out = nn.Linear(dim, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embedding(ids).amax(dim=1))
+'''
+OWN_MODEL = """net:
+  _target_: myproj.pooling.MaxPoolNet
+  dim: 32
+encoder:
+  _target_: dlforge.models.preprocessing.TextEncoder
+  ngrams: 1
+  max_tokens: 16
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, str]:
+    """dlforge from a wheel built from this checkout, first on PYTHONPATH (its
+    dependencies are this environment's), and where it is imported from."""
+    where = tmp_path_factory.mktemp("wheel")
+    source = where / "source"  # a copy: building writes build/ and *.egg-info beside it
+    shutil.copytree(ROOT / "src", source / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).is_file():
+            shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--wheel-dir", str(where / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((where / "dist").glob("dlforge-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(where / "site"), str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(where / "site"),
+           "PATH": f"{BIN}:{os.environ['PATH']}"}
+    found = subprocess.run([sys.executable, "-c", "import dlforge; print(dlforge.__file__)"],
+                           env=env, capture_output=True, text=True, check=True).stdout
+    assert found.startswith(str(where / "site")), found
+    return env
+
+
+def run(cwd: Path, env: dict, *command: str) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
+    run(tmp_path, installed, str(BIN / "dlforge"), "init", "myproj")
+    project = tmp_path / "myproj"
+    rows = random.Random(0)
+    lines = [f"{text.format(city)},{label}" for label, texts in INTENTS.items()
+             for text in texts for city in CITIES]
+    rows.shuffle(lines)
+    (project / "data/raw/myproj.csv").write_text("\n".join(lines) + "\n")
+    (project / "src/myproj/pooling.py").write_text(OWN_NET)
+    (project / "conf/model/mine.yaml").write_text(OWN_MODEL)
+    experiment = project / "conf/experiment/myproj.yaml"
+    experiment.write_text(experiment.read_text().replace("override /model: myproj",
+                                                         "override /model: mine")
+                          .replace("max_epochs: 10", "max_epochs: 6\n  enable_progress_bar: false")
+                          + "optimizer:\n  lr: 0.02\ndatamodule:\n  batch_size: 16\n")
+    run(project, installed, str(BIN / "dlforge"), "workflow", "dvc")
+    run(project, installed, str(BIN / "snakemake"), "--profile", "workflow/profiles/local",
+        "--cores", "2")
+
+    registered = json.loads((project / "outputs/myproj/register.json").read_text())
+    assert registered["champion"] == registered["version"] == "1", registered
+    accuracy = json.loads((project / "outputs/myproj/eval/metrics.json").read_text())["accuracy"]
+    assert accuracy > 0.8, accuracy
+    model = json.loads((project / "outputs/myproj/train/model/model.json").read_text())
+    assert model["class"] == "myproj.pooling:MaxPoolNet"
+    assert (project / "outputs/myproj/train/model/code/myproj/pooling.py").is_file()
+
+    # Elsewhere: no project, its code only inside the registered package.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    uri = f"sqlite:///{project / 'mlruns' / 'mlflow.db'}"
+    env = {**installed, "MLFLOW_TRACKING_URI": uri}
+    script = ("import mlflow\n"
+              "model = mlflow.pyfunc.load_model('models:/myproj@champion')\n"
+              "texts = ['will it rain in oslo today', 'book a flight to lima']\n"
+              "print(model.predict(texts)['label'].tolist())\n")
+    predicted = run(elsewhere, env, sys.executable, "-c", script).strip().splitlines()[-1]
+    assert predicted == "['weather', 'travel']", predicted
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with dlforge_serve(elsewhere, "models={myproj: {}}") as (url, _):
+        answer = httpx.post(f"{url}/predict", json={"inputs": ["find a restaurant in rome"]},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["label"] == "food", answer.json()
