@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@# A plain `torch` requirement pulls a multi-GB CUDA build; without CUDA take the CPU build.
 	@if ! command -v nvidia-smi >/dev/null 2>&1; then \
 		$(BIN)/pip install --quiet torch==$(TORCH_VERSION) $(TORCH_PIP_ARGS); fi
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,transformers]"
 	touch $(STAMP)
 
 # The sample data ships as an in-repository DVC remote; pulling it is offline.

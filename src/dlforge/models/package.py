@@ -5,6 +5,8 @@
                          multi-label), provenance
     preprocessing.json   the fitted input encoder
     weights.safetensors  the weights (no pickle)
+    tokenizer/           an encoder's own files, when it has any (a Hugging Face
+                         tokenizer; see ``save`` on the encoders)
     code/                the project's own code that defines the class, when it is
                          not part of an installed distribution (.py files only;
                          see :mod:`dlforge.models.source`)
@@ -32,11 +34,12 @@ import torch
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.hashing import sha256_file
-from dlforge.models.preprocessing import encoder_from_dict
+from dlforge.models.preprocessing import ENCODER_FILE, TokenizerEncoder, encoder_from_dict
 from dlforge.models.source import CODE, CODE_FILE, REPACKAGE, carry, class_path, describe
 from dlforge.models.source import import_class as _import_class
 
 FILES = ("model.json", "preprocessing.json", "weights.safetensors")  # in every package
+EXTRA = (CODE, TokenizerEncoder.files)  # folders whose every file must be listed
 SUMS_LINE = re.compile(r"(?P<digest>[0-9a-f]{64})  (?P<name>[^\n]+)")
 
 
@@ -48,7 +51,11 @@ def save_package(folder: Path, weights: dict[str, torch.Tensor], net_class: type
     Args:
         weights: the network's full (unsharded) state dict.
         net_class: the network's class; ``net_class(**arguments)`` rebuilds it. Its
-            code is carried under ``code/`` unless an installed distribution has it.
+            code is carried under ``code/`` unless an installed distribution has it. A
+            class may define ``package_arguments(arguments)``: the arguments that
+            rebuild it offline (a pretrained backbone's config instead of its folder).
+        encoder: the fitted encoder; one that defines ``save(folder)`` writes its own
+            files into the package too.
     """
     from safetensors.torch import save_file
 
@@ -56,13 +63,16 @@ def save_package(folder: Path, weights: dict[str, torch.Tensor], net_class: type
     path = class_path(net_class)
     source, root = describe(net_class)
     code = carry(root, folder) if root is not None else []
+    if hasattr(net_class, "package_arguments"):
+        arguments = net_class.package_arguments(arguments)
+    own = encoder.save(folder) if hasattr(encoder, "save") else []
     spec = {"format": 2, "class": path, "source": source, "arguments": arguments,
             "labels": labels, "multi_label": multi_label, **info}
     (folder / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     (folder / "preprocessing.json").write_text(json.dumps(encoder.to_dict()) + "\n")
     state = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
     save_file(state, folder / "weights.safetensors")
-    sums = {f: sha256_file(folder / f) for f in (*FILES, *code)}
+    sums = {f: sha256_file(folder / f) for f in (*FILES, *code, *own)}
     (folder / "SHA256SUMS").write_text(_sums_text(sums))
     return folder
 
@@ -136,7 +146,8 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
 
 def read_encoder(folder: Path):
     """The package's fitted input encoder (no weights loaded, no digests checked)."""
-    return encoder_from_dict(json.loads((Path(folder) / "preprocessing.json").read_text()))
+    return encoder_from_dict(json.loads((Path(folder) / "preprocessing.json").read_text()),
+                             Path(folder))
 
 
 def check_architecture(folder: Path, spec: dict, build: type) -> None:
@@ -197,7 +208,7 @@ def _culprits(arguments: dict, built: tuple, stored: tuple) -> str:
 
 def verify_package(folder: Path) -> dict[str, str]:
     """Raise when a file is missing, was changed after the package was written, or
-    was added to its ``code/`` (code that would run unchecked).
+    was added to its ``code/`` (code that would run unchecked) or ``tokenizer/``.
 
     Returns each package file's sha256 (see :func:`read_sums`).
     """
@@ -207,20 +218,21 @@ def verify_package(folder: Path) -> dict[str, str]:
         if not path.is_file() or sha256_file(path) != digest:
             raise DlforgeError(f"{path} is missing or does not match SHA256SUMS: the package "
                                f"was modified or damaged and is refused. {REPACKAGE}")
-    code = folder / CODE
-    for path in sorted(code.rglob("*")) if code.is_dir() else []:
-        if not path.is_dir() and path.relative_to(folder).as_posix() not in sums:
-            raise DlforgeError(f"{path} is not listed in {folder / 'SHA256SUMS'}: code added to "
-                               f"the package after it was written is refused. {REPACKAGE}")
+    for extra in EXTRA:
+        for path in sorted((folder / extra).rglob("*")) if (folder / extra).is_dir() else []:
+            if not path.is_dir() and path.relative_to(folder).as_posix() not in sums:
+                raise DlforgeError(f"{path} is not listed in {folder / 'SHA256SUMS'}: a file "
+                                   f"added to the package after it was written is refused. "
+                                   f"{REPACKAGE}")
     return sums
 
 
 def read_sums(folder: Path) -> dict[str, str]:
-    """``SHA256SUMS`` as ``{file: sha256}``: the package's fixed files and its carried
-    code files (``code/**.py``), once each.
+    """``SHA256SUMS`` as ``{file: sha256}``: the package's fixed files, its carried
+    code files (``code/**.py``) and its encoder's files (``tokenizer/*``), once each.
 
     The listing is checked, not trusted: a line naming any other file (a path out of
-    ``code/``, a ``..``, an unknown or repeated name), a malformed line, or a fixed
+    those folders, a ``..``, an unknown or repeated name), a malformed line, or a fixed
     package file that is not listed refuses the package. The files themselves are
     not hashed here.
     """
@@ -248,10 +260,11 @@ def _line_problem(match: re.Match | None, sums: dict[str, str]) -> str | None:
     """What is wrong with one parsed SHA256SUMS line (None: nothing)."""
     if not match:
         return "is not '<sha256>  <file>'"
-    if match["name"] not in FILES and not CODE_FILE.fullmatch(match["name"]):
+    name = match["name"]
+    if name not in FILES and not (CODE_FILE.fullmatch(name) or ENCODER_FILE.fullmatch(name)):
         # also a path out of code/, '..' or an absolute name
-        return (f"names {match['name']!r}, which is not a package file ({', '.join(FILES)} "
-                f"or {CODE}/**.py)")
+        return (f"names {name!r}, which is not a package file ({', '.join(FILES)}, "
+                f"{CODE}/**.py or {TokenizerEncoder.files}/*)")
     if match["name"] in sums:
         return f"lists {match['name']} a second time"
     return None

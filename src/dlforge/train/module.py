@@ -89,10 +89,19 @@ class Classifier(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = self.optimizer_factory(self._parameter_groups())
+        for group in optimizer.param_groups:  # before the scheduler records each group's rate
+            group["lr"] *= group.get("lr_factor", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+
+    def _parameter_groups(self):
+        """What the optimizer is built over: the net's ``param_groups()`` where it defines
+        them (a group's ``lr_factor`` scales the optimizer's learning rate for it, e.g. a
+        pretrained backbone's; see :mod:`dlforge.models.pretrained`), else every parameter."""
+        groups = getattr(self.net, "param_groups", None)
+        return groups() if callable(groups) else self.parameters()
 
 
 @contextlib.contextmanager
