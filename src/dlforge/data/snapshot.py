@@ -9,6 +9,10 @@ split when later commits are added.
 Layout under ``paths.snapshot_dir``::
 
     <dataset>/<version>/train.parquet, val.parquet, test.parquet, manifest.json
+
+A snapshot is built in bounded memory (:mod:`dlforge.data.build`) and read
+lazily: :meth:`Snapshot.inputs` memory-maps a split and reads an image's bytes
+from the store's objects, by digest, only when it is asked for.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.io import LOCKS, file_lock, fsync_dir, read_json, staging_dir, write_json
 from dlforge.data.build import (
+    ROW_GROUP_ROWS,
     SCHEMA_VERSION,
     SPLITS,
     check_file,
@@ -33,6 +41,8 @@ from dlforge.data.build import (
     read_split,
     write_snapshot,
 )
+from dlforge.data.objects import ObjectReader
+from dlforge.data.reader import SplitInputs
 from dlforge.data.store import Commit, Store
 
 log = logging.getLogger(__name__)
@@ -158,7 +168,7 @@ class SnapshotStore:
         a corrupt one if there is one (``created_at`` keeps its place among the versions)."""
         final = self.root / name / version
         with staging_dir(self.root) as stage:
-            manifest = write_snapshot(self.store, name, commits, split, stage / "snap")
+            manifest = write_snapshot(self.store, name, commits, split, stage / "snap", final)
             manifest.update(version=version,
                             created_at=created_at or datetime.now(UTC).isoformat())
             write_json(stage / "snap" / "manifest.json", manifest)
@@ -225,11 +235,14 @@ class Snapshot:
 
         snap = Snapshot.open("data/snapshots/clinc150/3fa2c1d0e9b7")
         snap.version, snap.labels, snap.counts      # from manifest.json
-        frame = snap.split("test")                  # read, hash-checked, validated
+        texts = snap.inputs("train")                # lazy: len, [i], [a:b], iteration
+        ids = snap.table("test", ["label_ids"])     # chosen columns, memory-mapped
+        frame = snap.split("test")                  # the whole split as a DataFrame
 
-    ``labels`` is the merged vocabulary; a split's ``label_ids`` column indexes into it.
-    Every reader of a snapshot (training, evaluation, registration, monitoring)
-    goes through this class.
+    Every file is checked against the manifest's sha256 when it is first read, and
+    every image against its digest. ``labels`` is the merged vocabulary; a split's
+    ``label_ids`` column indexes into it. Every reader of a snapshot (training,
+    evaluation, registration, monitoring) goes through this class.
     """
 
     def __init__(self, path: Path, manifest: dict):
@@ -291,19 +304,69 @@ class Snapshot:
 
         return get_type(self.type).input_column
 
-    def split(self, name: str):
-        """Split ``name`` (train, val or test) as a DataFrame: its file is checked against
-        the manifest's sha256 and validated when it is first read."""
+    @property
+    def objects(self) -> ObjectReader | None:
+        """The store objects that hold the inputs' bytes (None: the inputs are in the
+        splits themselves, as texts are).
+
+        Raises:
+            DlforgeError: for an image snapshot of layout 1 (built by an older dlforge,
+                with the image bytes inside), telling to build it again.
+        """
+        from dlforge.data.types import get_type
+
+        if get_type(self.type).input_digest_column is None:
+            return None
+        if "objects" not in self.manifest:
+            raise DlforgeError(
+                f"snapshot {self.path} has the layout of an older dlforge "
+                f"(schema_version {self.manifest.get('schema_version')}, image bytes inside "
+                f"the splits); this one reads images from the store by digest "
+                f"(schema_version {SCHEMA_VERSION}). Fix: build it again with `dlforge data "
+                f"snapshot {self.dataset}` (or `dlforge snapshot experiment=...`)")
+        return ObjectReader(self.path / self.manifest["objects"], self.dataset)
+
+    def _file(self, name: str) -> Path:
         if name not in SPLITS:
             raise NotFound(f"snapshot {self.version} has no split {name!r} (splits: "
                            f"{', '.join(SPLITS)})")
+        path = self.path / f"{name}.parquet"
+        check_file(path, self.manifest)
+        return path
+
+    def rows(self, name: str) -> int:
+        """The number of examples in split ``name`` (from the manifest)."""
+        self._file(name)
+        return int(self.manifest["files"][f"{name}.parquet"]["rows"])
+
+    def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Columns of split ``name`` as an Arrow table, memory-mapped (the default:
+        every column; an image split holds digests, never bytes)."""
+        return pq.read_table(self._file(name), columns=columns, memory_map=True)
+
+    def batches(self, name: str, columns: list[str] | None = None,
+                rows: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+        """Split ``name`` in record batches of up to ``rows`` rows (memory stays flat)."""
+        yield from pq.ParquetFile(self._file(name), memory_map=True).iter_batches(
+            rows, columns=columns)
+
+    def inputs(self, name: str) -> SplitInputs:
+        """The model inputs of split ``name``, in order, read lazily: texts, or image
+        bytes read from the store by digest and checked against it."""
+        from dlforge.data.types import get_type
+
+        objects = self.objects
+        column = get_type(self.type).input_digest_column if objects else self.input_column
+        return SplitInputs(self._file(name), column, self.rows(name), objects)
+
+    def split(self, name: str):
+        """Split ``name`` (train, val or test) as a DataFrame, read whole: its file is
+        checked against the manifest's sha256 and validated when it is first read.
+        Large splits are better read with :meth:`inputs`, :meth:`table` or :meth:`batches`."""
         if name not in self._splits:
+            self._file(name)
             self._splits[name] = read_split(self.path / f"{name}.parquet")
         return self._splits[name]
-
-    def inputs(self, name: str) -> list:
-        """The model inputs of split ``name``, in order."""
-        return self.split(name)[self.input_column].tolist()
 
     @property
     def train(self):

@@ -144,6 +144,30 @@ class Store:
         validate(self.dataset_type(commit.dataset).schema(), table, path, 1, {})
         return table
 
+    def iter_table(self, commit: Commit, batch_rows: int = 65_536, validate: bool = True):
+        """The committed table in batches of up to ``batch_rows`` rows (``pa.Table``s),
+        each validated against its type's schema unless ``validate`` is False; memory
+        stays flat however large the commit is."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from dlforge.data.validation import validate as check
+
+        path = self.object_path(commit.dataset, commit.digest, TABLE_SUFFIX)
+        schema = self.dataset_type(commit.dataset).schema() if validate else None
+        first_row = 1
+        try:
+            for batch in pq.ParquetFile(path, memory_map=True).iter_batches(batch_rows):
+                table = pa.Table.from_batches([batch])
+                if schema is not None:
+                    check(schema, table, path, first_row, {})
+                first_row += table.num_rows
+                yield table
+        except (pa.ArrowException, OSError) as err:
+            raise DlforgeError(f"commit {commit.id} of {commit.dataset}: {path} is unreadable "
+                               f"({err}). Fix: run `dlforge data verify` and restore the store "
+                               "from its DVC remote (`dvc pull`)") from None
+
     # -- writing -------------------------------------------------------------
 
     def create(self, name: str, type_name: str, source: str | Path, message: str = "",

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dlforge.core.errors import DlforgeError, NotFound
 
 if TYPE_CHECKING:
@@ -71,16 +69,17 @@ def reference_stats(snapshot: Snapshot, encoder, max_rows: int | None) -> Refere
     """Label counts of the train split; ``encoder.summarize`` of up to ``max_rows`` inputs.
 
     A larger split is summarised on an evenly spaced sample of ``max_rows`` rows
-    (deterministic, so repeated runs compare with the same reference).
+    (deterministic, so repeated runs compare with the same reference); only those
+    rows are read.
     """
-    train = snapshot.split("train")
-    labels = Counter(str(label) for row in train["labels"] for label in row)
-    reference = Reference(snapshot.version, len(train), labels)
-    column = train[snapshot.input_column]
-    rows = np.arange(len(column))
-    if max_rows is not None and len(rows) > max_rows:
-        rows = np.linspace(0, len(rows) - 1, max_rows).round().astype(int)
-    for raw in column.iloc[rows]:
+    import pyarrow.compute as pc
+
+    column = snapshot.table("train", ["labels"]).column("labels")
+    counts = pc.value_counts(pc.list_flatten(column)).to_pylist()
+    labels = Counter({str(item["values"]): item["counts"] for item in counts})
+    inputs = snapshot.inputs("train")  # lazy: only the sampled rows are read
+    reference = Reference(snapshot.version, len(inputs), labels)
+    for raw in inputs.sample(max_rows):
         about = encoder.summarize(raw)
         for key, value in about.items():
             reference.inputs[key].append(float(value))

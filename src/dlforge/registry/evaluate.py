@@ -42,16 +42,12 @@ def evaluate_package(model, snapshot: Snapshot, out: EvalFiles, batch_size: int,
     Returns:
         The headline metrics (also in ``metrics.json``), with the snapshot's version.
     """
-    test = snapshot.split("test")
     probs = _scores(model, snapshot.inputs("test"), batch_size)
     labels = model.labels
+    truth = _truth(snapshot, len(labels), model.multi_label)
     if model.multi_label:
-        truth = np.zeros((len(test), len(labels)), dtype=bool)
-        for row, ids in enumerate(test["label_ids"]):
-            truth[row, list(ids)] = True
         result = m.multi_label(truth, probs >= threshold, labels)
     else:
-        truth = np.array([int(ids[0]) for ids in test["label_ids"]])
         result = m.single_label(truth, probs.argmax(axis=1), labels, oos_label)
     headline = {k: round(v, 6) if isinstance(v, float) else v
                 for k, v in result.items() if k not in ("per_class", "confusion")}
@@ -60,8 +56,22 @@ def evaluate_package(model, snapshot: Snapshot, out: EvalFiles, batch_size: int,
     return headline
 
 
-def _scores(model, inputs: list, batch_size: int) -> np.ndarray:
-    """Class probabilities ``(N, C)`` in batches."""
+def _truth(snapshot: Snapshot, num_classes: int, multi_label: bool) -> np.ndarray:
+    """The test split's classes ``(N,)``, or multi-hot ``(N, C)`` for multi-label, read from
+    its ``label_ids`` column alone."""
+    import pyarrow.compute as pc
+
+    ids = snapshot.table("test", ["label_ids"]).column("label_ids").combine_chunks()
+    if not multi_label:
+        return pc.list_element(ids, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    truth = np.zeros((len(ids), num_classes), dtype=bool)
+    rows = np.repeat(np.arange(len(ids)), pc.list_value_length(ids).to_numpy())
+    truth[rows, pc.list_flatten(ids).to_numpy()] = True
+    return truth
+
+
+def _scores(model, inputs, batch_size: int) -> np.ndarray:
+    """Class probabilities ``(N, C)`` in batches; ``inputs`` is read a batch at a time."""
     parts = [model.scores(inputs[i:i + batch_size]).numpy()
              for i in range(0, len(inputs), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))

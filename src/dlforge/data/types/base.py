@@ -59,6 +59,9 @@ class DatasetType(ABC):
     blob_column: ClassVar[str | None] = None
     # Snapshot column a model reads (text, image bytes).
     input_column: ClassVar[str]
+    # Snapshot column with the digest of the object whose bytes are the model's input
+    # (read from the store, never copied into a snapshot), if the input is a blob.
+    input_digest_column: ClassVar[str | None] = None
 
     @abstractmethod
     def stage(self, source: Path, staging: Path) -> Staged:
@@ -81,7 +84,7 @@ class DatasetType(ABC):
         """Integer features summarised in statistics (see :class:`Statistics`)."""
 
     def snapshot_columns(self, table: pa.Table, objects: Path) -> pa.Table:
-        """The input columns a snapshot carries (blobs resolved to bytes, for example)."""
+        """The input columns a snapshot carries (blobs by their digests, for example)."""
         return table.drop_columns(["labels"])
 
     def label_lists(self, table: pa.Table) -> pa.ListArray:

@@ -49,6 +49,7 @@ class ImageClass(DatasetType):
     description = "a folder per class, or a CSV manifest path,label"
     content_columns = ("image", "labels")
     blob_column = "image"
+    input_digest_column = "image_digest"
 
     def schema(self):
         import pandera.pandas as pda
@@ -75,11 +76,10 @@ class ImageClass(DatasetType):
         return table.column("image").combine_chunks()
 
     def snapshot_columns(self, table: pa.Table, objects: Path) -> pa.Table:
-        """Carry the image bytes themselves, so that a snapshot is self-contained."""
-        digests = table.column("image").to_pylist()
-        data = pa.array([(objects / d[:2] / d[2:]).read_bytes() for d in digests], pa.binary())
+        """Refer to each image by its digest: readers take the bytes from the store's
+        objects (:class:`~dlforge.data.objects.ObjectReader`), never from a copy."""
         return table.drop_columns(["labels", "image"]).append_column(
-            "image_digest", table.column("image")).append_column("image", data)
+            self.input_digest_column, table.column("image"))
 
     def stage(self, source: Path, staging: Path) -> Staged:
         if source.is_dir():
