@@ -32,11 +32,15 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
                  "conf/model/my_proj.yaml", "conf/params.yaml", "src/my_proj/__init__.py",
                  "src/my_proj/nets.py", "workflow/config.yaml",
                  "workflow/profiles/local/config.yaml", "Snakefile", "dvc.yaml",
-                 "params.yaml", "data/raw.dvc", ".gitignore", "README.md", ".git", ".dvc"]:
+                 "params.yaml", "data/raw.dvc", ".gitignore", "README.md", ".git", ".dvc",
+                 ".github/workflows/dlforge-review.yml"]:
         assert (project / path).exists(), path
     assert yaml.safe_load((project / "workflow/config.yaml").read_text())[
         "experiments"] == ["my_proj"]
-    assert "/outputs/" in (project / ".gitignore").read_text()
+    ignored = (project / ".gitignore").read_text()
+    assert "/outputs/**" in ignored and "!/outputs/*/eval/*" in ignored  # results stay in git
+    assert "${{ github.base_ref }}" in (project / ".github/workflows/dlforge-review.yml"
+                                        ).read_text()
     assert "{{" not in (project / "README.md").read_text()
     # The stage graph trains when the project's own code changes.
     train = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["train-my_proj"]

@@ -15,7 +15,13 @@ import yaml
 
 from dlforge.core.config import PACKAGED_CONF
 from dlforge.stages.params import compose_params, overrides, write_params_file
-from dlforge.stages.workflow import dvc_yaml, experiment_config, experiments
+from dlforge.stages.workflow import (
+    built_dvc_stages,
+    dvc_yaml,
+    experiment_config,
+    experiments,
+    write_dvc_yaml,
+)
 from tests.conftest import ROOT, dlforge_serve
 
 BIN = str(Path(sys.executable).parent)
@@ -78,6 +84,17 @@ def test_a_generated_params_yaml_never_undoes_a_later_config_edit(tmp_path):
     assert overrides(written) == ["optimizer.lr=0.5"]
 
 
+def test_a_stale_dvc_yaml_is_not_recorded_for_dvc(tmp_path, monkeypatch, caplog):
+    for name in ("conf", "workflow", ".dvc"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("tmp"))
+    monkeypatch.chdir(tmp_path)
+    write_dvc_yaml()
+    assert built_dvc_stages(["intent", "digits"]) == []  # current, but nothing built yet
+    assert "dvc.yaml is not the stage graph" not in caplog.text
+    assert built_dvc_stages(["intent"]) == []  # dvc.yaml also lists digits
+    assert "dvc.yaml is not the stage graph" in caplog.text
+
+
 def snakemake_plan(cwd: Path) -> dict[str, dict]:
     """Every job of a forced dry run: ``{"rule-exp": {"cmd", "redirect", "log", "deps",
     "outs"}}``, the command without its redirection to the log."""
@@ -134,11 +151,23 @@ def without_sweep(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project):
+def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, monkeypatch):
     without_sweep(project)
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(key, "dlforge@example.org")
+    run(project, "git", "init", "-q")
+    run(project, f"{BIN}/dvc", "init", "-q")
+    run(project, f"{BIN}/dlforge", "workflow", "dvc")  # the sweep is off now
     snakemake(project)
+    # Snakemake recorded what ran in dvc.lock: DVC agrees that nothing is to be done.
+    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline")
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
     assert summary["commits"] == [1, 2] and summary["counts"]["input_rows"] == 535
+    assert sum(summary["label_counts"].values()) == sum(
+        summary["counts"][split] for split in ("train", "val", "test"))
     assert (project / summary["path"] / "manifest.json").is_file()
     assert json.loads((project / "outputs/intent/train/metrics.json").read_text())["epochs"] == 1
     assert (project / "outputs/intent/train/model/weights.safetensors").is_file()
@@ -156,6 +185,19 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project):
     assert "rule evaluate" in log and "rule register" in log
     frozen = yaml.safe_load((project / "outputs/intent/train/config.yaml").read_text())
     assert frozen["optimizer"]["lr"] == 0.004
+    # The results are in git: the review and DVC's diffs show both sides.
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "a higher learning rate")
+    review = subprocess.run([f"{BIN}/dlforge", "review", "--base", "HEAD~1", "--format",
+                             "json"], cwd=project, capture_output=True, text=True, check=True)
+    intent = json.loads(review.stdout)["experiments"]["intent"]
+    assert {"key": "optimizer.lr", "old": 0.003, "new": 0.004} in intent["config"]
+    accuracy = next(m for m in intent["metrics"] if m["metric"] == "accuracy")
+    assert accuracy["paired"] is True and len(accuracy["interval"]) == 2
+    assert intent["gate"]["version"] == "2" and intent["gate"]["reason"]
+    assert {c["key"] for c in intent["config"]} == {"optimizer.lr"}
+    metrics = run(project, f"{BIN}/dvc", "metrics", "diff", "HEAD~1", "--all")
+    assert "outputs/intent/eval/metrics.json" in metrics and "accuracy" in metrics
     # A commit added by hand re-runs ingest and snapshot, once.
     extra = project / "extra.csv"
     extra.write_text("please add this example,new_intent\n")

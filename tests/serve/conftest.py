@@ -20,8 +20,8 @@ TRUTH = ["music", "weather"]
 def server_config(project, *overrides: str, strategy: str = "blue_green"):
     """The settings of a server over ``project``'s model, from conf/serve.yaml."""
     cfg = compose("serve", [f"paths.root={project.root}",
-                            f"tracking.tracking_uri={project.tracking_uri}", "~models",
-                            f"+models={{{project.model_name}: {{strategy: {strategy}}}}}",
+                            f"tracking.tracking_uri={project.tracking_uri}",
+                            f"models={{{project.model_name}: {{strategy: {strategy}}}}}",
                             f"default_model={project.model_name}", "accelerator=cpu",
                             "max_batch_size=4", "batch_timeout=0.01", "max_body_bytes=4096",
                             "api_key=null", *overrides])

@@ -38,8 +38,8 @@ def live(versions):
     """``dlforge serve`` over both versions; yields (url, process)."""
     name = versions.model_name
     with dlforge_serve(ROOT, f"paths.root={versions.root}",
-                       f"tracking.tracking_uri={versions.tracking_uri}", "~models",
-                       f"+models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
+                       f"tracking.tracking_uri={versions.tracking_uri}", 
+                       f"models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
                        "refresh_seconds=0.5", f"read_timeout={READ_TIMEOUT}", "max_inputs=8",
                        "request_timeout=20") as (url, server):
         yield url, server

@@ -77,7 +77,7 @@ def api(tmp_path):
             raise MlflowException(f"no version {version}")
 
     api = ModelAPI(server_settings(compose("serve", [
-        f"paths.root={tmp_path}", "api_key=null", "~models", "+models={m: {}}",
+        f"paths.root={tmp_path}", "api_key=null", "models={m: {}}",
         "default_model=m", "max_batch_size=8", "batch_timeout=0", "refresh_seconds=5",
         "max_image_pixels=100"])))
     api.pre_setup()

@@ -24,8 +24,8 @@ def live(two_versions):
     project = two_versions
     name = project.model_name
     with dlforge_serve(ROOT, f"paths.root={project.root}",
-                       f"tracking.tracking_uri={project.tracking_uri}", "~models",
-                       f"+models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
+                       f"tracking.tracking_uri={project.tracking_uri}", 
+                       f"models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
                        "refresh_seconds=0.5") as (url, server):
         yield url, project, server
 

@@ -129,8 +129,8 @@ def test_a_database_of_an_earlier_version_is_upgraded(tmp_path):
 
 def test_from_settings_reads_each_models_limit(tmp_path):
     settings = server_settings(compose("serve", [
-        f"paths.root={tmp_path}", "api_key=null", "feedback_window_seconds=60", "~models",
-        "+models={m: {strategy: bandit, max_rewards_per_minute: 2}, n: {strategy: blue_green}}",
+        f"paths.root={tmp_path}", "api_key=null", "feedback_window_seconds=60", 
+        "models={m: {strategy: bandit, max_rewards_per_minute: 2}, n: {strategy: blue_green}}",
         "default_model=m"]))
     state = ServingState.from_settings(settings)
     assert (state.window, state.limits) == (60, {"m": 2, "n": 600})

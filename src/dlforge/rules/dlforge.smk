@@ -18,3 +18,11 @@ include: "data.smk"
 include: "sweep.smk"
 include: "train.smk"
 include: "registry.smk"
+
+
+# In a DVC project, record what ran in dvc.lock as `dvc repro` would: `dvc status`
+# after a Snakemake run is then clean, and `dvc metrics diff` has both sides.
+onsuccess:
+    built = graph.built_dvc_stages(config["experiments"])
+    if built:
+        shell("dvc commit --force --quiet " + " ".join(built))

@@ -56,9 +56,19 @@ def snapshot(cfg: DictConfig) -> dict:
     manifest = ref.manifest
     summary = {"dataset": ref.dataset, "version": ref.version, "path": str(ref.path),
                "commits": [c["id"] for c in manifest["commits"]],
-               "labels": len(manifest["labels"]), "counts": manifest["counts"]}
+               "labels": len(manifest["labels"]), "counts": manifest["counts"],
+               "label_counts": _label_counts(manifest)}
     write_json_atomic(ExperimentLayout.from_paths(cfg.paths).snapshot_summary, summary)
     return summary
+
+
+def _label_counts(manifest: dict) -> dict[str, int]:
+    """Examples per label over every split (what a review shows moving)."""
+    total: dict[str, int] = {}
+    for stats in manifest.get("stats", {}).values():
+        for label, count in stats.get("label_counts", {}).items():
+            total[label] = total.get(label, 0) + count
+    return dict(sorted(total.items()))
 
 
 def _str_tags(tags: dict | None) -> dict[str, str]:

@@ -15,6 +15,7 @@ place once complete, so that a failure leaves nothing half-made. It gets:
     Snakefile                         dlforge's packaged rules + rule all
     dvc.yaml, params.yaml             from `dlforge workflow dvc`
     data/raw/ + data/raw.dvc          the raw data, tracked by DVC
+    .github/workflows/                `dlforge review` posted on each pull request
     .gitignore, README.md             and `git init`, where git is installed
 
 The base configs (trainer, optimizer, ...) stay in the dlforge package, found
@@ -91,7 +92,8 @@ def init(path: Path, example: str | None = None) -> dict:
 
 def _write_files(root: Path, values: dict, example: str | None) -> None:
     project = TEMPLATES / "project"
-    _copy_tree(project, root, values, skip={"gitignore", "nets.py", "package_init.py"})
+    _copy_tree(project, root, values, skip={"gitignore", "nets.py", "package_init.py"},
+               rename={"github": ".github"})
     _copy(project / "gitignore", root / ".gitignore", values)
     source = root / "src" / values["package"]
     _copy(project / "package_init.py", source / "__init__.py", values)
@@ -110,10 +112,15 @@ def _write_files(root: Path, values: dict, example: str | None) -> None:
               root / "conf/experiment" / f"{values['package']}.yaml", values)
 
 
-def _copy_tree(source: Path, target: Path, values: dict, skip: set[str] = frozenset()) -> None:
+def _copy_tree(source: Path, target: Path, values: dict, skip: set[str] = frozenset(),
+               rename: dict[str, str] | None = None) -> None:
+    """Every file under ``source`` into ``target``, but those named in ``skip``; a top
+    folder named in ``rename`` gets the new name (dot folders are not package data)."""
     for file in sorted(source.rglob("*")):
         if file.is_file() and file.name not in skip and "__pycache__" not in file.parts:
-            _copy(file, target / file.relative_to(source), values)
+            parts = file.relative_to(source).parts
+            parts = ((rename or {}).get(parts[0], parts[0]), *parts[1:])
+            _copy(file, target.joinpath(*parts), values)
 
 
 def _copy(source: Path, target: Path, values: dict) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import os
 from dataclasses import dataclass
 from operator import attrgetter
@@ -27,6 +28,8 @@ from dlforge.core.config import PACKAGED_CONF
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.memo import memo
 from dlforge.stages.params import PARAMS_FILE
+
+log = logging.getLogger(__name__)
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
 # The packaged Snakemake rules: a project's Snakefile includes this file.
@@ -263,6 +266,21 @@ def dvc_yaml(exps: list[str]) -> dict:
                 stage["plots"] = plots
             out[f"{s.name}-{exp}"] = stage
     return {"stages": out}
+
+
+def built_dvc_stages(exps: list[str]) -> list[str]:
+    """The dvc.yaml stages whose outputs all exist, in a DVC project (none elsewhere):
+    what a Snakemake run records in dvc.lock (``dvc commit``), so that ``dvc status``
+    after it is clean."""
+    if not (Path(".dvc").is_dir() and Path("dvc.yaml").is_file()):
+        return []
+    if yaml.safe_load(Path("dvc.yaml").read_text()) != dvc_yaml(exps):
+        log.warning("dvc.yaml is not the stage graph of workflow/config.yaml and conf/: "
+                    "nothing recorded for DVC. Fix: run `dlforge workflow dvc`, then "
+                    "`dvc commit`")
+        return []
+    return [f"{s.name}-{exp}" for exp in exps for s in stages(exp)
+            if all(Path(f).exists() for f in (*s.files, *s.persist))]
 
 
 def write_dvc_yaml(path: Path = Path("dvc.yaml")) -> Path:
