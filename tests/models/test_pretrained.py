@@ -164,8 +164,11 @@ def test_a_text_backbone_trains_registers_serves_and_predicts_offline(project, b
 
 
 @pytest.mark.slow
-def test_an_image_backbone_trains_registers_and_predicts_offline(project, tmp_path):
+def test_an_image_backbone_trains_registers_serves_and_predicts_offline(project, tmp_path):
+    from dlforge.core.config import compose
     from dlforge.data import SnapshotStore, Store
+    from dlforge.stages.serve import server_settings
+    from tests.serve.conftest import running
 
     images = write_images(tmp_path / "images", per_class=20)
     store = Store(project.root / "data/store")
@@ -195,6 +198,15 @@ def test_an_image_backbone_trains_registers_and_predicts_offline(project, tmp_pa
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     right = sum(r["label"] in r["input"].split("/")[-2] for r in table)
     assert right >= 45, table
+
+    served = compose("serve", [f"paths.root={project.root}", "accelerator=cpu", "api_key=null",
+                               f"tracking.tracking_uri={project.tracking_uri}",
+                               f"models={{{project.model_name}: {{}}}}"])
+    with running(server_settings(served)) as client:
+        answer = client.post("/predict", json={"inputs": [base64.b64encode(p).decode()
+                                                          for p in pictures]})
+        assert answer.status_code == 200, answer.text
+        assert [p["label"] for p in answer.json()["predictions"]] == ["cols", "rows", "dark"]
 
 
 @pytest.mark.slow
