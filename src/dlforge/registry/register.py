@@ -6,7 +6,10 @@
     2. tag the version (run, snapshot, evaluation metrics) and point the
        ``candidate`` alias at it
     3. gate: it becomes ``champion`` if there is none, or if it beats the
-       champion's gate metric by more than the gate's margin
+       champion's gate metric by more than the gate's margin, both measured on
+       the candidate's test split: a champion evaluated on another snapshot is
+       evaluated again on this one (once per champion version and snapshot: the
+       value is kept as the version's tag ``dlforge.gate.<snapshot>.<metric>``)
 
 Registering the same package again adds no version: the existing one is reported.
 The ``dlforge register`` stage is :func:`dlforge.stages.register.register`.
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from dlforge.data.snapshot import Snapshot
 
 PACKAGE_TAG = "dlforge.package_sha256"  # models.package.package_digest of the version's files
+MULTI_LABEL_THRESHOLD = 0.5  # a champion evaluated again predicts a label at this probability
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Candidate:
     experiment: str
     snapshot: Snapshot
     metrics: dict
+    oos_label: str | None = None  # the intent data's out-of-scope label, for its metrics
 
 
 def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> dict:
@@ -82,7 +87,7 @@ def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> d
                                     candidate.snapshot)
         _tag(client, name, version, candidate, gate.metric, digest)
         registry.promote(client, name, version, "candidate", reason="registered")
-        decision = decide(client, name, gate, float(value))
+        decision = decide(client, name, gate, float(value), candidate)
         if decision["promote"]:
             registry.promote(client, name, version, "champion", reason=decision["reason"])
     else:
@@ -94,21 +99,66 @@ def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> d
             "champion": registry.alias_version(client, name, "champion"), **decision}
 
 
-def decide(client, name: str, gate: Gate, value: float) -> dict:
-    """Whether a candidate with gate metric ``value`` replaces the current champion."""
+def decide(client, name: str, gate: Gate, value: float,
+           candidate: Candidate | None = None) -> dict:
+    """Whether a candidate with gate metric ``value`` replaces the current champion,
+    compared on the candidate's test split when ``candidate`` is given."""
     champion = registry.alias_version(client, name, "champion")
     if champion is None:
         return {"promote": True, "reason": "no champion yet"}
-    tags = client.get_model_version(name, champion).tags
-    held = tags.get(f"dlforge.metric.{gate.metric}")
+    held, where = champion_value(client, name, champion, gate.metric, candidate)
     if held is None:
         return {"promote": False, "reason": f"champion v{champion} has no {gate.metric} to "
                                             "compare with; promote by hand if intended"}
-    gain = (value - float(held)) * (1 if gate.direction == "maximize" else -1)
+    gain = (value - held) * (1 if gate.direction == "maximize" else -1)
     verdict = "beats" if gain > gate.margin else "does not beat"
     return {"promote": gain > gate.margin,
             "reason": f"{gate.metric}={value:.4f} {verdict} champion v{champion}'s "
-                      f"{float(held):.4f} by more than {gate.margin}"}
+                      f"{held:.4f}{where} by more than {gate.margin}"}
+
+
+def champion_value(client, name: str, champion: str, metric: str,
+                   candidate: Candidate | None) -> tuple[float | None, str]:
+    """The champion's ``metric`` on the candidate's test split, and where it was measured
+    (for the reason). Its own evaluation when that was on the same snapshot; else a kept
+    re-evaluation, or a new one; its own evaluation, said so, when the champion cannot be
+    scored on the candidate's labels."""
+    tags = client.get_model_version(name, champion).tags
+    own = tags.get(f"dlforge.metric.{metric}")
+    own = None if own is None else float(own)
+    if candidate is None or tags.get(Tag.SNAPSHOT) == candidate.snapshot.version:
+        return own, ""
+    snapshot = candidate.snapshot.version
+    key = f"dlforge.gate.{snapshot}.{metric}"
+    if key in tags:
+        return float(tags[key]), f" (re-evaluated on snapshot {snapshot})"
+    value, problem = _evaluate_champion(client, name, champion, metric, candidate)
+    if value is None:
+        return own, f" (on its own test split: {problem})"
+    client.set_model_version_tag(name, champion, key, str(value))
+    return value, f" (re-evaluated on snapshot {snapshot})"
+
+
+def _evaluate_champion(client, name: str, champion: str, metric: str,
+                       candidate: Candidate) -> tuple[float | None, str]:
+    """The champion's ``metric`` on the candidate's test split, or (None, why not)."""
+    import tempfile
+
+    from dlforge.core.layout import EvalFiles
+    from dlforge.models.package import load_package
+    from dlforge.registry.evaluate import evaluate_package
+    from dlforge.registry.fetch import fetch_package
+
+    with tempfile.TemporaryDirectory(prefix="dlforge-gate-") as tmp:
+        folder, _, _ = fetch_package(client, f"models:/{name}/{champion}", Path(tmp) / "cache")
+        model = load_package(folder)
+        if model.labels != candidate.snapshot.labels:
+            return None, "its labels differ from this snapshot's"
+        scores = evaluate_package(model, candidate.snapshot, EvalFiles(Path(tmp) / "eval"),
+                                  batch_size=256, threshold=MULTI_LABEL_THRESHOLD,
+                                  oos_label=candidate.oos_label)
+    value = scores.get(metric)
+    return (float(value), "") if isinstance(value, int | float) else (None, f"no {metric}")
 
 
 def _existing(client, name: str, digest: str) -> str | None:

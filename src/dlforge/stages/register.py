@@ -37,7 +37,8 @@ def register(cfg: DictConfig) -> dict:
     metrics = _evaluation(cfg, layout.eval.metrics, train)
     _check_gate_metric(gate, metrics, layout.eval.metrics)
     candidate = Candidate(layout.train.model, train["run_id"], train["experiment_name"],
-                          Snapshot.open(train["snapshot_path"]), metrics)
+                          Snapshot.open(train["snapshot_path"]), metrics,
+                          oos_label=cfg.dataset.get("oos_label"))
     setup_mlflow(cfg.tracking)
     record = register_candidate(mlflow.MlflowClient(), cfg.registry.model_name, candidate, gate)
     write_json_atomic(layout.register_record, record)
