@@ -198,7 +198,7 @@ def test_sigkill_mid_snapshot_build_leaves_no_partial_snapshot(store, snapshots,
 # -- memory ---------------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     from dlforge.data import SnapshotStore, Store
     from dlforge.models.preprocessing import ImageEncoder
     from dlforge.train.data import SnapshotDataModule
@@ -211,7 +211,9 @@ CHILD = textwrap.dedent("""
     data.setup()
     seen = sum(len(batch[1]) for name in ("train", "val", "test")
                for batch in data._loader(name, shuffle=name == "train"))
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's across exec)
+    status = open("/proc/self/status").read()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
     print(json.dumps({"seen": seen, "peak_kib": peak_kib}))
 """)
 
@@ -222,12 +224,26 @@ def test_snapshot_and_loading_memory_does_not_grow_with_the_images(tmp_path):
     for n in (500, 2000):
         root = tmp_path / str(n)
         Store(root / "store").create("pics", "image_class",
-                                     write_images(root / "src", n, size=64, seed=n))
+                                     write_images(root / "src", n, size=96, seed=n))
         done = subprocess.run([sys.executable, "-c", CHILD, str(root)], capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads(done.stdout.strip().splitlines()[-1])
         assert result["seen"] == n
         peaks[n] = result["peak_kib"]
-    # Decoded as float32, 2000 64x64 RGB images alone are 98 MB more than 500.
+    # Held decoded as float32 (as before), 1500 more 96x96 RGB images would add 166 MB:
+    # about 1.3x the peak of 500.
+    print(f"peak RSS (KiB) by number of images: {peaks}")
     assert peaks[2000] <= 1.2 * peaks[500], peaks
+
+
+def test_verify_reports_an_image_snapshot_that_no_longer_finds_the_store(images, snapshots):
+    ref = snapshots.build("pics")
+    assert verify(snapshots)["ok"]
+    manifest = json.loads((ref.path / "manifest.json").read_text())
+    (ref.path / "manifest.json").write_text(json.dumps({**manifest, "objects": "../elsewhere"}))
+
+    report = verify(snapshots)
+
+    assert not report["ok"]
+    assert any("not the store's objects folder" in p for p in report["problems"])

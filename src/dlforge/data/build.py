@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,18 @@ import pyarrow.parquet as pq
 from dlforge.core.errors import DlforgeError
 from dlforge.core.hashing import sha256_file, sha256_file_once
 from dlforge.core.io import read_json, write_json
+from dlforge.data.digest import TableDigest
+from dlforge.data.objects import FIX as OBJECTS_FIX
+from dlforge.data.objects import ObjectReader
 from dlforge.data.stats import Statistics
-from dlforge.data.store import Commit, Store
+from dlforge.data.store import TABLE_SUFFIX, Commit, Store
 
 SPLITS = ("train", "val", "test")
 # Of the snapshot layout; part of every version id. 2: image snapshots refer to
 # the store's objects by digest (1 copied the image bytes into the splits).
 SCHEMA_VERSION = 2
-ROW_GROUP_ROWS = 65_536  # rows per parquet row group of a split (and per read batch)
+ROW_GROUP_ROWS = 65_536  # rows per parquet row group of a split
+READ_ROWS = 16_384  # rows of the store's tables read at a time
 
 
 def dedupe(table: pa.Table, keys: pa.Array) -> tuple[pa.Table, dict]:
@@ -76,12 +81,40 @@ def example_ids(keys: list[str]) -> pa.Array:
     return pa.array([hashlib.sha256(k.encode()).hexdigest()[:16] for k in keys], pa.string())
 
 
-def _batches(store: Store, commits: list[Commit], validate: bool) -> Iterator[pa.Table]:
-    """The rows of ``commits`` in order, in batches, with a ``commit`` column."""
+def _batches(store: Store, commits: list[Commit], check: bool) -> Iterator[pa.Table]:
+    """The rows of ``commits`` in order, in batches, with a ``commit`` column.
+
+    With ``check``, each commit's table is hashed on the way and must match its
+    digest: the very content that was validated when it was committed.
+    """
     for commit in commits:
-        for batch in store.iter_table(commit, ROW_GROUP_ROWS, validate=validate):
+        dtype = store.dataset_type(commit.dataset)
+        digest = TableDigest(dtype.content_columns) if check else None
+        for batch in store.iter_table(commit, READ_ROWS, validate=False):
+            if digest is not None:
+                digest.update(batch)
             yield batch.append_column(
                 "commit", pa.array(np.full(batch.num_rows, commit.id, dtype=np.int32)))
+        if digest is not None and digest.hexdigest() != commit.digest:
+            path = store.object_path(commit.dataset, commit.digest, TABLE_SUFFIX)
+            raise DlforgeError(f"commit {commit.id} of {commit.dataset}: {path} does not match "
+                               f"its digest (the store is damaged). {OBJECTS_FIX}")
+
+
+@contextmanager
+def lean_arrow_memory() -> Iterator[None]:
+    """Use jemalloc (or the system allocator) for Arrow while building: the default,
+    mimalloc, keeps what a long stream of batches frees, and memory would grow."""
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
 
 
 def select_rows(batches, dtype) -> tuple[np.ndarray, dict, list[str]]:
@@ -169,15 +202,21 @@ def write_snapshot(store: Store, name: str, commits: list[Commit], split, out: P
     ``final``: where the folder will be published (``out`` itself by default); an
     image snapshot records the store's objects relative to it.
     """
+    with lean_arrow_memory():
+        return _write_snapshot(store, name, commits, split, out, final)
+
+
+def _write_snapshot(store: Store, name: str, commits: list[Commit], split, out: Path,
+                    final: Path | None) -> dict:
     dtype = store.dataset_type(name)
-    keep, counts, vocab = select_rows(_batches(store, commits, validate=True), dtype)
+    keep, counts, vocab = select_rows(_batches(store, commits, check=True), dtype)
     out.mkdir(parents=True)
-    unique = ("example_id", dtype.input_column, dtype.input_digest_column or "")
+    unique = ("example_id", getattr(dtype, "input_column", ""), dtype.input_digest_column or "")
     writers = [SplitWriter(out / f"{s}.parquet", Statistics(dtype.features()), unique)
                for s in SPLITS]
     objects = store.path(name) / "objects"
     schema, offset = None, 0
-    for batch in _batches(store, commits, validate=False):
+    for batch in _batches(store, commits, check=False):
         mask = keep[offset:offset + batch.num_rows]
         offset += batch.num_rows
         part = batch.filter(pa.array(mask)) if not mask.all() else batch
@@ -274,8 +313,6 @@ def materialise(folder: Path, manifest: dict, out: Path) -> list[Path]:
     ``images/<split>/<label>/`` files (hard links to the same bytes where the file
     system allows), for tools that want files rather than parquet.
     """
-    from dlforge.data.objects import ObjectReader
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name in manifest["files"]:

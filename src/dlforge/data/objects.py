@@ -9,6 +9,7 @@ instead of being trained on.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
@@ -22,9 +23,10 @@ class ObjectReader:
 
     def __init__(self, root: str | Path, dataset: str = ""):
         self.root, self.dataset = Path(root), dataset
+        self._prefix = os.path.join(str(root), "")  # plain strings: read once per example
 
     def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:]
+        return Path(f"{self._prefix}{digest[:2]}/{digest[2:]}")
 
     def read(self, digest: str, example_id: str | None = None) -> bytes:
         """The bytes of object ``digest``, checked against it.
@@ -33,9 +35,10 @@ class ObjectReader:
             DlforgeError: when the object is missing or its bytes do not match its
                 digest, naming the example and the fix.
         """
-        path = self.path(digest)
+        path = f"{self._prefix}{digest[:2]}/{digest[2:]}"
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle:
+                data = handle.read()
         except OSError as err:
             raise DlforgeError(f"{self._example(example_id)}: its image {path} cannot be read "
                                f"({err.strerror or err}). {FIX}") from None

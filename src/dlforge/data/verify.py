@@ -1,4 +1,5 @@
-"""``dlforge data verify``: check every stored object against its hash."""
+"""``dlforge data verify``: check every stored object against its hash, and that
+image snapshots still find the store objects they refer to."""
 
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def _verify_dataset(store: Store, snapshots: SnapshotStore, name: str, problems:
             if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 problems.append(f"snapshot {name}/{manifest['version']}: {file_name} missing "
                                 "or altered")
+        # An image snapshot reads its images from the store (checked above, by commit).
+        objects = manifest.get("objects")
+        if objects and (folder / objects).resolve() != (store.path(name) / "objects").resolve():
+            problems.append(f"snapshot {name}/{manifest['version']}: its images are expected "
+                            f"at {folder / objects}, which is not the store's objects folder "
+                            f"{store.path(name) / 'objects'} (the data folder was split up)")
     stored = {p for p in (store.path(name) / "objects").rglob("*") if p.is_file()}
     return {"commits": commits, "objects": len(stored), "snapshots": snapshots_checked,
             # Left by a commit killed after publishing its data, before its record:
