@@ -87,10 +87,11 @@ class SnapshotSplit(Dataset):
         self.reading[slot] = IDLE
         return encoded, self._target(index)
 
-    def _target(self, index: int) -> torch.Tensor:
+    def _target(self, index: int) -> int | torch.Tensor:
+        """The class index, or the multi-hot ``(C,)`` vector of a multi-label snapshot."""
         ids = self._ids[self._starts[index]:self._starts[index + 1]]
         if not self.multi_label:
-            return torch.tensor(int(ids[0]), dtype=torch.long)
+            return int(ids[0])
         target = torch.zeros(self.num_classes)
         target[torch.from_numpy(ids)] = 1.0
         return target
@@ -112,7 +113,9 @@ class Collate:
 
     def __call__(self, batch):
         inputs, targets = zip(*batch, strict=True)
-        return self.encoder.collate(inputs), torch.stack(targets)
+        if isinstance(targets[0], int):
+            return self.encoder.collate(inputs), torch.tensor(targets, dtype=torch.long)  # (B,)
+        return self.encoder.collate(inputs), torch.stack(targets)  # (B, C)
 
 
 class SnapshotLoader(DataLoader):
@@ -178,7 +181,7 @@ class SnapshotDataModule(L.LightningDataModule):
     def __init__(self, snapshot: Snapshot, encoder, batch_size: int = 64,
                  num_workers: int | None = 0, pin_memory: bool | None = None,
                  persistent_workers: bool = True, prefetch_factor: int = 2,
-                 encoder_fit_sample: int | None = 2048, augment=None, seed: int = 0):
+                 encoder_fit_sample: int | None = 1024, augment=None, seed: int = 0):
         super().__init__()
         self.snapshot = snapshot
         self.encoder, self.batch_size = encoder, batch_size
