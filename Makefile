@@ -31,7 +31,7 @@ run: $(STAMP) $(SAMPLE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
 
 test: $(STAMP) $(SAMPLE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -29,7 +29,7 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
     project = Path(summary["project"])
     assert summary["package"] == "my_proj" and summary["experiment"] == "my_proj"
     for path in ["conf/dataset/my_proj.yaml", "conf/experiment/my_proj.yaml",
-                 "conf/model/my_proj.yaml", "conf/params.yaml", "src/my_proj/__init__.py",
+                 "conf/model/my_proj.yaml", "src/my_proj/__init__.py",
                  "src/my_proj/nets.py", "workflow/config.yaml",
                  "workflow/profiles/local/config.yaml", "Snakefile", "dvc.yaml",
                  "params.yaml", "data/raw.dvc", ".gitignore", "README.md", ".git", ".dvc",
@@ -81,11 +81,11 @@ def test_an_empty_folder_becomes_the_project(tmp_path):
 @pytest.mark.parametrize("example", ["intent", "digits"])
 def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path, example):
     project = Path(init(tmp_path / "sample", example)["project"])
-    same = ["Snakefile", "conf/params.yaml", "workflow/profiles/local/config.yaml",
+    same = ["Snakefile", "workflow/profiles/local/config.yaml",
             "workflow/profiles/slurm/config.yaml",
             *(str(p.relative_to(project)) for p in (project / "conf").rglob("*.yaml")
               if p.parent.name in ("dataset", "experiment"))]
-    assert len(same) == 6
+    assert len(same) == 5
     for name in same:
         assert (project / name).read_bytes() == (ROOT / name).read_bytes(), name
     if example == "intent":

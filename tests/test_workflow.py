@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dlforge.core.config import PACKAGED_CONF
-from dlforge.stages.params import compose_params, overrides, write_params_file
+from dlforge.stages.params import digest, experiment_params, overrides, write_params_file
 from dlforge.stages.workflow import (
     built_dvc_stages,
     dvc_yaml,
@@ -61,27 +61,38 @@ def test_dvc_yaml_is_generated_from_the_stage_graph():
     committed = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert committed == dvc_yaml(experiments(ROOT / "workflow" / "config.yaml")), (
         "dvc.yaml is stale: run `dlforge workflow dvc`")
-    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == compose_params(), (
-        "params.yaml is stale: run `dlforge workflow dvc`")
-    assert overrides(ROOT / "params.yaml") == []
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for exp in ("intent", "digits"):
+        assert params[exp] == experiment_params(exp), "params.yaml is stale: run `dlforge " \
+                                                      "workflow dvc`"
+        assert overrides(exp, ROOT / "params.yaml") == []
+    # What each experiment trains with, not the defaults: digits has its own model.
+    assert params["digits"]["model"]["net"]["_target_"].endswith("SmallCNN")
+    assert params["digits"]["trainer"]["max_epochs"] == 15
 
 
-def test_params_yaml_changes_become_overrides_of_the_keys_changed(tmp_path):
-    changed = compose_params()
-    changed["trainer"]["max_epochs"] = 5
-    changed["optimizer"]["lr"] = 0.01
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))
-    assert overrides(tmp_path / "params.yaml") == ["optimizer.lr=0.01", "trainer.max_epochs=5"]
+def test_values_set_in_an_experiments_section_become_its_overrides(tmp_path):
+    path = write_params_file(["intent", "digits"], tmp_path / "params.yaml")
+    given = yaml.safe_load(path.read_text())
+    given["digits"]["trainer"]["max_epochs"] = 5  # as `dvc exp run -S digits.trainer...`
+    given["digits"]["optimizer"]["lr"] = 0.01
+    path.write_text(yaml.safe_dump(given))
+    assert overrides("digits", path) == ["optimizer.lr=0.01", "trainer.max_epochs=5"]
+    assert overrides("intent", path) == []  # the other experiment is untouched
 
 
 def test_a_generated_params_yaml_never_undoes_a_later_config_edit(tmp_path):
-    written = write_params_file(tmp_path / "params.yaml")
-    # conf/ said lr 0.5 when the file was written and has changed back since.
-    written.write_text(written.read_text().replace("lr: 0.003", "lr: 0.5"))
-    assert overrides(written) == []
-    # The same values composed by DVC (no header line): the user set them.
-    written.write_text(written.read_text().split("\n", 2)[2])
-    assert overrides(written) == ["optimizer.lr=0.5"]
+    path = write_params_file(["intent"], tmp_path / "params.yaml")
+    # conf/ said lr 0.5 when the file was written and has changed back since: the
+    # section still matches its digest, so conf/ decides.
+    given = yaml.safe_load(path.read_text())
+    given["intent"]["optimizer"]["lr"] = 0.5
+    given["_generated"]["intent"] = digest(given["intent"])
+    path.write_text(yaml.safe_dump(given))
+    assert overrides("intent", path) == []
+    given["_generated"]["intent"] = "something else"  # then set by DVC: applied
+    path.write_text(yaml.safe_dump(given))
+    assert overrides("intent", path) == ["optimizer.lr=0.5"]
 
 
 def test_a_stale_dvc_yaml_is_not_recorded_for_dvc(tmp_path, monkeypatch, caplog):
@@ -125,8 +136,9 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
                       and next(iter(o.values())) == {"persist": True}}  # DVC-cached stores
         assert planned[name]["cmd"] == stage["cmd"], name
         assert planned[name]["redirect"] == f"{planned[name]['log']} 2>&1", name
-        params = {next(iter(p)) for p in stage.get("params", [])}
-        assert planned[name]["deps"] == set(stage["deps"]) | params, name
+        assert planned[name]["deps"] == set(stage["deps"]), name
+        if name.startswith(("train-", "sweep-")):  # each depends on its own section only
+            assert stage["params"] == [name.split("-", 1)[1]], name
         assert planned[name]["outs"] == set(declared) - persistent, name
 
 
@@ -198,6 +210,8 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, mo
     assert {c["key"] for c in intent["config"]} == {"optimizer.lr"}
     metrics = run(project, f"{BIN}/dvc", "metrics", "diff", "HEAD~1", "--all")
     assert "outputs/intent/eval/metrics.json" in metrics and "accuracy" in metrics
+    plots = run(project, f"{BIN}/dvc", "plots", "diff", "HEAD~1", "--json")
+    assert "outputs/intent/train/history.csv" in plots and "confusion.csv" in plots
     # A commit added by hand re-runs ingest and snapshot, once.
     extra = project / "extra.csv"
     extra.write_text("please add this example,new_intent\n")
@@ -237,7 +251,6 @@ def test_dvc_repro_runs_the_same_stages_then_does_nothing(project, monkeypatch):
         monkeypatch.setenv(key, "dlforge@example.org")
     run(project, "git", "init", "-q")
     run(project, f"{BIN}/dvc", "init", "-q")
-    shutil.copy(ROOT / ".dvc" / "config", project / ".dvc" / "config")  # Hydra composition
     first = run(project, f"{BIN}/dvc", "repro")
     for stage in ("ingest", "snapshot", "sweep", "train", "evaluate", "register"):
         assert f"Running stage '{stage}-intent'" in first
@@ -255,14 +268,18 @@ def test_dvc_repro_runs_the_same_stages_then_does_nothing(project, monkeypatch):
     third = run(project, f"{BIN}/dvc", "repro")
     assert "Running stage 'evaluate-intent'" in third and "'train-intent'" not in third.replace(
         "Stage 'train-intent' didn't change", "")
-    # A parameter set through DVC's Hydra composition re-runs training, not the data stages.
+    # A parameter of the experiment's section set with DVC re-runs its training, not the
+    # data stages.
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
-    tried = run(project, f"{BIN}/dvc", "exp", "run", "-S", "trainer.max_epochs=2")
+    tried = run(project, f"{BIN}/dvc", "exp", "run", "-S", "intent.trainer.max_epochs=2")
     assert "Running stage 'train-intent'" in tried and "Running stage 'sweep-intent'" in tried
     assert "Running stage 'ingest-intent'" not in tried
     assert "Running stage 'snapshot-intent'" not in tried
     assert "max_epochs: 2" in (project / "outputs/intent/train/config.yaml").read_text()
+    shown = json.loads(subprocess.run([f"{BIN}/dvc", "exp", "show", "--json"], cwd=project,
+                                      capture_output=True, text=True, check=True).stdout)
+    assert "'max_epochs': 2" in str(shown) and "'intent'" in str(shown)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``dlforge workflow dvc``: regenerate dvc.yaml and params.yaml from conf/.
+"""``dlforge workflow dvc``: regenerate dvc.yaml and params.yaml (per experiment) from conf/.
 
     dlforge workflow dvc
 """
@@ -14,8 +14,8 @@ def main(argv: list[str]) -> int:
     parser.parse_args(argv)
 
     from dlforge.stages.params import write_params_file
-    from dlforge.stages.workflow import write_dvc_yaml
+    from dlforge.stages.workflow import experiments, write_dvc_yaml
 
     print(write_dvc_yaml())
-    print(write_params_file())
+    print(write_params_file(experiments()))
     return 0

@@ -10,7 +10,7 @@ Two folders make up the config search path, in this order:
 
 The project's folder is the primary config dir; the packaged one is appended to
 Hydra's search path by the ``hydra_plugins.dlforge_searchpath`` plugin, so that
-every composition (the stage commands, ``dvc`` composing params.yaml, a plain
+every composition (the stage commands, ``dlforge workflow dvc``, a plain
 ``hydra.compose``) finds both.
 """
 

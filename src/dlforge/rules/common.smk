@@ -45,13 +45,18 @@ def log_file(stage_name):
 
 
 def deps(stage_name):
-    """Input function: the files (and parameter files) the stage reads, from dlforge.stages.workflow."""
+    """Input function: the files the stage reads, from dlforge.stages.workflow."""
 
     def files(wildcards):
-        stage = graph.stage(wildcards.exp, stage_name)
-        return [*stage.deps, *stage.params]
+        return list(graph.stage(wildcards.exp, stage_name).deps)
 
     return files
+
+
+def tracked_params(wildcards):
+    """Param function: the digest of the experiment's section of params.yaml, so that a
+    value set there (`dvc exp run -S`, by hand) re-runs that experiment's rule only."""
+    return graph.tracked_params(wildcards.exp)
 
 
 def sweep_workers_done(wildcards):

@@ -33,6 +33,8 @@ rule sweep:
         sweep_workers_done,
     output:
         **outputs("sweep"),
+    params:
+        tracked=tracked_params,
     log:
         log_file("sweep"),
     threads: lambda wildcards: graph.sweep_workers(wildcards.exp)

@@ -9,6 +9,8 @@ rule train:
         deps("train"),
     output:
         **outputs("train"),
+    params:
+        tracked=tracked_params,
     log:
         log_file("train"),
     resources:

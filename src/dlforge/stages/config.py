@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 
 
 def stage_overrides(name: str, command_line: list[str]) -> list[str]:
-    """The Hydra overrides of stage ``name``: params.yaml's tracked values (for the keys
-    this experiment has), then the command line, which wins."""
-    if name not in params.STAGES:
+    """The Hydra overrides of stage ``name``: the values set in the experiment's section of
+    params.yaml (for the keys its config has), then the command line, which wins."""
+    exp = next((arg.split("=", 1)[1] for arg in command_line
+                if arg.startswith("experiment=")), None)
+    if name not in params.STAGES or exp is None:
         return list(command_line)
-    tracked = params.overrides()
+    tracked = params.overrides(exp)
     if not tracked:
         return list(command_line)
     cfg = compose(name, command_line)

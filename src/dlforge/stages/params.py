@@ -1,21 +1,29 @@
-"""DVC's view of the training parameters: ``params.yaml``, composed from conf/.
+"""DVC's view of the training parameters: ``params.yaml``, one section per experiment.
 
-DVC tracks parameters in ``params.yaml``. Here that file is never edited by
-hand: it is the Hydra composition of ``conf/params.yaml`` (the training groups),
-written by ``dlforge workflow dvc`` and rewritten by DVC itself when
-``dvc exp run -S KEY=VALUE`` runs (Hydra composition is enabled in
-``.dvc/config``). What params.yaml holds beyond that composition is what the
-user set; the sweep and train stages apply it as overrides.
+    intent:                 what the intent experiment trains with, resolved
+      datamodule: {...}     (the groups in TRACKED, from conf/ and the packaged
+      model: {...}          configs, the experiment's overrides applied)
+      optimizer: {lr: 0.003, ...}
+      ...
+    digits: {...}
+    _generated: {intent: 3f2a..., digits: 9c1e...}   each section's digest as written
 
-The file ``dlforge workflow dvc`` writes starts with :data:`GENERATED`: it holds
-no value of the user's, so the stages read nothing from it. Without that line
-the file was composed by DVC from the configs as they are now, plus ``-S``
-values. Either way an edit of a file under conf/ takes effect even when
-params.yaml was written before it (under Snakemake nothing rewrites it).
+``dlforge workflow dvc`` writes it. Each experiment's sweep and train stages
+depend on that experiment's section only, so ``dvc exp run -S
+digits.trainer.max_epochs=5`` re-runs digits and not intent, and ``dvc exp
+show`` lists what each experiment trains with.
+
+A section that still matches its ``_generated`` digest holds nothing of the
+user's: the stages take no value from it, so an edit under conf/ is never
+undone by a params.yaml written before it (under Snakemake nothing rewrites
+it). A section that differs was set by ``dvc exp run -S`` or by hand: its
+leaves that differ from the experiment's configs become overrides of the
+sweep and train stages (the command line of a ``dlforge`` command still wins).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -23,49 +31,58 @@ from pathlib import Path
 import yaml
 
 from dlforge.core.config import dotted
+from dlforge.core.errors import DlforgeError
 
 log = logging.getLogger(__name__)
 
 PARAMS_FILE = Path("params.yaml")
-CONFIG_NAME = "params"  # conf/params.yaml
-GENERATED = "# Written by `dlforge workflow dvc` from conf/params.yaml"
+TRACKED = ("datamodule", "model", "optimizer", "scheduler", "trainer", "seed")
+MARKS = "_generated"  # section -> digest of the values dlforge wrote
 STAGES = ("sweep", "train")  # the stages that read params.yaml
+HEADER = ("# Written by `dlforge workflow dvc`: what each experiment trains with, from\n"
+          "# conf/. DVC tracks each experiment's section; set a value with\n"
+          "# `dvc exp run -S EXPERIMENT.KEY=VALUE` (edits elsewhere belong in conf/).\n")
 
 
-def compose_params() -> dict:
-    """conf/params.yaml composed and resolved, as DVC composes it."""
+def experiment_params(exp: str) -> dict:
+    """The tracked training values of experiment ``exp``, resolved (``???`` stays)."""
     from omegaconf import OmegaConf
 
     from dlforge.core.config import compose
 
-    return OmegaConf.to_container(compose(CONFIG_NAME), resolve=True)
+    cfg = compose("train", [f"experiment={exp}"])
+    return {key: OmegaConf.to_container(cfg[key], resolve=True)
+            if OmegaConf.is_config(cfg[key]) else cfg[key] for key in TRACKED if key in cfg}
 
 
-def write_params_file(path: Path = PARAMS_FILE) -> Path:
-    """Write params.yaml as DVC's Hydra composition would (no overrides)."""
-    from omegaconf import OmegaConf
-
-    header = (f"{GENERATED}: the training parameters DVC\n"
-              "# tracks. Set them in conf/ or with `dvc exp run -S KEY=VALUE`, not here.\n")
-    path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(compose_params())))
+def write_params_file(exps: list[str], path: Path = PARAMS_FILE) -> Path:
+    """Write params.yaml for experiments ``exps`` (no user values)."""
+    sections = {exp: experiment_params(exp) for exp in exps}
+    marks = {exp: digest(values) for exp, values in sections.items()}
+    path.write_text(HEADER + yaml.safe_dump({**sections, MARKS: marks}, sort_keys=False))
     return path
 
 
-def overrides(path: Path = PARAMS_FILE) -> list[str]:
-    """``key=value`` Hydra overrides for every leaf of params.yaml that differs from conf/
-    (none when ``dlforge workflow dvc`` wrote the file)."""
+def digest(values: dict) -> str:
+    """A short digest of a section's values (key order does not matter)."""
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def overrides(exp: str, path: Path = PARAMS_FILE) -> list[str]:
+    """``key=value`` Hydra overrides for every leaf of ``exp``'s section of params.yaml that
+    was set there (see the module docstring) and differs from the experiment's configs."""
     if not path.is_file():
         return []
-    text = path.read_text()
-    if text.startswith(GENERATED):
-        return []
     try:
-        given = yaml.safe_load(text) or {}
+        given = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        from dlforge.core.errors import DlforgeError
-
         raise DlforgeError(f"{path} is not valid YAML ({err}). Fix: regenerate it with "
                            "`dlforge workflow dvc`") from None
-    base = dotted(compose_params())
-    changed = {k: v for k, v in dotted(given).items() if k not in base or base[k] != v}
+    section = given.get(exp) if isinstance(given, dict) else None
+    if not isinstance(section, dict):
+        return []
+    if (given.get(MARKS) or {}).get(exp) == digest(section):
+        return []  # as dlforge wrote it: conf/ decides
+    base = dotted(experiment_params(exp))
+    changed = {k: v for k, v in dotted(section).items() if k not in base or base[k] != v}
     return [f"{key}={json.dumps(value)}" for key, value in sorted(changed.items())]

@@ -9,11 +9,10 @@ place once complete, so that a failure leaves nothing half-made. It gets:
 
     conf/dataset/, conf/experiment/   an example dataset and experiment
     conf/model/<package>.yaml         the project's network, src/<package>/nets.py
-    conf/params.yaml                  DVC's view of the training parameters
     src/<package>/                    the project's own code
     workflow/config.yaml, profiles/   the experiments; local and SLURM profiles
     Snakefile                         dlforge's packaged rules + rule all
-    dvc.yaml, params.yaml             from `dlforge workflow dvc`
+    dvc.yaml, params.yaml             from `dlforge workflow dvc` (params: per experiment)
     data/raw/ + data/raw.dvc          the raw data, tracked by DVC
     .github/workflows/                `dlforge review` posted on each pull request
     .gitignore, README.md             and `git init`, where git is installed
@@ -133,8 +132,8 @@ def _copy(source: Path, target: Path, values: dict) -> None:
 
 
 def _track(root: Path) -> dict:
-    """git (where installed, unless the folder is already in a repository), DVC with
-    Hydra composition of params.yaml, ``data/raw`` added to DVC, then dvc.yaml."""
+    """git (where installed, unless the folder is already in a repository), DVC,
+    ``data/raw`` added to DVC, then dvc.yaml and params.yaml."""
     git = shutil.which("git") is not None
     inside = git and _run(["git", "rev-parse", "--is-inside-work-tree"], root,
                           check=False).returncode == 0
@@ -143,8 +142,7 @@ def _track(root: Path) -> dict:
     scm = git  # DVC needs git (here or above) unless told there is none
     _run([sys.executable, "-m", "dvc", "init", "--quiet", *([] if scm else ["--no-scm"])], root)
     with (root / ".dvc" / "config").open("a") as config:
-        config.write("[core]\n    analytics = false\n[hydra]\n    enabled = true\n"
-                     "    config_dir = conf\n    config_name = params\n")
+        config.write("[core]\n    analytics = false\n")
     _run([sys.executable, "-m", "dvc", "add", "data/raw"], root)
     _run([sys.executable, "-m", "dlforge", "workflow", "dvc"], root)
     return {"git": "initialised" if git and not inside else

@@ -27,7 +27,7 @@ import yaml
 from dlforge.core.config import PACKAGED_CONF
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.memo import memo
-from dlforge.stages.params import PARAMS_FILE
+from dlforge.stages.params import PARAMS_FILE, digest
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class Stage:
 
     Attributes:
         deps: files read (sources, config files, earlier stages' outputs).
-        params: parameter files read (``params.yaml``: DVC tracks them as
-            params, Snakemake as inputs).
+        params: the sections of ``params.yaml`` read (the experiment's: DVC tracks
+            them as params; Snakemake re-runs the rule when their values change).
         outs: small summary files written (tracked by both front ends, not cached).
         dirs: folders written whole (a model package); cached by DVC.
         persist: folders the stage appends to and never deletes (the dataset
@@ -147,7 +147,7 @@ def _build_stages(exp: str) -> list[Stage]:
     cfg = experiment_config(exp)
     layout, dataset = ExperimentLayout.from_paths(cfg.paths), cfg.dataset.name
     swept = bool(experiment_config(exp, "train").hpo.enabled)
-    params = (str(PARAMS_FILE),)  # what `dvc exp run -S` sets
+    params = (exp,)  # the experiment's section of params.yaml: what `dvc exp run -S` sets
     graph = [
         _stage(exp, "ingest", layout, _source_files(cfg.dataset.sources),
                persist=(_norm(f"{cfg.paths.store_dir}/{dataset}"),)),
@@ -252,7 +252,7 @@ def dvc_yaml(exps: list[str]) -> dict:
         for s in stages(exp):
             stage = {"cmd": s.cmd, "deps": list(s.deps)}
             if s.params:
-                stage["params"] = [{p: None} for p in s.params]  # every key of the file
+                stage["params"] = list(s.params)  # sections of params.yaml
             outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
             outs += [{m: {"cache": False, "persist": True}} for m in s.markers]
             outs += [{p: {"persist": True}} for p in s.persist]
@@ -266,6 +266,16 @@ def dvc_yaml(exps: list[str]) -> dict:
                 stage["plots"] = plots
             out[f"{s.name}-{exp}"] = stage
     return {"stages": out}
+
+
+def tracked_params(exp: str) -> str:
+    """The digest of ``exp``'s section of params.yaml ("" without one): a Snakemake param
+    of the sweep and train rules, so that a value set there re-runs that experiment only."""
+    try:
+        section = (yaml.safe_load(PARAMS_FILE.read_text()) or {}).get(exp)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return ""
+    return digest(section) if isinstance(section, dict) else ""
 
 
 def built_dvc_stages(exps: list[str]) -> list[str]:
