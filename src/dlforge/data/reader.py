@@ -1,4 +1,4 @@
-"""Lazy access to a snapshot split's model inputs.
+"""Reading a snapshot: :class:`Snapshot`, opened lazily, and its splits' inputs.
 
 A split's parquet file is memory-mapped and only two compact columns are held:
 the inputs themselves for text (or, for images, the 64-character digests of the
@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.io import read_json
+from dlforge.data.build import ROW_GROUP_ROWS, SCHEMA_VERSION, SPLITS, check_file, read_split
 from dlforge.data.objects import ObjectReader
 
 CHUNK = 4096  # inputs converted to Python objects at a time when iterating
@@ -96,3 +100,154 @@ class _Subset(Sequence):
         if isinstance(index, slice):
             return [self.inputs[r] for r in self.rows[index]]
         return self.inputs[self.rows[index]]
+
+
+class Snapshot:
+    """One snapshot version, opened lazily: the manifest now, a split when it is asked for.
+
+        snap = Snapshot.open("data/snapshots/clinc150/3fa2c1d0e9b7")
+        snap.version, snap.labels, snap.counts      # from manifest.json
+        texts = snap.inputs("train")                # lazy: len, [i], [a:b], iteration
+        ids = snap.table("test", ["label_ids"])     # chosen columns, memory-mapped
+        frame = snap.split("test")                  # the whole split as a DataFrame
+
+    Every file is checked against the manifest's sha256 when it is first read, and
+    every image against its digest. ``labels`` is the merged vocabulary; a split's
+    ``label_ids`` column indexes into it. Every reader of a snapshot (training,
+    evaluation, registration, monitoring) goes through this class.
+    """
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.manifest = Path(path), manifest
+        self._splits: dict[str, object] = {}
+
+    @classmethod
+    def open(cls, path: str | Path) -> Snapshot:
+        """Open the snapshot in folder ``path``; reads only its manifest.
+
+        Raises:
+            NotFound: when ``path`` holds no snapshot, naming the command that builds one.
+        """
+        folder = Path(path)
+        listing = folder / "manifest.json"
+        if not listing.is_file():
+            raise NotFound(f"no snapshot at {folder} ({listing} is missing). Fix: build it "
+                           "with `dlforge snapshot experiment=<name>` or `dlforge data "
+                           "snapshot <dataset>`")
+        try:
+            return cls(folder, read_json(listing))
+        except ValueError as err:
+            raise DlforgeError(f"{listing} is not valid JSON ({err}). Fix: delete {folder} "
+                               "and build the snapshot again") from None
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def type(self) -> str:
+        """The dataset type's name (see :mod:`dlforge.data.types`)."""
+        return self.manifest["type"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest["labels"]
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.manifest["multi_label"])
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.manifest["counts"]
+
+    @property
+    def commits(self) -> list[dict]:
+        return self.manifest["commits"]
+
+    @property
+    def input_column(self) -> str:
+        """The column of a split that holds the model's input (text, image bytes)."""
+        from dlforge.data.types import get_type
+
+        return get_type(self.type).input_column
+
+    @property
+    def objects(self) -> ObjectReader | None:
+        """The store objects that hold the inputs' bytes (None: the inputs are in the
+        splits themselves, as texts are).
+
+        Raises:
+            DlforgeError: for an image snapshot of layout 1 (built by an older dlforge,
+                with the image bytes inside), telling to build it again.
+        """
+        from dlforge.data.types import get_type
+
+        if get_type(self.type).input_digest_column is None:
+            return None
+        if "objects" not in self.manifest:
+            raise DlforgeError(
+                f"snapshot {self.path} has the layout of an older dlforge "
+                f"(schema_version {self.manifest.get('schema_version')}, image bytes inside "
+                f"the splits); this one reads images from the store by digest "
+                f"(schema_version {SCHEMA_VERSION}). Fix: build it again with `dlforge data "
+                f"snapshot {self.dataset}` (or `dlforge snapshot experiment=...`)")
+        return ObjectReader(self.path / self.manifest["objects"], self.dataset)
+
+    def _file(self, name: str) -> Path:
+        if name not in SPLITS:
+            raise NotFound(f"snapshot {self.version} has no split {name!r} (splits: "
+                           f"{', '.join(SPLITS)})")
+        path = self.path / f"{name}.parquet"
+        check_file(path, self.manifest)
+        return path
+
+    def rows(self, name: str) -> int:
+        """The number of examples in split ``name`` (from the manifest)."""
+        self._file(name)
+        return int(self.manifest["files"][f"{name}.parquet"]["rows"])
+
+    def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Columns of split ``name`` as an Arrow table, memory-mapped (the default:
+        every column; an image split holds digests, never bytes)."""
+        return pq.read_table(self._file(name), columns=columns, memory_map=True)
+
+    def batches(self, name: str, columns: list[str] | None = None,
+                rows: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+        """Split ``name`` in record batches of up to ``rows`` rows (memory stays flat)."""
+        yield from pq.ParquetFile(self._file(name), memory_map=True).iter_batches(
+            rows, columns=columns)
+
+    def inputs(self, name: str) -> SplitInputs:
+        """The model inputs of split ``name``, in order, read lazily: texts, or image
+        bytes read from the store by digest and checked against it."""
+        from dlforge.data.types import get_type
+
+        objects = self.objects
+        column = get_type(self.type).input_digest_column if objects else self.input_column
+        return SplitInputs(self._file(name), column, self.rows(name), objects)
+
+    def split(self, name: str):
+        """Split ``name`` (train, val or test) as a DataFrame, read whole: its file is
+        checked against the manifest's sha256 and validated when it is first read.
+        Large splits are better read with :meth:`inputs`, :meth:`table` or :meth:`batches`."""
+        if name not in self._splits:
+            self._file(name)
+            self._splits[name] = read_split(self.path / f"{name}.parquet")
+        return self._splits[name]
+
+    @property
+    def train(self):
+        return self.split("train")
+
+    @property
+    def val(self):
+        return self.split("val")
+
+    @property
+    def test(self):
+        return self.split("test")

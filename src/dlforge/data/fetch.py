@@ -1,0 +1,70 @@
+"""``dlforge data fetch``: a self-contained copy of a snapshot, every byte checked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_json
+from dlforge.data.build import READ_ROWS, SPLITS, check_file
+from dlforge.data.objects import ObjectReader
+
+
+def materialise(folder: Path, manifest: dict, out: Path) -> list[Path]:
+    """A self-contained copy of a snapshot in ``out``, every file checked on the way.
+
+    The split files and the manifest are copied. An image snapshot also gets the
+    images it refers to, content-addressed in ``out/objects/`` (its manifest points
+    there, so the copy opens as a snapshot without the store), and once more as
+    ``images/<split>/<label>/`` files (hard links to the same bytes where the file
+    system allows), for tools that want files rather than parquet.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name in manifest["files"]:
+        check_file(folder / file_name, manifest)
+        written.append(Path(shutil.copy2(folder / file_name, out / file_name)))
+    copy = dict(manifest)
+    if manifest.get("objects"):
+        reader = ObjectReader(folder / manifest["objects"], manifest["dataset"])
+        written += _write_images(out, reader)
+        copy["objects"] = "objects"
+    write_json(out / "manifest.json", copy)
+    written.append(out / "manifest.json")
+    return written
+
+
+def _write_images(out: Path, reader) -> list[Path]:
+    written = []
+    for split_name in SPLITS:
+        source = pq.ParquetFile(out / f"{split_name}.parquet", memory_map=True)
+        columns = ["example_id", "image_digest", "format", "labels"]
+        for batch in source.iter_batches(READ_ROWS, columns=columns):
+            for row in batch.to_pylist():
+                digest = row["image_digest"]
+                stored = out / "objects" / digest[:2] / digest[2:]
+                if not stored.is_file():
+                    stored.parent.mkdir(parents=True, exist_ok=True)
+                    stored.write_bytes(reader.read(digest, row["example_id"]))
+                    written.append(stored)
+                suffix = "." + (row["format"] or "bin").lower().replace("jpeg", "jpg")
+                path = out / "images" / split_name / row["labels"][0] / (digest[:16] + suffix)
+                if not path.resolve().is_relative_to(out.resolve()):  # labels are validated
+                    raise DlforgeError(f"label {row['labels'][0]!r} would write outside {out}")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(stored, path)
+                written.append(path)
+    return written
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links unsupported
+        shutil.copyfile(source, target)
