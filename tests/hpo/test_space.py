@@ -6,7 +6,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from dlforge.core.config import compose
+from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.core.errors import DlforgeError
 from dlforge.hpo.space import parse_space
 
@@ -17,7 +17,7 @@ def train_cfg():
 
 
 def test_the_shipped_space_parses_and_samples_valid_overrides(train_cfg):
-    space = parse_space(OmegaConf.load("conf/hpo/default.yaml").space, train_cfg)
+    space = parse_space(OmegaConf.load(PACKAGED_CONF / "hpo/default.yaml").space, train_cfg)
     trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     overrides = [p.override(p.suggest(trial)) for p in space]
     assert [o.split("=")[0] for o in overrides] == [p.key for p in space]
