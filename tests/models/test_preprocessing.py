@@ -93,3 +93,20 @@ def test_the_wire_format_survives_the_package_round_trip(image):
     rebuilt = encoder_from_dict(image.to_dict())
     assert rebuilt.size_limit == "max_image_pixels"
     assert rebuilt.from_wire(image.to_wire(png())) == png()
+
+
+def test_image_mean_and_std_are_measured_in_one_pass_without_stacking_the_images():
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8) for _ in range(7)]
+    files = []
+    for array in arrays:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        files.append(buffer.getvalue())
+    encoder = ImageEncoder(channels=3).fit(files)
+    stack = np.stack(arrays).astype(np.float64) / 255.0  # (N, H, W, C)
+    assert encoder.mean == pytest.approx(stack.mean(axis=(0, 1, 2)).tolist(), abs=1e-6)
+    assert encoder.std == pytest.approx((stack.std(axis=(0, 1, 2)) + 1e-6).tolist(), abs=1e-6)

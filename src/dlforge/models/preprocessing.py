@@ -164,9 +164,17 @@ class ImageEncoder:
             sizes = Counter(Image.open(io.BytesIO(b)).size for b in images)
             width, height = sizes.most_common(1)[0][0]
             self.size = (height, width)
-        stack = np.stack([self._pixels(b) for b in images])  # (N, C, H, W)
-        self.mean = stack.mean(axis=(0, 2, 3)).tolist()
-        self.std = (stack.std(axis=(0, 2, 3)) + 1e-6).tolist()
+        # Running sums per channel: memory does not grow with the images measured.
+        total = squares = np.zeros(self.channels)
+        count = 0
+        for data in images:
+            pixels = self._pixels(data).astype(np.float64)  # (C, H, W)
+            total = total + pixels.sum(axis=(1, 2))
+            squares = squares + (pixels ** 2).sum(axis=(1, 2))
+            count += pixels.shape[1] * pixels.shape[2]
+        mean = total / count
+        self.mean = mean.tolist()
+        self.std = (np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-6).tolist()
         return self
 
     @property
