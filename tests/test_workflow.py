@@ -20,6 +20,7 @@ from dlforge.stages.workflow import (
     dvc_yaml,
     experiment_config,
     experiments,
+    stages,
     write_dvc_yaml,
 )
 from tests.conftest import ROOT, dlforge_serve
@@ -287,3 +288,37 @@ def test_snakemake_dry_run_plans_the_dvc_stages(project):
     plan = snakemake(project, "--dry-run", "--quiet", "rules")
     stages = {name.split("-")[0] for name in dvc_yaml(["intent"])["stages"]}
     assert all(stage in plan for stage in stages)
+
+
+@pytest.mark.slow
+def test_a_value_set_for_one_experiment_changes_only_its_stages_for_dvc(tmp_path, monkeypatch):
+    """With every stage recorded in dvc.lock (outputs stood in by placeholder files),
+    `dvc exp run -S digits...`'s edit of params.yaml leaves intent's stages unchanged."""
+    for name in ("conf", "workflow"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path, "git", "init", "-q")
+    run(tmp_path, f"{BIN}/dvc", "init", "-q")
+    write_dvc_yaml()
+    write_params_file(["intent", "digits"])
+    for exp in ("intent", "digits"):
+        for stage in stages(exp):
+            for dep in stage.deps:
+                Path(dep).parent.mkdir(parents=True, exist_ok=True)
+                if not Path(dep).exists():
+                    Path(dep).write_text("placeholder\n")
+            for out in stage.dirs + stage.persist:
+                Path(out).mkdir(parents=True, exist_ok=True)
+                (Path(out) / "placeholder").write_text("x\n")
+            for out in (*stage.outs, *stage.markers, *stage.metrics, *stage.plots,
+                        *stage.confusion):
+                Path(out).parent.mkdir(parents=True, exist_ok=True)
+                Path(out).write_text("{}\n" if out.endswith(".json") else "x\n")
+    run(tmp_path, f"{BIN}/dvc", "commit", "--force", "--quiet")
+    assert "Data and pipelines are up to date" in run(tmp_path, f"{BIN}/dvc", "status")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["digits"]["trainer"]["max_epochs"] = 2  # what `dvc exp run -S` writes
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    changed = run(tmp_path, f"{BIN}/dvc", "status")
+    assert "train-digits" in changed and "modified:" in changed
+    assert "intent" not in changed, changed
