@@ -279,9 +279,10 @@ def tracked_params(exp: str) -> str:
 
 
 def built_dvc_stages(exps: list[str]) -> list[str]:
-    """The dvc.yaml stages whose outputs all exist, in a DVC project (none elsewhere):
-    what a Snakemake run records in dvc.lock (``dvc commit``), so that ``dvc status``
-    after it is clean."""
+    """The dvc.yaml stages whose outputs all exist and were written since dvc.lock was (or
+    that it lacks), in a DVC project (none elsewhere): what a Snakemake run records in
+    dvc.lock (``dvc commit``), so that ``dvc status`` after it is clean. A run that
+    wrote nothing records nothing, and costs no DVC call."""
     if not (Path(".dvc").is_dir() and Path("dvc.yaml").is_file()):
         return []
     if yaml.safe_load(Path("dvc.yaml").read_text()) != dvc_yaml(exps):
@@ -289,8 +290,17 @@ def built_dvc_stages(exps: list[str]) -> list[str]:
                     "nothing recorded for DVC. Fix: run `dlforge workflow dvc`, then "
                     "`dvc commit`")
         return []
-    return [f"{s.name}-{exp}" for exp in exps for s in stages(exp)
-            if all(Path(f).exists() for f in (*s.files, *s.persist))]
+    lock = Path("dvc.lock")
+    recorded, text = (lock.stat().st_mtime, lock.read_text()) if lock.is_file() else (0.0, "")
+    built = []
+    for exp in exps:
+        for s in stages(exp):
+            files = [Path(f) for f in (*s.files, *s.persist)]
+            if all(f.exists() for f in files) and (
+                    f"{s.name}-{exp}:" not in text
+                    or any(f.stat().st_mtime > recorded for f in files)):
+                built.append(f"{s.name}-{exp}")  # not recorded yet, or written since
+    return built
 
 
 def write_dvc_yaml(path: Path = Path("dvc.yaml")) -> Path:
