@@ -111,6 +111,11 @@ def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
     model = json.loads((project / "outputs/myproj/train/model/model.json").read_text())
     assert model["class"] == "myproj.pooling:MaxPoolNet"
     assert (project / "outputs/myproj/train/model/code/myproj/pooling.py").is_file()
+    # The project's code is an input of training: editing the network re-runs it.
+    with (project / "src/myproj/pooling.py").open("a") as code:
+        code.write("# a wider network next time\n")
+    plan = run(project, installed, str(BIN / "snakemake"), "--dry-run", "--cores", "1")
+    assert "rule train" in plan and "rule ingest" not in plan, plan
 
     # Elsewhere: no project, its code only inside the registered package.
     elsewhere = tmp_path / "elsewhere"
