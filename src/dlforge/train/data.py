@@ -149,11 +149,14 @@ class _Reported:
             if "DataLoader worker process" in text:  # the worker's message is the last line
                 text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
             raise DlforgeError(text) from None
-        except RuntimeError as err:
-            if "DataLoader worker" not in str(err):
+        except (RuntimeError, EOFError, ConnectionError) as err:
+            # A dead worker surfaces as PyTorch's RuntimeError, or, when it died while
+            # handing over a batch's shared memory, as the closed pipe's EOF or reset.
+            if isinstance(err, RuntimeError) and "DataLoader worker" not in str(err):
                 raise
             reading = "; ".join(self._dataset.in_progress()) or "no example in progress"
-            raise DlforgeError(f"a loader worker died while reading {reading} ({err}). Fix: "
+            why = str(err) or type(err).__name__
+            raise DlforgeError(f"a loader worker died while reading {reading} ({why}). Fix: "
                                "check that example's input (`dlforge data verify`); if it is "
                                "fine, the worker ran out of memory or crashed: lower "
                                "datamodule.num_workers or datamodule.batch_size") from None
