@@ -174,6 +174,16 @@ def make_project(tmp_path: Path, mlflow_dir: Path):
     return Project()
 
 
+def kill_after(process: subprocess.Popen, seconds: float) -> None:
+    """SIGKILL ``process`` ``seconds`` from now (unless it ended first) and reap it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def png_header(width: int, height: int) -> bytes:
     """A small PNG file that claims ``width`` x ``height`` pixels and holds almost none
     (a decompression bomb, refused from its header)."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +12,7 @@ import pytest
 
 from dlforge.data import SnapshotStore, Store
 from dlforge.data.verify import verify
+from tests.conftest import kill_after
 
 
 def big_csv(path: Path, rows: int, label: str) -> Path:
@@ -62,13 +60,7 @@ def test_sigkill_mid_commit_leaves_no_partial_commit(store, tmp_path):
     duration = time.monotonic() - started
     # Kill at several moments of a commit: importing, staging, publishing.
     for fraction in (0.2, 0.4, 0.6, 0.75, 0.85, 0.95):
-        process = start_commit(store, source)
-        deadline = time.monotonic() + fraction * duration
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.005)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_after(start_commit(store, source), fraction * duration)
         commits = store.commits("d")
         assert [c.id for c in commits] == list(range(1, len(commits) + 1))
         for commit in commits:  # every visible commit is whole

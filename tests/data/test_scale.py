@@ -4,10 +4,8 @@ builds that a kill leaves whole, memory that does not grow with the images."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -23,6 +21,7 @@ from dlforge.data import Snapshot, SnapshotStore, SplitRule, Store
 from dlforge.data import build as build_module
 from dlforge.data.build import SPLITS, dedupe, example_ids
 from dlforge.data.verify import verify
+from tests.conftest import kill_after
 
 
 def write_images(folder: Path, n: int, size: int = 64, classes: int = 3, seed: int = 0,
@@ -178,13 +177,7 @@ def test_sigkill_mid_snapshot_build_leaves_no_partial_snapshot(store, snapshots,
     built = snapshots.versions("d")[0]
     os.rename(snapshots.root / "d" / built["version"], tmp_path / "first")
     for fraction in (0.3, 0.5, 0.7, 0.85, 0.95):
-        process = start_snapshot(store, snapshots)
-        deadline = time.monotonic() + fraction * duration
-        while time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.005)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_after(start_snapshot(store, snapshots), fraction * duration)
         folders = list((snapshots.root / "d").iterdir()) if (snapshots.root / "d").exists() else []
         for folder in folders:  # a snapshot is there whole, or not at all
             assert (folder / "manifest.json").is_file()

@@ -94,7 +94,7 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
     sides = {}
     for side in (old, new):
         try:
-            sides[side.name] = {key: side.read(_relative(path)) for key, path in paths.items()}
+            sides[side.name] = {key: side.read(str(Path(path))) for key, path in paths.items()}
         except OSError as err:
             return {"problems": [f"{side.name}: cannot read the results ({err})"]}
     before, after = sides[old.name], sides[new.name]
@@ -261,10 +261,6 @@ def _experiments(side: Side) -> list[str]:
         return list((yaml.safe_load(text) or {}).get("experiments", [])) if text else []
     except yaml.YAMLError:
         return []
-
-
-def _relative(path: str) -> str:
-    return str(Path(path)).removeprefix("./")
 
 
 def _repository_root() -> Path:
