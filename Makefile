@@ -11,7 +11,7 @@ CORES  ?= 2
 TORCH_VERSION  ?= 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench services
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,18 @@ $(SAMPLE): data.dvc | $(STAMP)
 run: $(STAMP) $(SAMPLE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
 
-test: $(STAMP) $(SAMPLE)
+# The servers the scale-out tests start themselves (PostgreSQL, nginx), from
+# Debian's packages where this machine lacks them.
+services:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
+	    || ! command -v nginx >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+			postgresql nginx && \
+		$$SUDO sh -c 'systemctl disable --now nginx postgresql 2>/dev/null || true'; fi
+
+test: $(STAMP) $(SAMPLE) services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --durations=25
 
 lint: $(STAMP)

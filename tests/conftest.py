@@ -194,3 +194,12 @@ def png_header(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on loopback for this pytest worker (see tests/services.py)."""
+    from tests.services import postgres_server
+
+    with postgres_server() as server:
+        yield server
