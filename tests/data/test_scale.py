@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.hashing import sha256_file
 from dlforge.data import Snapshot, SnapshotStore, SplitRule, Store
 from dlforge.data import build as build_module
 from dlforge.data.build import SPLITS, dedupe, example_ids
@@ -96,10 +98,32 @@ def test_image_snapshot_holds_digests_and_a_second_version_adds_under_1pct(
     second = snapshots.build("pics", split=SplitRule(salt="another"))
 
     assert second.version != first.version
-    table = Snapshot.open(second.path).table("train")
-    assert "image" not in table.column_names
-    assert not any(pa.types.is_binary(f.type) for f in table.schema)
+    stored = pq.read_schema(second.path / "train.parquet")  # 32 raw bytes, no example id
+    assert stored.field("image_digest").type == pa.binary(32)
+    assert "example_id" not in stored.names and "image" not in stored.names
+    table = Snapshot.open(second.path).table("train")  # readers see hex digests and ids
+    assert table.schema.field("image_digest").type == pa.string()
+    assert table.column("example_id").to_pylist() == example_ids(
+        table.column("image_digest").to_pylist()).to_pylist()
     assert folder_bytes(second.path) < 0.01 * folder_bytes(source)
+
+
+def test_an_image_snapshot_with_hex_digests_and_stored_ids_still_reads(images, snapshots):
+    """The first layout-2 snapshots held the digest in hex and the example id."""
+    ref = snapshots.build("pics")
+    snap = Snapshot.open(ref.path)
+    before = {s: (snap.table(s).to_pylist(), list(snap.inputs(s))) for s in SPLITS}
+    manifest = json.loads((ref.path / "manifest.json").read_text())
+    for name in SPLITS:
+        path = ref.path / f"{name}.parquet"
+        pq.write_table(Snapshot.open(ref.path).table(name), path)
+        manifest["files"][path.name]["sha256"] = sha256_file(path)
+    (ref.path / "manifest.json").write_text(json.dumps(manifest))
+
+    old = Snapshot.open(ref.path)
+    assert pq.read_schema(ref.path / "train.parquet").field("image_digest").type == pa.string()
+    assert {s: (old.table(s).to_pylist(), list(old.inputs(s))) for s in SPLITS} == before
+    assert old.inputs("val").example_id(1) == before["val"][0][1]["example_id"]
 
 
 def test_inputs_are_the_committed_bytes_read_lazily(images, snapshots):

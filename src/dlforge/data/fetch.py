@@ -6,11 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_json
-from dlforge.data.build import READ_ROWS, SPLITS, check_file
+from dlforge.data.build import READ_ROWS, SPLITS, check_file, iter_split
 from dlforge.data.objects import ObjectReader
 
 
@@ -41,9 +39,8 @@ def materialise(folder: Path, manifest: dict, out: Path) -> list[Path]:
 def _write_images(out: Path, reader) -> list[Path]:
     written = []
     for split_name in SPLITS:
-        source = pq.ParquetFile(out / f"{split_name}.parquet", memory_map=True)
         columns = ["example_id", "image_digest", "format", "labels"]
-        for batch in source.iter_batches(READ_ROWS, columns=columns):
+        for batch in iter_split(out / f"{split_name}.parquet", READ_ROWS, columns):
             for row in batch.to_pylist():
                 digest = row["image_digest"]
                 stored = out / "objects" / digest[:2] / digest[2:]

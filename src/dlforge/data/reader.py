@@ -1,8 +1,9 @@
 """Reading a snapshot: :class:`Snapshot`, opened lazily, and its splits' inputs.
 
 A split's parquet file is memory-mapped and only two compact columns are held:
-the inputs themselves for text (or, for images, the 64-character digests of the
-store objects that hold the bytes) and the example ids. An image's bytes are read
+the inputs themselves and the example ids for text; for images, only the 32-byte
+digests of the store objects that hold the bytes (an image's example id is
+derived from its digest). An image's bytes are read
 when it is asked for, and checked against its digest. A reader pickles without
 its columns, so a DataLoader worker started by ``spawn`` opens the file again
 instead of receiving a copy.
@@ -18,7 +19,17 @@ import pyarrow.parquet as pq
 
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.io import read_json
-from dlforge.data.build import ROW_GROUP_ROWS, SCHEMA_VERSION, SPLITS, check_file, read_split
+from dlforge.data.build import (
+    ROW_GROUP_ROWS,
+    SCHEMA_VERSION,
+    SPLITS,
+    check_file,
+    example_ids,
+    iter_split,
+    read_split,
+    read_split_table,
+    stored_columns,
+)
 from dlforge.data.objects import ObjectReader
 
 CHUNK = 4096  # inputs converted to Python objects at a time when iterating
@@ -38,20 +49,29 @@ class SplitInputs(Sequence):
     def __init__(self, path: Path, column: str, rows: int, objects: ObjectReader | None = None):
         self.path, self.column, self.rows, self.objects = Path(path), column, rows, objects
         self._values = self._ids = None
+        self._packed = False
 
     def _load(self) -> None:
         if self._values is None:
-            table = pq.read_table(self.path, columns=[self.column, "example_id"],
-                                  memory_map=True)
+            wanted, digest = stored_columns(self.path, [self.column, "example_id"])
+            table = pq.read_table(self.path, columns=wanted, memory_map=True)
             self._values = table.column(self.column).combine_chunks()
-            self._ids = table.column("example_id").combine_chunks()
+            self._packed = digest == self.column
+            if not self._packed:
+                self._ids = table.column("example_id").combine_chunks()
 
     def __len__(self) -> int:
         return self.rows
 
+    def _value(self, index: int):
+        value = self._values[index].as_py()
+        return value.hex() if self._packed else value
+
     def example_id(self, index: int) -> str:
         """The example id (see :func:`dlforge.data.build.example_ids`) of row ``index``."""
         self._load()
+        if self._packed:
+            return example_ids([self._value(index)])[0].as_py()
         return self._ids[index].as_py()
 
     def __getitem__(self, index):
@@ -62,17 +82,20 @@ class SplitInputs(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(f"row {index} of a split of {len(self)} rows")
         self._load()
-        value = self._values[index].as_py()
-        return self.objects.read(value, self._ids[index].as_py()) if self.objects else value
+        value = self._value(index)
+        return self.objects.read(value, self.example_id(index)) if self.objects else value
 
     def __iter__(self) -> Iterator:
         self._load()
         for start in range(0, len(self), CHUNK):
             values = self._values.slice(start, CHUNK).to_pylist()
+            if self._packed:
+                values = [v.hex() for v in values]
             if self.objects is None:
                 yield from values
             else:
-                ids = self._ids.slice(start, CHUNK).to_pylist()
+                ids = (example_ids(values) if self._packed
+                       else self._ids.slice(start, CHUNK)).to_pylist()
                 for digest, example in zip(values, ids, strict=True):
                     yield self.objects.read(digest, example)
 
@@ -86,7 +109,7 @@ class SplitInputs(Sequence):
         return _Subset(self, np.linspace(0, len(self) - 1, size).round().astype(int).tolist())
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_values": None, "_ids": None}
+        return {**self.__dict__, "_values": None, "_ids": None, "_packed": False}
 
 
 class _Subset(Sequence):
@@ -214,13 +237,13 @@ class Snapshot:
     def table(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """Columns of split ``name`` as an Arrow table, memory-mapped (the default:
         every column; an image split holds digests, never bytes)."""
-        return pq.read_table(self._file(name), columns=columns, memory_map=True)
+        return read_split_table(self._file(name), columns)
 
     def batches(self, name: str, columns: list[str] | None = None,
                 rows: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
         """Split ``name`` in record batches of up to ``rows`` rows (memory stays flat)."""
-        yield from pq.ParquetFile(self._file(name), memory_map=True).iter_batches(
-            rows, columns=columns)
+        for table in iter_split(self._file(name), rows, columns):
+            yield from table.to_batches()
 
     def inputs(self, name: str) -> SplitInputs:
         """The model inputs of split ``name``, in order, read lazily: texts, or image

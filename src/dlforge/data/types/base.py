@@ -60,7 +60,8 @@ class DatasetType(ABC):
     # Snapshot column a model reads (text, image bytes).
     input_column: ClassVar[str]
     # Snapshot column with the digest of the object whose bytes are the model's input
-    # (read from the store, never copied into a snapshot), if the input is a blob.
+    # (read from the store, never copied into a snapshot), if the input is a blob. Its
+    # example key is that digest: a snapshot derives the example id from it.
     input_digest_column: ClassVar[str | None] = None
 
     @abstractmethod
