@@ -1,9 +1,11 @@
-"""The workflow on a cluster and its report: lint, the SLURM profile, `snakemake --report`."""
+"""The workflow on a cluster and its report: lint, the SLURM and Kubernetes profiles,
+`snakemake --report`."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import subprocess
 from pathlib import Path
@@ -19,15 +21,29 @@ from tests.test_workflow import BIN, run, snakemake, without_sweep
 project = test_workflow.project  # the fixture: a copy of the project, intent only, quick
 
 SLURM = "workflow/profiles/slurm"
+KUBERNETES = "workflow/profiles/kubernetes"
 GPU_RULES = ("train", "sweep", "sweep_worker")
 # dlforge is the rules' only software, installed from pyproject.toml (the only
 # packaging file): a conda environment or container per rule would be a second one.
 ACCEPTED_LINTS = {"Specify a conda environment or container for each rule."}
 
 
-def test_snakemake_lint_finds_nothing_but_the_software_environment():
-    result = subprocess.run([f"{BIN}/snakemake", "--lint"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+# What the Kubernetes profile reads from the environment (see its header); no
+# cluster, bucket or server is reached by a dry run.
+KUBERNETES_ENV = {"DLFORGE_IMAGE": "registry.example.org/dlforge:1.0",
+                  "DLFORGE_STORAGE_PREFIX": "s3://dlforge-test/project",
+                  "MLFLOW_TRACKING_URI": "http://mlflow.example.org:5000",
+                  "OPTUNA_STORAGE": "postgresql://dlforge@db.example.org/optuna"}
+
+
+# The Kubernetes profile names the jobs' image, but no profile setting reaches the
+# linter: the same lint is all it prints with it (see the profile's header).
+@pytest.mark.parametrize("profile", [[], ["--profile", KUBERNETES]], ids=["plain", "kubernetes"])
+def test_snakemake_lint_finds_nothing_but_the_software_environment(profile, monkeypatch):
+    for name, value in KUBERNETES_ENV.items():
+        monkeypatch.setenv(name, value)
+    result = subprocess.run([f"{BIN}/snakemake", "--lint", *profile], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr
     lints = {line.strip()[2:].removesuffix(":") for line in output.splitlines()
              if line.startswith("    * ")}
@@ -51,6 +67,14 @@ def planned_jobs(cwd: Path, *args: str) -> list[dict]:
     return jobs
 
 
+def profile_config(profile: str) -> dict:
+    return yaml.safe_load((ROOT / profile / "config.yaml").read_text())
+
+
+def sweep_jobs(profile: str) -> int:
+    return int(dict(item.split("=") for item in profile_config(profile)["config"])["sweep_jobs"])
+
+
 @pytest.fixture(scope="module")
 def slurm_plan() -> list[dict]:
     """The plan under the SLURM profile (its executor plugin is a dev dependency)."""
@@ -58,8 +82,7 @@ def slurm_plan() -> list[dict]:
 
 
 def test_slurm_profile_plans_every_stage_with_parallel_sweep_workers(slurm_plan):
-    profile = yaml.safe_load((ROOT / SLURM / "config.yaml").read_text())
-    workers = int(dict(item.split("=") for item in profile["config"])["sweep_jobs"])
+    workers = sweep_jobs(SLURM)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     planned = [f"{job['rule']}-{job['wildcards']['exp']}" for job in slurm_plan]
     assert {name for name in planned if not name.startswith("sweep_worker-")} == set(stages)
@@ -91,6 +114,88 @@ def test_slurm_plugin_turns_the_gpu_resource_into_sbatch_gpus(slurm_plan):
     train = next(job for job in slurm_plan if job["rule"] == "train")
     resources = {k: int(v) if v.isdigit() else v for k, v in train["resources"].items()}
     assert set_gres_string(SimpleNamespace(resources=Resources(resources))).strip() == "--gpus=1"
+
+
+@pytest.fixture(scope="module")
+def kubernetes_plan(tmp_path_factory) -> list[dict]:
+    """The plan under the Kubernetes profile, offline: its S3 prefix is replaced by a
+    local folder that holds the project's files, as the bucket would before a run
+    (snakemake-storage-plugin-fs; the S3 plugin would ask the bucket)."""
+    bucket = tmp_path_factory.mktemp("bucket")
+    for name in ("conf", "src", "data", "workflow", "Snakefile"):
+        (bucket / name).symlink_to(ROOT / name)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in KUBERNETES_ENV.items():
+            env.setenv(name, value)
+        return planned_jobs(ROOT, "--profile", KUBERNETES, "--default-storage-provider", "fs",
+                            "--default-storage-prefix", str(bucket))
+
+
+def test_kubernetes_profile_runs_jobs_in_the_image_with_files_in_s3(monkeypatch):
+    from snakemake.cli import parse_args
+
+    for name, value in KUBERNETES_ENV.items():
+        monkeypatch.setenv(name, value)
+    _, args = parse_args(["--profile", str(ROOT / KUBERNETES)])
+    assert args.executor == "kubernetes"
+    assert args.container_image == KUBERNETES_ENV["DLFORGE_IMAGE"]
+    assert args.default_storage_provider == "s3"
+    assert args.default_storage_prefix == KUBERNETES_ENV["DLFORGE_STORAGE_PREFIX"]
+    assert {"MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"} <= set(args.envvars)
+
+
+def test_kubernetes_profile_plans_every_stage_with_parallel_sweep_workers(kubernetes_plan):
+    workers = sweep_jobs(KUBERNETES)
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    planned = [f"{job['rule']}-{job['wildcards']['exp']}" for job in kubernetes_plan]
+    assert {name for name in planned if not name.startswith("sweep_worker-")} == set(stages)
+    swept = [name.removeprefix("sweep-") for name in stages if name.startswith("sweep-")]
+    assert swept and workers > 1
+    assert planned.count(f"sweep_worker-{swept[0]}") == workers
+    for job in kubernetes_plan:  # every file a job reads comes from the storage prefix
+        assert all(f.endswith("(retrieve from storage)") for f in job["input"]), job
+
+
+def test_kubernetes_profile_gives_gpus_to_training_and_sweep_jobs_only(kubernetes_plan):
+    for job in kubernetes_plan:
+        gpus = job["resources"].get("gpu", "0")
+        assert gpus == ("1" if job["rule"] in GPU_RULES else "0"), job
+        if job["rule"] in GPU_RULES:
+            assert job["resources"]["gpu_manufacturer"] == "nvidia", job
+        assert {"mem_mb", "disk_mb"} <= set(job["resources"]), job
+
+
+def test_kubernetes_plugin_turns_the_gpu_resource_into_a_pod_with_an_nvidia_gpu(
+        kubernetes_plan):
+    from snakemake_executor_plugin_kubernetes import Executor
+
+    train = next(job for job in kubernetes_plan if job["rule"] == "train")
+    resources = {k: int(v) if v.isdigit() else v for k, v in train["resources"].items()}
+    resources["_cores"] = profile_config(KUBERNETES)["set-threads"]["train"]
+    submitted = []
+    # The plugin's run_job, without the cluster: it builds the Job and hands it to
+    # the Kubernetes API, here a list.
+    executor = object.__new__(Executor)
+    vars(executor).update(
+        container_image=KUBERNETES_ENV["DLFORGE_IMAGE"], persistent_volumes=[],
+        k8s_cpu_scalar=0.95, k8s_service_account_name=None, privileged=False,
+        secret_envvars={}, run_namespace="run", namespace="default",
+        logger=logging.getLogger("kubernetes"),
+        workflow=SimpleNamespace(deployment_settings=SimpleNamespace(deployment_method=set())),
+        batchapi=SimpleNamespace(create_namespaced_job=lambda ns, body: submitted.append(body)),
+        format_job_exec=lambda job: "python -m snakemake", _kubernetes_retry=lambda f: f(),
+        report_job_submission=lambda info: None)
+    executor.run_job(SimpleNamespace(resources=resources, jobid=1, attempt=1,
+                                     is_containerized=False))
+    pod = submitted[0].spec.template.spec
+    container = pod.containers[0]
+    assert container.image == KUBERNETES_ENV["DLFORGE_IMAGE"]
+    # Kubernetes schedules nvidia.com/gpu only with a limit (the profile's scale 0).
+    assert container.resources.limits["nvidia.com/gpu"] == "1"
+    assert container.resources.requests["nvidia.com/gpu"] == "1"
+    assert container.resources.requests["memory"] == "32000M"
+    assert container.resources.requests["cpu"] == "7600m"  # 8 threads, times 0.95
+    assert [t.key for t in pod.tolerations] == ["nvidia.com/gpu"]
 
 
 def report_results(html: Path) -> dict[str, dict]:

@@ -64,7 +64,11 @@ def sweep_workers_done(wildcards):
     jobs = config["sweep_jobs"]
     if jobs == 1:
         return []
-    return expand(rules.sweep_worker.output, exp=wildcards.exp, worker=range(jobs))
+    # The layout's pattern that sweep_worker's output is made of, not that output
+    # itself: under a default storage provider (the Kubernetes profile) the output
+    # carries a storage object, which expand() refuses.
+    return expand(str(LAYOUT.sweep.worker_done("{worker}")), exp=wildcards.exp,
+                  worker=range(jobs))
 
 
 wildcard_constraints:
