@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import lightning as L
 import numpy as np
@@ -122,7 +124,9 @@ class SnapshotLoader(DataLoader):
     """A DataLoader whose worker failures are reported with the example being read."""
 
     def __iter__(self):
-        return _Reported(super().__iter__(), self.dataset)
+        # Workers start (and may die) while the iterator is being made, too.
+        with _reported(self.dataset):
+            return _Reported(super().__iter__(), self.dataset)
 
 
 class _Reported:
@@ -142,24 +146,32 @@ class _Reported:
         return getattr(self._iterator, name)
 
     def __next__(self):
-        try:
+        with _reported(self._dataset):
             return next(self._iterator)
-        except DlforgeError as err:
-            text = str(err)
-            if "DataLoader worker process" in text:  # the worker's message is the last line
-                text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
-            raise DlforgeError(text) from None
-        except (RuntimeError, EOFError, ConnectionError) as err:
-            # A dead worker surfaces as PyTorch's RuntimeError, or, when it died while
-            # handing over a batch's shared memory, as the closed pipe's EOF or reset.
-            if isinstance(err, RuntimeError) and "DataLoader worker" not in str(err):
-                raise
-            reading = "; ".join(self._dataset.in_progress()) or "no example in progress"
-            why = str(err) or type(err).__name__
-            raise DlforgeError(f"a loader worker died while reading {reading} ({why}). Fix: "
-                               "check that example's input (`dlforge data verify`); if it is "
-                               "fine, the worker ran out of memory or crashed: lower "
-                               "datamodule.num_workers or datamodule.batch_size") from None
+
+
+@contextmanager
+def _reported(dataset: SnapshotSplit) -> Iterator[None]:
+    """Turn a loader worker's error or death into a DlforgeError naming the example."""
+    try:
+        yield
+    except DlforgeError as err:
+        text = str(err)
+        if "DataLoader worker process" in text:  # the worker's message is the last line
+            text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+        raise DlforgeError(text) from None
+    except (RuntimeError, EOFError, ConnectionError) as err:
+        # A dead worker surfaces as PyTorch's RuntimeError (from its SIGCHLD handler,
+        # wherever the main process is, or from the next read), or, when it died while
+        # handing over a batch's shared memory, as the closed pipe's EOF or reset.
+        if isinstance(err, RuntimeError) and "DataLoader worker" not in str(err):
+            raise
+        reading = "; ".join(dataset.in_progress()) or "no example in progress"
+        why = str(err) or type(err).__name__
+        raise DlforgeError(f"a loader worker died while reading {reading} ({why}). Fix: "
+                           "check that example's input (`dlforge data verify`); if it is "
+                           "fine, the worker ran out of memory or crashed: lower "
+                           "datamodule.num_workers or datamodule.batch_size") from None
 
 
 class SnapshotDataModule(L.LightningDataModule):
