@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -142,6 +144,45 @@ def test_kubernetes_profile_runs_jobs_in_the_image_with_files_in_s3(monkeypatch)
     assert args.default_storage_provider == "s3"
     assert args.default_storage_prefix == KUBERNETES_ENV["DLFORGE_STORAGE_PREFIX"]
     assert {"MLFLOW_TRACKING_URI", "OPTUNA_STORAGE"} <= set(args.envvars)
+    # The dataset store and snapshots: on the claim of volume.yaml, at shared_dir.
+    claim = yaml.safe_load((ROOT / KUBERNETES / "volume.yaml").read_text())
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    shared = dict(item.split("=", 1) for item in args.config)["shared_dir"]
+    assert args.kubernetes_persistent_volumes == [f"{claim['metadata']['name']}:{shared}"]
+
+
+def test_a_job_under_a_storage_provider_runs_on_its_staged_files_and_the_shared_volume():
+    from dlforge.stages.workflow import job_paths
+
+    declared = "outputs/intent/train/metrics.json"
+    assert job_paths(declared, declared) == ""  # in the project folder: dvc.yaml's command
+    staged = ".snakemake/storage/s3/bucket/dlforge/proj"
+    assert job_paths(declared, f"{staged}/{declared}", "/mnt/dlforge") == (
+        f" paths.root={staged} paths.store_dir=/mnt/dlforge/data/store"
+        " paths.snapshot_dir=/mnt/dlforge/data/snapshots")
+    with pytest.raises(ValueError, match="not its rule's"):
+        job_paths(declared, f"{staged}/outputs/other.json")
+
+
+def test_where_a_job_runs_changes_no_run_identity(monkeypatch):
+    from dlforge.core.config import compose
+    from dlforge.train.tracking import as_dict, config_hash
+
+    monkeypatch.chdir(ROOT)
+    moved = ".snakemake/storage/s3/bucket/dlforge/proj"
+    overrides = job_paths_overrides(f"{moved}/outputs/intent/train/metrics.json")
+    here, there = (compose("train", ["experiment=intent", *extra])
+                   for extra in ([], overrides))
+    assert there.paths.store_dir == "/mnt/dlforge/data/store"
+    assert there.paths.train_dir.startswith(moved)
+    # What a training's identity is made of (its MLflow tag, its resume check) is the same.
+    assert config_hash(as_dict(here)) == config_hash(as_dict(there))
+
+
+def job_paths_overrides(staged: str) -> list[str]:
+    from dlforge.stages.workflow import job_paths
+
+    return job_paths("outputs/intent/train/metrics.json", staged, "/mnt/dlforge").split()
 
 
 def test_kubernetes_profile_plans_every_stage_with_parallel_sweep_workers(kubernetes_plan):
@@ -196,6 +237,73 @@ def test_kubernetes_plugin_turns_the_gpu_resource_into_a_pod_with_an_nvidia_gpu(
     assert container.resources.requests["memory"] == "32000M"
     assert container.resources.requests["cpu"] == "7600m"  # 8 threads, times 0.95
     assert [t.key for t in pod.tolerations] == ["nvidia.com/gpu"]
+
+
+# A pod of the Kubernetes executor, for snakemake-executor-plugin-cluster-generic: the
+# job runs in an empty folder of its own (the pod's emptyDir /workdir), deleted after
+# it; its output and state stay beside the folder, for Snakemake and the test to read.
+POD = """#!/bin/sh
+pod=$(mktemp -d "$PODS/pod.XXXXXX")
+if (cd "$pod" && sh "$1" > "$pod.log" 2>&1); then echo success; else echo failed; fi > "$pod.state"
+rm -rf "$pod"
+echo "$pod"
+"""
+
+
+@pytest.mark.slow
+def test_jobs_that_share_no_folder_run_the_stages_from_storage(project, tmp_path):
+    """Ingest, snapshot and train as under the Kubernetes profile, on this machine: each
+    job in a folder of its own that is deleted after it, its files through the default
+    storage prefix (snakemake-storage-plugin-fs stands in for S3), the dataset store and
+    snapshots on `shared_dir` (the volume), MLflow in one database (the server)."""
+    if shutil.which("rsync") is None:
+        pytest.skip("snakemake-storage-plugin-fs copies files with rsync: install rsync")
+    without_sweep(project)
+    bucket, shared, pods = (tmp_path / name for name in ("bucket", "shared", "pods"))
+    pods.mkdir()
+    # Uploaded once before the first run (the profile's header): the raw data, conf/.
+    for name in ("data", "conf"):
+        shutil.copytree(project / name, bucket / name)
+    # Each job starts from the project's git files, which Snakemake ships through storage.
+    run(project, "git", "init", "-q")
+    run(project, "git", "add", "conf", "workflow", "Snakefile", "dvc.yaml", "params.yaml")
+    (tmp_path / "pod.sh").write_text(POD)
+    target = "outputs/intent/train/metrics.json"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PODS": str(pods),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    result = subprocess.run(
+        [f"{BIN}/snakemake", "--executor", "cluster-generic",
+         "--cluster-generic-submit-cmd", f"sh {tmp_path / 'pod.sh'}",
+         "--cluster-generic-status-cmd", "sh -c 'cat $0.state'",
+         "--seconds-between-status-checks", "1", "--jobs", "1",
+         # As the Kubernetes plugin: no shared folder, the project's files shipped.
+         "--shared-fs-usage", "none", "--job-deploy-sources",
+         "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket),
+         "--config", f"shared_dir={shared}", "--printshellcmds", target],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    jobs = {log.name: log.read_text() for log in sorted(pods.glob("pod.*.log"))}
+    assert result.returncode == 0, result.stdout + result.stderr + "\n".join(jobs.values())
+    # Three jobs, each in its own folder, none left: nothing crossed through a folder.
+    assert len(jobs) == 3 and not [pod for pod in pods.iterdir() if pod.is_dir()]
+    assert not (project / "outputs").exists() and not (project / "data" / "store").exists()
+    # Each command ran on Snakemake's local copy of the storage prefix.
+    staged = f".snakemake/storage/fs/{str(bucket).lstrip('/')}"
+    for stage in ("ingest", "snapshot", "train"):
+        command = f"dlforge {stage} experiment=intent paths.root={staged} " \
+                  f"paths.store_dir={shared}/data/store " \
+                  f"paths.snapshot_dir={shared}/data/snapshots > {staged}/outputs/intent/logs/"
+        assert sum(command in text for text in jobs.values()) == 1, (stage, jobs)
+    # The outputs and logs are in storage; the store and snapshot on the shared folder.
+    experiment = bucket / "outputs" / "intent"
+    metrics = json.loads((experiment / "train" / "metrics.json").read_text())
+    assert 0 <= metrics["test/acc"] <= 1, metrics
+    assert (experiment / "train" / "model").is_dir()
+    assert {log.name for log in (experiment / "logs").iterdir()} >= {
+        "ingest.log", "snapshot.log", "train.log"}
+    snapshot = json.loads((experiment / "snapshot.json").read_text())
+    assert Path(snapshot["path"]).is_relative_to(shared / "data" / "snapshots" / "clinc150")
+    assert Path(snapshot["path"]).is_dir()
+    assert (shared / "data" / "store" / "clinc150" / "commits").is_dir()
 
 
 def report_results(html: Path) -> dict[str, dict]:

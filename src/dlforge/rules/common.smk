@@ -8,6 +8,8 @@ validate(config, "config.schema.yaml")
 
 # The experiment's files with the wildcard {exp}: outputs/{exp}/..., from conf/paths.
 LAYOUT = graph.layout_pattern()
+# A sweep worker's marker, with the wildcard {worker}.
+WORKER_DONE = str(LAYOUT.sweep.worker_done("{worker}"))
 
 # Outputs shown by `snakemake --report`, each experiment a category: the
 # caption (report/ beside this file) of each, and the subcategory of each stage.
@@ -44,6 +46,25 @@ def log_file(stage_name):
     return str(LAYOUT.log_file(stage_name))
 
 
+def first_output(stage_name):
+    """The pattern of the stage's first output (its rule's output[0])."""
+    return next(iter(graph.rule_outputs(stage_name).values()))[1]
+
+
+def paths_overrides(first):
+    """Param function: the job's `paths.*` overrides (dlforge.stages.workflow.job_paths),
+    from `first`, its rule's first output, as declared and as the job sees it. Empty in
+    the project folder; under a default storage provider, the folder Snakemake stages
+    the job's files in; with `shared_dir`, the dataset store and snapshots there. Made
+    from the job's output, it is no value whose change re-runs a job."""
+
+    def overrides(wildcards, output):
+        declared = first.format(**dict(wildcards.items()))
+        return graph.job_paths(declared, output[0], config.get("shared_dir"))
+
+    return overrides
+
+
 def deps(stage_name):
     """Input function: the files the stage reads, from dlforge.stages.workflow."""
 
@@ -67,8 +88,7 @@ def sweep_workers_done(wildcards):
     # The layout's pattern that sweep_worker's output is made of, not that output
     # itself: under a default storage provider (the Kubernetes profile) the output
     # carries a storage object, which expand() refuses.
-    return expand(str(LAYOUT.sweep.worker_done("{worker}")), exp=wildcards.exp,
-                  worker=range(jobs))
+    return expand(WORKER_DONE, exp=wildcards.exp, worker=range(jobs))
 
 
 wildcard_constraints:

@@ -11,10 +11,11 @@ rule ingest:
     params:
         # A commit added outside the workflow changes this and re-runs the stage.
         external_commits=lambda wildcards: graph.external_commits(wildcards.exp),
+        paths=paths_overrides(first_output("ingest")),
     log:
         log_file("ingest"),
     shell:
-        "dlforge ingest experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge ingest experiment={wildcards.exp}{params.paths} > {log} 2>&1"
 
 
 rule snapshot:
@@ -23,7 +24,9 @@ rule snapshot:
         deps("snapshot"),
     output:
         **outputs("snapshot"),
+    params:
+        paths=paths_overrides(first_output("snapshot")),
     log:
         log_file("snapshot"),
     shell:
-        "dlforge snapshot experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge snapshot experiment={wildcards.exp}{params.paths} > {log} 2>&1"

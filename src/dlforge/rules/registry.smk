@@ -8,10 +8,12 @@ rule evaluate:
         deps("evaluate"),
     output:
         **outputs("evaluate"),
+    params:
+        paths=paths_overrides(first_output("evaluate")),
     log:
         log_file("evaluate"),
     shell:
-        "dlforge evaluate experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge evaluate experiment={wildcards.exp}{params.paths} > {log} 2>&1"
 
 
 rule register:
@@ -20,7 +22,9 @@ rule register:
         deps("register"),
     output:
         **outputs("register"),
+    params:
+        paths=paths_overrides(first_output("register")),
     log:
         log_file("register"),
     shell:
-        "dlforge register experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge register experiment={wildcards.exp}{params.paths} > {log} 2>&1"

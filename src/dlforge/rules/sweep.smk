@@ -14,7 +14,9 @@ rule sweep_worker:
         rules.snapshot.output.summary,
         deps("sweep"),
     output:
-        touch(str(LAYOUT.sweep.worker_done("{worker}"))),
+        touch(WORKER_DONE),
+    params:
+        paths=paths_overrides(WORKER_DONE),
     log:
         log_file("sweep-worker-{worker}"),
     wildcard_constraints:
@@ -23,7 +25,7 @@ rule sweep_worker:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
         "dlforge sweep experiment={wildcards.exp} hpo.n_workers=1"
-        " hydra.job.name=sweep-worker-{wildcards.worker} > {log} 2>&1"
+        " hydra.job.name=sweep-worker-{wildcards.worker}{params.paths} > {log} 2>&1"
 
 
 rule sweep:
@@ -35,10 +37,11 @@ rule sweep:
         **outputs("sweep"),
     params:
         tracked=tracked_params,
+        paths=paths_overrides(first_output("sweep")),
     log:
         log_file("sweep"),
     threads: lambda wildcards: graph.sweep_workers(wildcards.exp)
     resources:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
-        "dlforge sweep experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge sweep experiment={wildcards.exp}{params.paths} > {log} 2>&1"

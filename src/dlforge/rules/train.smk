@@ -11,9 +11,10 @@ rule train:
         **outputs("train"),
     params:
         tracked=tracked_params,
+        paths=paths_overrides(first_output("train")),
     log:
         log_file("train"),
     resources:
         gpu=0,  # GPUs of the job (the SLURM plugin's name): workflow/profiles/slurm sets it
     shell:
-        "dlforge train experiment={wildcards.exp} > {log} 2>&1"
+        "dlforge train experiment={wildcards.exp}{params.paths} > {log} 2>&1"

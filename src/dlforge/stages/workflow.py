@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
@@ -201,6 +202,44 @@ def _pattern_paths() -> dict:
 
     paths = compose("data", ["+experiment_name='{exp}'"]).paths
     return OmegaConf.to_container(paths, resolve=True)
+
+
+# The folders stages keep between runs that are no rule's output (Stage.persist: the
+# dataset store, the snapshots). Where jobs share no filesystem, they live on a
+# volume every job mounts (the workflow config's `shared_dir`).
+STATE_PATHS = ("store_dir", "snapshot_dir")
+
+
+def job_paths(declared: str, staged: str, shared_dir: str | None = None) -> str:
+    """The ``paths.*`` overrides of a rule's job, as command-line text (" KEY=VALUE..."):
+    empty for a job that runs in the project folder, so its command is dvc.yaml's.
+
+    Args:
+        declared: the job's first output as its rule declares it (from the project folder).
+        staged: that output as the job sees it. Under a default storage provider (the
+            Kubernetes profile) Snakemake copies a job's files to and from its local copy
+            of the storage prefix (``.snakemake/storage/s3/BUCKET/PREFIX/outputs/...``):
+            that folder is the job's ``paths.root``.
+        shared_dir: a folder every job mounts, or None: ``STATE_PATHS`` move there, each
+            at its place under ``paths.root`` (``data/store``: ``SHARED/data/store``).
+
+    Neither changes what a run is: snapshot versions are content hashes, and the
+    training's config hash leaves ``paths`` out.
+    """
+    declared, staged = _norm(declared), _norm(staged)
+    overrides = []
+    if staged != declared:
+        root = staged.removesuffix(os.sep + declared)
+        if root == staged:
+            raise ValueError(f"the job's output {staged} is not its rule's {declared} under "
+                             "a storage folder")
+        overrides.append(f"paths.root={root}")
+    if shared_dir:
+        paths = _pattern_paths()
+        overrides += [f"paths.{key}="
+                      + _norm(os.path.join(shared_dir, os.path.relpath(paths[key], paths["root"])))
+                      for key in STATE_PATHS]
+    return "".join(f" {shlex.quote(o)}" for o in overrides)
 
 
 def _place(layout: ExperimentLayout, out: Output) -> str:
