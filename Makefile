@@ -30,15 +30,15 @@ $(SAMPLE): data.dvc | $(STAMP)
 run: $(STAMP) $(SAMPLE)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/snakemake --profile workflow/profiles/local --cores $(CORES)
 
-# The servers the scale-out tests start themselves (PostgreSQL, nginx), from
-# Debian's packages where this machine lacks them.
+# The servers the scale-out tests start themselves (PostgreSQL, nginx), and rsync
+# (Snakemake's fs storage), from Debian's packages where this machine lacks them.
 services:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null \
-	    || ! command -v nginx >/dev/null; then \
+	    || ! command -v nginx >/dev/null || ! command -v rsync >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
-			postgresql nginx && \
+			postgresql nginx rsync && \
 		$$SUDO sh -c 'systemctl disable --now nginx postgresql 2>/dev/null || true'; fi
 
 test: $(STAMP) $(SAMPLE) services

@@ -256,8 +256,8 @@ def test_jobs_that_share_no_folder_run_the_stages_from_storage(project, tmp_path
     job in a folder of its own that is deleted after it, its files through the default
     storage prefix (snakemake-storage-plugin-fs stands in for S3), the dataset store and
     snapshots on `shared_dir` (the volume), MLflow in one database (the server)."""
-    if shutil.which("rsync") is None:
-        pytest.skip("snakemake-storage-plugin-fs copies files with rsync: install rsync")
+    assert shutil.which("rsync"), ("snakemake-storage-plugin-fs copies files with rsync: "
+                                   "install it (`make test` does)")
     without_sweep(project)
     bucket, shared, pods = (tmp_path / name for name in ("bucket", "shared", "pods"))
     pods.mkdir()
