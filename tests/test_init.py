@@ -82,10 +82,11 @@ def test_an_empty_folder_becomes_the_project(tmp_path):
 def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path, example):
     project = Path(init(tmp_path / "sample", example)["project"])
     same = ["Snakefile", "workflow/profiles/local/config.yaml",
-            "workflow/profiles/slurm/config.yaml",
+            "workflow/profiles/slurm/config.yaml", "workflow/profiles/kubernetes/config.yaml",
+            "workflow/profiles/kubernetes/volume.yaml",
             *(str(p.relative_to(project)) for p in (project / "conf").rglob("*.yaml")
               if p.parent.name in ("dataset", "experiment"))]
-    assert len(same) == 5
+    assert len(same) == 7
     for name in same:
         assert (project / name).read_bytes() == (ROOT / name).read_bytes(), name
     if example == "intent":

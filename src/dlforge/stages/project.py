@@ -10,7 +10,7 @@ place once complete, so that a failure leaves nothing half-made. It gets:
     conf/dataset/, conf/experiment/   an example dataset and experiment
     conf/model/<package>.yaml         the project's network, src/<package>/nets.py
     src/<package>/                    the project's own code
-    workflow/config.yaml, profiles/   the experiments; local and SLURM profiles
+    workflow/config.yaml, profiles/   the experiments; local, SLURM and Kubernetes profiles
     Snakefile                         dlforge's packaged rules + rule all
     dvc.yaml, params.yaml             from `dlforge workflow dvc` (params: per experiment)
     data/raw/ + data/raw.dvc          the raw data, tracked by DVC
