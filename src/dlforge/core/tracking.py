@@ -3,8 +3,13 @@
 The tracking URI comes from config (``tracking.tracking_uri``, whose default in
 conf/tracking/mlflow.yaml is ``$MLFLOW_TRACKING_URI`` when set); a relative
 SQLite path is made absolute and its tables are created under a lock, so that
-processes starting together on a new database never race. Importing this
-module does not import mlflow.
+processes starting together on a new database never race. A database server
+(``postgresql://user:pw@host/db``) is reached once first, so that a missing
+driver or a server that is down is reported at once (MLflow itself retries for
+over a minute), and its tables are created under an advisory lock. Experiments
+created here keep their artifacts in ``tracking.artifact_location``
+(``paths.mlflow_dir/artifacts``) for SQLite and database URIs alike; only an
+MLflow server stores them itself. Importing this module does not import mlflow.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ def setup_tracking_uri(tracking) -> None:
         os.environ[ENV_TRACKING_URI] = users
     if uri.startswith("sqlite:///"):
         _create_sqlite_store(uri)
+    elif uri.split("://", 1)[0].split("+", 1)[0] in _DATABASES:
+        _create_database_store(uri)
 
 
 def _create_sqlite_store(uri: str) -> None:
@@ -80,7 +87,49 @@ def _create_sqlite_store(uri: str) -> None:
     _CREATED.add(path)
 
 
-_CREATED: set[Path] = set()
+_CREATED: set[Path | str] = set()
+
+# The database servers MLflow stores runs in, and how to install each one's driver.
+_DATABASES = {"postgresql": "pip install 'dlforge[postgres]'",
+              "mysql": "pip install mysqlclient", "mssql": "pip install pyodbc"}
+# pg_advisory_lock's key while MLflow creates its tables in a new database ("dlforge").
+_TABLES_LOCK = 0x646C666F726765
+
+
+def _create_database_store(uri: str) -> None:
+    """Reach the database, then have MLflow create or check its tables (under an
+    advisory lock on PostgreSQL: workers starting together on a new database)."""
+    import mlflow
+    import sqlalchemy
+
+    if uri in _CREATED:
+        return
+    url = sqlalchemy.engine.make_url(uri)
+    backend = url.get_backend_name()
+    shown = url.render_as_string(hide_password=True)
+    setting = f"tracking.tracking_uri={shown}"
+    try:
+        engine = sqlalchemy.create_engine(
+            url, connect_args={"connect_timeout": 10} if backend == "postgresql" else {})
+    except ImportError as err:
+        raise DlforgeError(f"{setting}: no driver for {url.drivername} ({err}). "
+                           f"Fix: {_DATABASES[backend]}") from None
+    try:
+        with engine.connect() as connection:
+            if backend == "postgresql":
+                connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({_TABLES_LOCK})"))
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except sqlalchemy.exc.DBAPIError as err:
+        reason = str(err.orig).strip().splitlines()[0]
+        if url.password:
+            reason = reason.replace(url.password, "***")
+        raise DlforgeError(
+            f"{setting}: cannot reach the database ({reason}). Fix: is the server up at "
+            f"{url.host}:{url.port or 'its default port'}, does database {url.database!r} "
+            "exist, and may this user connect to it?") from None
+    finally:
+        engine.dispose()
+    _CREATED.add(uri)
 
 
 def connect(tracking_uri: str | None = None) -> None:
