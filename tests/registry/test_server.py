@@ -110,15 +110,19 @@ def test_train_register_promote_lineage_on_postgresql_without_a_server(project, 
     assert run.info.artifact_uri.startswith(artifacts.resolve().as_uri())
 
 
-def test_an_unreachable_database_is_named_with_its_fix_and_no_password(project):
-    uri = f"postgresql://dlforge:s3cret@127.0.0.1:{free_port()}/mlflow"  # nothing listens
+@pytest.mark.parametrize("login", ["dlforge:s3cret@{host}/mlflow",
+                                   "dlforge@{host}/mlflow?password=s3cret"])
+def test_an_unreachable_database_is_named_with_its_fix_and_no_password(project, login):
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    uri = "postgresql://" + login.format(host=host)
     started = time.monotonic()
     with pytest.raises(DlforgeError) as caught:
-        project.run("train", f"tracking.tracking_uri={uri}")
+        project.run("train", f"tracking.tracking_uri='{uri}'")  # quoted: '=' in the value
     message = str(caught.value)
-    assert time.monotonic() - started < 30  # not MLflow's minutes of retries
-    assert message.startswith("tracking.tracking_uri=postgresql://dlforge:***@127.0.0.1:")
-    assert "Connection refused" in message and "is the server up" in message
+    assert time.monotonic() - started < 30  # not MLflow's minute of retries
+    shown = "postgresql://" + login.format(host=host).replace("s3cret", "***")
+    assert message.startswith(f"tracking.tracking_uri={shown}: cannot reach the database")
+    assert "Connection refused" in message and f"is the server up at {host}" in message
     assert "s3cret" not in message
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -106,7 +107,8 @@ def _create_database_store(uri: str) -> None:
         return
     url = sqlalchemy.engine.make_url(uri)
     backend = url.get_backend_name()
-    shown = url.render_as_string(hide_password=True)
+    passwords = [p for p in (url.password, url.query.get("password")) if p]
+    shown = re.sub(r"([?&]password=)[^&]*", r"\1***", url.render_as_string(hide_password=True))
     setting = f"tracking.tracking_uri={shown}"
     try:
         engine = sqlalchemy.create_engine(
@@ -120,9 +122,7 @@ def _create_database_store(uri: str) -> None:
                 connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({_TABLES_LOCK})"))
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except sqlalchemy.exc.DBAPIError as err:
-        reason = str(err.orig).strip().splitlines()[0]
-        if url.password:
-            reason = reason.replace(url.password, "***")
+        reason = _hide(str(err.orig).strip().splitlines()[0], passwords)
         raise DlforgeError(
             f"{setting}: cannot reach the database ({reason}). Fix: is the server up at "
             f"{url.host}:{url.port or 'its default port'}, does database {url.database!r} "
@@ -130,6 +130,13 @@ def _create_database_store(uri: str) -> None:
     finally:
         engine.dispose()
     _CREATED.add(uri)
+
+
+def _hide(text: str, passwords: list) -> str:
+    """``text`` (a driver's message) without the passwords it may quote."""
+    for password in passwords:
+        text = text.replace(str(password), "***")
+    return text
 
 
 def connect(tracking_uri: str | None = None) -> None:
