@@ -296,8 +296,9 @@ class ModelAPI(ls.LitAPI):
         except OSError as err:  # an answer that cannot be logged is not given
             status = 507 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 503
             log.error("cannot write the prediction log or state: %s", err)
-            message = (f"the server cannot store predictions ({err.strerror}); it is not "
-                       "ready until its disk has room again")
+            message = (f"the server cannot store predictions ({err.strerror or err}); "
+                       + ("it is not ready until its disk has room again" if status == 507
+                          else "try again later"))
             return {r["request_id"]: {"error": (status, message)} for r in members}
         return out
 

@@ -56,8 +56,11 @@ class DiskCheck:
 
 
 def disk_check(settings: ServeSettings) -> DiskCheck:
-    """The check of the serving log's and state's folders."""
-    folders = [settings.log_dir, str(Path(settings.state_path).parent)]
+    """The check of the serving log's and state's folders (no state folder when the
+    state is in PostgreSQL, ``state_url``)."""
+    folders = [settings.log_dir]
+    if settings.state_url is None:
+        folders.append(str(Path(settings.state_path).parent))
     return DiskCheck(folders, settings.min_free_disk_bytes)
 
 

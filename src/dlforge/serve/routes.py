@@ -80,7 +80,7 @@ class Routes:
     def feedback(self, request: FeedbackRequest) -> dict:  # sync: FastAPI's thread pool
         """Score and log the feedback (both or neither: a log write that fails, e.g. a
         full disk, raises its OSError and the feedback is not taken)."""
-        from dlforge.serve.state import FeedbackError
+        from dlforge.serve.state import FeedbackError, StateUnavailable
 
         max_chars, max_inputs = self.settings.max_label_chars, self.settings.max_inputs
         if len(request.label) > max_chars:
@@ -95,13 +95,21 @@ class Routes:
                                   then=self._log_feedback)
         except FeedbackError as err:
             raise HTTPException(err.status, str(err)) from None
+        except StateUnavailable as err:  # the next request connects again
+            raise HTTPException(503, str(err)) from None
 
     def _log_feedback(self, scored: dict) -> None:
         self._feedback_log.write([{**scored, "time": time.time()}])
 
     def info(self) -> dict:
+        from dlforge.serve.state import StateUnavailable
+
         state, models = self._open(), {}
-        workers = state.workers()
+        try:
+            workers = state.workers()
+            rewards = {name: state.rewards(name) for name in self.settings.models}
+        except StateUnavailable as err:
+            raise HTTPException(503, str(err)) from None
         for name, spec in self.settings.models.items():
             models[name] = {
                 "release": spec.as_dict(),
@@ -109,7 +117,7 @@ class Routes:
                 "loaded": sorted({x["version"] for w in workers for x in w["loaded"]
                                   if x["model"] == name}, key=int),
                 "rewards": {v: {"wins": w, "losses": lost}
-                            for v, (w, lost) in state.rewards(name).items()},
+                            for v, (w, lost) in rewards[name].items()},
             }
         return {"models": models, "default_model": self.settings.default_model,
                 "cache_capacity": self.settings.cache_capacity, "workers": workers,

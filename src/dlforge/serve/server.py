@@ -108,9 +108,12 @@ def build_server(settings: ServeSettings):
 
     settings = dataclasses.replace(settings,  # this run's own folder of metric files
                                    metrics_dir=str(prepare_folder(settings.metrics_dir)))
+    # Opened here first: a state database that cannot be reached stops the server
+    # before it accepts a request (DlforgeError naming state_url).
     state = ServingState.from_settings(settings)
-    state.clear_workers()  # the workers of an earlier run are gone
+    state.clear_workers()  # the workers of this server's earlier run are gone
     state.close()
+    log.info("serving state in %s", state.location)  # the password redacted
     metrics = {"metrics_dir": settings.metrics_dir}
     # Starlette runs the last added outermost: metrics, then the key, then the gate.
     middlewares = [(RequestGate, {"settings": settings, **metrics})]
@@ -125,7 +128,8 @@ def build_server(settings: ServeSettings):
                       "workers_per_device": settings.workers_per_device,
                       "max_batch_size": settings.max_batch_size,
                       "batch_timeout": settings.batch_timeout,
-                      "max_pending_requests": settings.max_pending_requests}).add_to(server.app)
+                      "max_pending_requests": settings.max_pending_requests,
+                      "state": state.location, "replica": state.server}).add_to(server.app)
     health.add_routes(server.app, health.disk_check(settings), server.worker_processes)
     return server
 

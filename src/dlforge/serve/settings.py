@@ -17,6 +17,7 @@ from typing import Any
 from dlforge.core.errors import DlforgeError
 from dlforge.core.settings import Settings, above, at_least, between, one_of
 from dlforge.serve.release import STRATEGIES, Release
+from dlforge.serve.statedb import SCHEMES, redact
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class ServeSettings(Settings):
     log_dir: str
     log_max_bytes: int = field(metadata=at_least(1024))
     state_path: str
+    # null: the SQLite file at state_path; a postgresql:// URL (may hold a password)
+    state_url: str | None = field(repr=False)
     feedback_window_seconds: float = field(metadata=at_least(0))
     max_label_chars: int = field(metadata=at_least(1))
     log_keep_files: int = field(metadata=at_least(0))
@@ -105,6 +108,12 @@ class ServeSettings(Settings):
             raise DlforgeError(f"{_key(prefix, 'default_model')}={self.default_model!r} is not "
                                f"one of models ({sorted(self.models)}) in {self.SOURCE}. Fix: "
                                "name a served model, or add it to models")
+        url = self.state_url
+        if url is not None and not url.startswith(SCHEMES):
+            raise DlforgeError(f"{_key(prefix, 'state_url')}={redact(url)!r} in {self.SOURCE} "
+                               "is not a PostgreSQL URL. Fix: postgresql://USER@HOST:PORT/DB "
+                               "(the password from PGPASSWORD or ~/.pgpass), or null for the "
+                               "SQLite file at state_path")
         key = self.api_key
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise DlforgeError(f"{_key(prefix, 'api_key')} (or DLFORGE_API_KEY) is set but "

@@ -3,15 +3,18 @@
 The API process and the inference worker processes are separate; a bandit
 that learns from ``POST /feedback`` and a ``GET /info`` that says what the
 workers have loaded need one place they all read and write. That place is one
-SQLite database (WAL, so readers never wait for the writer) under
-``outputs/serve/``:
+database: by default a SQLite file (WAL, so readers never wait for the writer)
+under ``outputs/serve/`` (``state_path``); with ``state_url`` a PostgreSQL
+database that several ``dlforge serve`` replicas share, so that feedback given to
+one moves the bandit of all (:mod:`dlforge.serve.statedb` holds what differs):
 
     answers    (request_id, input index) -> model, version, predicted label, time,
                routed (whether the bandit chose the version)
     feedback   one row per (request_id, input index): the true label, the reward,
                whether it was rewarded, time
     rewards    (model, version) -> wins, losses: the bandit's Beta counts
-    workers    worker id -> loaded models, aliases, time of the last report
+    workers    (server, worker id) -> loaded models, aliases, time of the last report;
+               a server is a replica (host:port), and sees only its own workers
 
 Feedback is matched to the answer, scored (1 when the label is the predicted
 one, else 0) and added to the version's rewards in one transaction, so two
@@ -24,7 +27,7 @@ cannot be steered by whoever sends feedback:
     rate       at most ``max_rewards_per_minute`` (per model, from its release)
                rewarded feedbacks per version in the last 60 s; more are kept,
                not rewarded. Counted in the transaction, so it holds across
-               every HTTP process.
+               every HTTP process and every replica.
 
 Answers are kept for ``window_seconds`` (feedback can only come within that
 window), feedback rows as long (at least the 60 s the rate needs);
@@ -36,32 +39,37 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
-import threading
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dlforge.serve.release import Release
+from dlforge.serve.statedb import StateUnavailable, open_database
 
 if TYPE_CHECKING:
     from dlforge.serve.settings import ServeSettings
 
+__all__ = ["FeedbackError", "ServingState", "StateUnavailable"]
+
+# DOUBLE PRECISION: REAL in SQLite, 8 bytes in PostgreSQL (its REAL would round times
+# to minutes). {without_rowid}: SQLite's clustered primary keys.
 TABLES = """
 CREATE TABLE IF NOT EXISTS answers (
-    request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT, time REAL,
-    routed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+    request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT,
+    time DOUBLE PRECISION, routed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (request_id, idx)){without_rowid};
 CREATE TABLE IF NOT EXISTS feedback (
-    request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT, reward REAL,
-    time REAL, rewarded INTEGER NOT NULL DEFAULT 1,
-    PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+    request_id TEXT, idx INTEGER, model TEXT, version TEXT, label TEXT,
+    reward DOUBLE PRECISION, time DOUBLE PRECISION, rewarded INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (request_id, idx)){without_rowid};
 CREATE TABLE IF NOT EXISTS rewards (
-    model TEXT, version TEXT, wins REAL, losses REAL,
-    PRIMARY KEY (model, version)) WITHOUT ROWID;
+    model TEXT, version TEXT, wins DOUBLE PRECISION, losses DOUBLE PRECISION,
+    PRIMARY KEY (model, version)){without_rowid};
 CREATE TABLE IF NOT EXISTS workers (
-    worker TEXT PRIMARY KEY, pid INTEGER, device TEXT, loaded TEXT, aliases TEXT,
-    updated REAL)
+    server TEXT, worker TEXT, pid INTEGER, device TEXT, loaded TEXT, aliases TEXT,
+    updated DOUBLE PRECISION, PRIMARY KEY (server, worker))
 """
 # Columns a database made by an earlier dlforge lacks. Its answers were not
 # marked routed (0: they earn nothing); its feedback was all rewarded.
@@ -85,47 +93,56 @@ class FeedbackError(Exception):
 
 
 class ServingState:
-    """The shared serving database at ``path`` (created on first use).
+    """The shared serving database at ``location`` (its tables created on first use).
 
-    Open one per process: SQLite connections do not cross process boundaries.
-    Threads of one process share it; a lock keeps their transactions apart.
+    Open one per process: connections do not cross process boundaries. Threads
+    of one process share it; its connections (one for SQLite, a few for
+    PostgreSQL) keep their transactions apart.
 
     Args:
-        path: the database file.
+        location: the SQLite file, or a ``postgresql://`` URL.
         window_seconds: how long answers (and feedback) are kept.
         max_rewards_per_minute: model -> rewarded feedbacks per version and
             minute; a model not named gets the release default.
+        server: which replica this is (``host:port``): the workers it reports,
+            lists and clears are its own.
+
+    Raises:
+        DlforgeError: a PostgreSQL database that cannot be reached, or no driver,
+            naming ``state_url`` and the fix.
     """
 
-    def __init__(self, path: str | Path, window_seconds: float = 86400.0,
-                 max_rewards_per_minute: Mapping[str, float] | None = None):
-        self.path, self.window = Path(path), window_seconds
+    def __init__(self, location: str | Path, window_seconds: float = 86400.0,
+                 max_rewards_per_minute: Mapping[str, float] | None = None,
+                 server: str = ""):
+        self.window, self.server = window_seconds, server
         self.limits = dict(max_rewards_per_minute or {})
         self.default_limit = Release.max_rewards_per_minute
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode; transactions are explicit (BEGIN IMMEDIATE)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable up to the last checkpoint
-        self._lock = threading.Lock()
+        self._db = open_database(location)
+        self.location = str(self._db)  # the password redacted: fit for logs and /info
         self._create()
 
     @classmethod
     def from_settings(cls, settings: ServeSettings) -> ServingState:
-        """The state of a server's settings (``state_path``, ``feedback_window_seconds``,
-        and each model's ``max_rewards_per_minute``)."""
+        """The state of a server's settings (``state_url``, else ``state_path``;
+        ``feedback_window_seconds``, each model's ``max_rewards_per_minute``, ``port``)."""
         limits = {name: spec.max_rewards_per_minute for name, spec in settings.models.items()}
-        return cls(settings.state_path, settings.feedback_window_seconds, limits)
+        return cls(settings.state_url or settings.state_path, settings.feedback_window_seconds,
+                   limits, server=f"{socket.gethostname()}:{settings.port}")
 
     def _create(self) -> None:
         """Tables, the columns an older database lacks, indexes: in one transaction,
         so processes opening the database together do not race."""
-        with self._transaction() as db:
-            for statement in TABLES.split(";"):
+        with self._db.transaction() as db:
+            self._db.lock_schema(db)
+            workers = self._db.columns(db, "workers")
+            if workers and "server" not in workers:  # keyed by worker alone: made again
+                db.execute("DROP TABLE workers")  # (it only holds running servers' reports)
+            tables = TABLES.format(without_rowid=self._db.without_rowid)
+            for statement in tables.split(";"):
                 db.execute(statement)
             for table, column, kind in ADDED:
-                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                if column not in self._db.columns(db, table):
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             for statement in INDEXES.split(";"):
                 db.execute(statement)
@@ -143,10 +160,13 @@ class ServingState:
                 form before it existed) counts as routed.
         """
         now = time.time()
-        rows = [(*a[:5], now, bool(a[5]) if len(a) > 5 else True) for a in answers]
-        with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO answers (request_id, idx, model, version, "
-                           "label, time, routed) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        rows = [(*a[:5], now, int(bool(a[5])) if len(a) > 5 else 1) for a in answers]
+        with self._db.transaction() as db:
+            db.executemany(
+                "INSERT INTO answers (request_id, idx, model, version, label, time, routed) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, idx) DO UPDATE SET "
+                "model = excluded.model, version = excluded.version, label = excluded.label, "
+                "time = excluded.time, routed = excluded.routed", rows)
 
     def forget_old(self) -> int:
         """Drop answers older than the feedback window, and feedback as old (but
@@ -159,7 +179,7 @@ class ServingState:
         for table, keep in (("answers", self.window),
                             ("feedback", max(self.window, RATE_SECONDS))):
             while True:
-                with self._transaction() as db:
+                with self._db.transaction() as db:
                     count = db.execute(
                         f"DELETE FROM {table} WHERE (request_id, idx) IN (SELECT request_id, "
                         f"idx FROM {table} WHERE time < ? ORDER BY time LIMIT ?)",
@@ -187,8 +207,9 @@ class ServingState:
         Raises:
             FeedbackError: 404 for an unknown (or expired) request or input,
                 409 when this input already has feedback.
+            StateUnavailable: the database cannot be reached (answer 503).
         """
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute("SELECT model, version, label, routed FROM answers "
                              "WHERE request_id = ? AND idx = ?", (request_id, index)).fetchone()
             if row is None:
@@ -202,17 +223,19 @@ class ServingState:
             model, version, predicted, routed = row
             reward, now = float(label == predicted), time.time()
             rewarded = bool(routed) and self._below_limit(db, model, version, now)
-            try:
-                db.execute("INSERT INTO feedback (request_id, idx, model, version, label, "
-                           "reward, time, rewarded) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (request_id, index, model, version, label, reward, now, rewarded))
-            except sqlite3.IntegrityError:
+            # the primary key refuses a second feedback, also one given at this moment
+            # by another process: it waits for this transaction, then inserts nothing
+            if not db.execute("INSERT INTO feedback (request_id, idx, model, version, label, "
+                              "reward, time, rewarded) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                              "ON CONFLICT (request_id, idx) DO NOTHING",
+                              (request_id, index, model, version, label, reward, now,
+                               int(rewarded))).rowcount:
                 raise FeedbackError(409, f"request {request_id} input {index} already has "
-                                         "feedback") from None
-            if rewarded:
+                                         "feedback")
+            if rewarded:  # the row is locked until COMMIT: no update is lost
                 db.execute("INSERT INTO rewards VALUES (?, ?, ?, ?) ON CONFLICT (model, "
-                           "version) DO UPDATE SET wins = wins + excluded.wins, "
-                           "losses = losses + excluded.losses",
+                           "version) DO UPDATE SET wins = rewards.wins + excluded.wins, "
+                           "losses = rewards.losses + excluded.losses",
                            (model, version, reward, 1.0 - reward))
             scored = {"request_id": request_id, "index": index, "model": model,
                       "version": version, "predicted": predicted, "label": label,
@@ -221,13 +244,14 @@ class ServingState:
                 then(scored)
         return scored
 
-    def _below_limit(self, db: sqlite3.Connection, model: str, version: str,
-                     now: float) -> bool:
+    def _below_limit(self, db, model: str, version: str, now: float) -> bool:
         """Whether ``version`` has had fewer rewarded feedbacks in the last minute than
-        its model's ``max_rewards_per_minute`` (index ``feedback_rate``)."""
+        its model's ``max_rewards_per_minute`` (index ``feedback_rate``); the count
+        holds until the transaction commits (:meth:`Database.lock_version`)."""
         limit = self.limits.get(model, self.default_limit)
         if math.isinf(limit):
             return True
+        self._db.lock_version(db, model, version)
         count = db.execute("SELECT count(*) FROM feedback WHERE model = ? AND version = ? "
                            "AND rewarded = 1 AND time > ?",
                            (model, version, now - RATE_SECONDS)).fetchone()[0]
@@ -235,55 +259,35 @@ class ServingState:
 
     def rewards(self, model: str) -> dict[str, tuple[float, float]]:
         """``{version: (wins, losses)}`` of ``model`` from all feedback so far."""
-        with self._lock:
-            rows = self._db.execute("SELECT version, wins, losses FROM rewards WHERE model = ?",
-                                    (model,)).fetchall()
+        with self._db.transaction(write=False) as db:
+            rows = db.execute("SELECT version, wins, losses FROM rewards WHERE model = ?",
+                              (model,)).fetchall()
         return {version: (wins, losses) for version, wins, losses in rows}
 
     def report_worker(self, worker: str, pid: int, device: str,
                       loaded: list[tuple[str, str]], aliases: dict) -> None:
         """A worker's loaded models (least recently used first) and the aliases it follows."""
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?)",
-                       (worker, pid, device, json.dumps(loaded), json.dumps(aliases),
-                        time.time()))
+        with self._db.transaction() as db:
+            db.execute("INSERT INTO workers (server, worker, pid, device, loaded, aliases, "
+                       "updated) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (server, worker) "
+                       "DO UPDATE SET pid = excluded.pid, device = excluded.device, "
+                       "loaded = excluded.loaded, aliases = excluded.aliases, "
+                       "updated = excluded.updated",
+                       (self.server, worker, pid, device, json.dumps(loaded),
+                        json.dumps(aliases), time.time()))
 
     def workers(self) -> list[dict]:
-        """Every worker's last report."""
-        with self._lock:
-            rows = self._db.execute("SELECT worker, pid, device, loaded, aliases, updated "
-                                    "FROM workers ORDER BY worker").fetchall()
+        """The last report of each of this server's workers."""
+        with self._db.transaction(write=False) as db:
+            rows = db.execute("SELECT worker, pid, device, loaded, aliases, updated "
+                              "FROM workers WHERE server = ? ORDER BY worker",
+                              (self.server,)).fetchall()
         return [{"worker": w, "pid": pid, "device": device,
                  "loaded": [{"model": m, "version": v} for m, v in json.loads(loaded)],
                  "aliases": json.loads(aliases), "updated": updated}
                 for w, pid, device, loaded, aliases, updated in rows]
 
     def clear_workers(self) -> None:
-        """Forget the workers of an earlier server run (called when a server starts)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM workers")
-
-    def _transaction(self):
-        return _Transaction(self._db, self._lock)
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error): one writer at a time."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock):
-        self.db, self.lock = db, lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.lock.acquire()
-        try:
-            self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        return self.db
-
-    def __exit__(self, kind, error, traceback) -> None:
-        try:
-            self.db.execute("ROLLBACK" if kind else "COMMIT")
-        finally:
-            self.lock.release()
+        """Forget this server's workers of an earlier run (called when it starts)."""
+        with self._db.transaction() as db:
+            db.execute("DELETE FROM workers WHERE server = ?", (self.server,))
