@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import subprocess
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import file_lock
+from dlforge.core.urls import hide_passwords, redact
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,7 @@ def _create_database_store(uri: str) -> None:
         return
     url = sqlalchemy.engine.make_url(uri)
     backend = url.get_backend_name()
-    passwords = [p for p in (url.password, url.query.get("password")) if p]
-    shown = re.sub(r"([?&]password=)[^&]*", r"\1***", url.render_as_string(hide_password=True))
-    setting = f"tracking.tracking_uri={shown}"
+    setting = f"tracking.tracking_uri={redact(uri)}"
     try:
         engine = sqlalchemy.create_engine(
             url, connect_args={"connect_timeout": 10} if backend == "postgresql" else {})
@@ -122,7 +120,7 @@ def _create_database_store(uri: str) -> None:
                 connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({_TABLES_LOCK})"))
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except sqlalchemy.exc.DBAPIError as err:
-        reason = _hide(str(err.orig).strip().splitlines()[0], passwords)
+        reason = hide_passwords(str(err.orig).strip().splitlines()[0], uri)
         raise DlforgeError(
             f"{setting}: cannot reach the database ({reason}). Fix: is the server up at "
             f"{url.host}:{url.port or 'its default port'}, does database {url.database!r} "
@@ -130,13 +128,6 @@ def _create_database_store(uri: str) -> None:
     finally:
         engine.dispose()
     _CREATED.add(uri)
-
-
-def _hide(text: str, passwords: list) -> str:
-    """``text`` (a driver's message) without the passwords it may quote."""
-    for password in passwords:
-        text = text.replace(str(password), "***")
-    return text
 
 
 def connect(tracking_uri: str | None = None) -> None:

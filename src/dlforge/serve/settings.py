@@ -16,8 +16,9 @@ from typing import Any
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.settings import Settings, above, at_least, between, one_of
+from dlforge.core.urls import redact
 from dlforge.serve.release import STRATEGIES, Release
-from dlforge.serve.statedb import SCHEMES, redact
+from dlforge.serve.statedb import SCHEMES
 
 
 @dataclass(frozen=True)

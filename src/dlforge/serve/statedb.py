@@ -35,6 +35,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.urls import redact
 
 SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
 POOL_SIZE = 4  # PostgreSQL connections per process at most (one per concurrent transaction)
@@ -47,12 +48,6 @@ FIX = ("Fix: start the server or correct state_url in conf/serve.yaml (host, por
 
 class StateUnavailable(ConnectionError):
     """The state's database cannot be reached now (the request answers 503)."""
-
-
-def redact(location: str) -> str:
-    """``location`` with any password replaced by ``***``, fit for logs and /info."""
-    location = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", str(location))
-    return re.sub(r"(password=)[^&\s]*", r"\1***", location)
 
 
 def is_url(location: str | Path) -> bool:
