@@ -2,35 +2,41 @@
 
 A study lives in shared storage, so any number of worker processes (on one
 machine with the journal file, on several with an RDB URL) cooperate on it:
-each claims a trial with ``ask``, trains it and ``tell``s the outcome. The
+each claims a trial with ``ask``, trains it and ``tell``s the outcome. On RDB
+storage a running trial beats (``hpo.heartbeat_interval``); one silent for
+``hpo.grace_period`` is failed by whichever worker looks first and its
+parameters are queued again (:class:`RetryStale`). The
 study name carries a hash of the search space and the training config, so a
 changed config starts a fresh study and a re-run continues the same one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import hashlib
 import json
-import re
+import logging
 import socket
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from dlforge.core.errors import DlforgeError
-from dlforge.core.io import file_lock
 from dlforge.core.settings import Settings, above, at_least, one_of
 from dlforge.hpo.space import Param, grid_space
+from dlforge.hpo.storage import claim_lock, open_storage, quiet_optuna, redact, shared_lock
+
+__all__ = ["claim_lock", "open_storage", "redact"]  # the study's storage, re-exported
+
+log = logging.getLogger(__name__)
 
 # Trial user attributes dlforge keeps (optuna-dashboard shows them).
 HOST, PID, WORKER, DIR = "dlforge.host", "dlforge.pid", "dlforge.worker", "dlforge.dir"
 RUN_ID, EPOCHS, ERROR = "dlforge.run_id", "dlforge.epochs", "dlforge.error"
 INTERRUPTED, PRUNED_AT = "dlforge.interrupted", "dlforge.pruned_epoch"
+RETRY_OF = "dlforge.retry_of"  # the number of the lost trial whose parameters it retries
+MAX_RETRIES = 3  # a trial that keeps killing its worker is not retried for ever
 PARENT_RUN = "dlforge.mlflow_parent"  # a study attribute: the sweep's MLflow run
 
 
@@ -52,11 +58,24 @@ class SweepSettings(Settings):
     timeout: float | None = field(metadata=above(0))
     n_workers: int = field(metadata=at_least(1))
     threads_per_worker: int | None = field(default=None, metadata=at_least(1))
+    heartbeat_interval: int | None = field(default=60, metadata=at_least(1))
+    grace_period: int | None = field(default=120, metadata=at_least(1))
 
     def check(self, prefix: str) -> None:
         if not self.metric.startswith("val/"):
             raise self.invalid(prefix, "metric", "trials are judged and pruned on a "
                                "validation metric", "use val/acc, val/f1 or val/loss")
+        if (self.heartbeat_interval is not None and self.grace_period is not None
+                and self.grace_period <= self.heartbeat_interval):
+            raise self.invalid(prefix, "grace_period", "a live trial would be failed "
+                               f"between two heartbeats (hpo.heartbeat_interval="
+                               f"{self.heartbeat_interval})", "set it to at least twice "
+                               "hpo.heartbeat_interval")
+
+    @property
+    def heartbeats(self) -> bool:
+        """Whether running trials beat: RDB storage with ``hpo.heartbeat_interval`` set."""
+        return self.heartbeat_interval is not None and _rdb(self.storage)
 
 
 def study_name(name: str, params: list[Param], settings: SweepSettings,
@@ -68,36 +87,16 @@ def study_name(name: str, params: list[Param], settings: SweepSettings,
     return f"{name}-{digest.hexdigest()[:8]}"
 
 
-def open_storage(spec: str):
-    """A journal file for a path; RDB storage (or a Redis journal) for a URL."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    if spec.startswith("redis://"):
-        from optuna.storages.journal import JournalRedisBackend
-
-        return optuna.storages.JournalStorage(JournalRedisBackend(spec))
-    if "://" in spec:
-        return _rdb_storage(spec)
-    path = Path(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+def _rdb(storage: str) -> bool:
+    return "://" in storage and not storage.startswith("redis://")
 
 
-def _rdb_storage(url: str, attempts: int = 5):
-    """RDB storage; retried, since processes starting together on a new database
-    race to create its schema (one wins, the others find it on the next try)."""
-    import optuna
-    from sqlalchemy.exc import SQLAlchemyError
-
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(url)
-        except SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+def study_storage(settings: SweepSettings):
+    """The storage of ``hpo.storage``, with heartbeats and their retry on RDB."""
+    if not settings.heartbeats:
+        return open_storage(settings.storage)
+    return open_storage(settings.storage, settings.heartbeat_interval, settings.grace_period,
+                        RetryStale())
 
 
 def open_study(name: str, settings: SweepSettings, sampler=None, pruner=None):
@@ -108,7 +107,7 @@ def open_study(name: str, settings: SweepSettings, sampler=None, pruner=None):
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=name, storage=open_storage(settings.storage),
+    return optuna.create_study(study_name=name, storage=study_storage(settings),
                                direction=settings.direction, sampler=sampler, pruner=pruner,
                                load_if_exists=True)
 
@@ -149,44 +148,48 @@ def grid_size(params: list[Param]) -> int:
 def budget_used(study) -> int:
     """Trials that count towards ``n_trials``: finished or running.
 
-    A trial failed because its process was killed does not count: it is
-    retried. One that raised (a diverging configuration) does.
+    A trial lost with its worker (killed, or silent past ``hpo.grace_period``)
+    does not count: it is retried. One that raised (a diverging configuration)
+    does.
     """
     from optuna.trial import TrialState
 
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-               or (t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED)))
+               or (t.state == TrialState.FAIL and not lost(t)))
 
 
-@contextlib.contextmanager
-def claim_lock(storage: str) -> Iterator[None]:
-    """Serialise ``count, ask`` between local workers so the study stops at n_trials.
+def lost(trial) -> bool:
+    """A failed trial that is no result: its worker was killed (:func:`mark_failed`) or
+    stopped beating. A trial that raised, or whose metric was not finite, has its
+    error recorded."""
+    return bool(trial.user_attrs.get(INTERRUPTED)) or ERROR not in trial.user_attrs
 
-    With an RDB URL (workers on several machines) there is no common lock and a
-    study can overshoot by at most one trial per extra worker.
-    """
-    if "://" in storage:
-        yield
-        return
-    with file_lock(Path(f"{storage}.claim")):
-        yield
+
+def running(study) -> int:
+    """Running trials. With heartbeats, a worker that holds none waits for the
+    others' before it leaves a full study: one of them may yet go stale and be
+    retried."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def interrupted_trials(study, storage: str) -> list:
     """Running trials whose process on this machine is gone (killed).
 
-    Call it holding :func:`claim_lock`: a journal-file trial with no owner yet
-    was then claimed by a process killed between ``ask`` and recording itself.
+    Call it holding :func:`claim_lock`: a trial with no owner yet was then
+    claimed by a process killed between ``ask`` and recording itself (where the
+    lock is shared by every worker; see :func:`~dlforge.hpo.storage.shared_lock`).
     """
     from optuna.trial import TrialState
 
     from dlforge.core.process import pid_alive
 
-    host, local = socket.gethostname(), "://" not in storage
+    host, shared = socket.gethostname(), shared_lock(storage)
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if (t.user_attrs.get(HOST) == host and not pid_alive(int(t.user_attrs[PID])))
-            or (local and HOST not in t.user_attrs)]
+            or (shared and HOST not in t.user_attrs)]
 
 
 def mark_failed(study, trial, reason: str) -> None:
@@ -198,11 +201,49 @@ def mark_failed(study, trial, reason: str) -> None:
     live.set_user_attr(INTERRUPTED, True)
     live.set_user_attr(ERROR, reason)
     study.tell(trial.number, state=TrialState.FAIL)
-    study.enqueue_trial(trial.params, user_attrs={"dlforge.retry_of": trial.number})
+    study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password, for logs and tags."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+class RetryStale:
+    """Optuna's heartbeat callback: queue a stale trial's parameters again.
+
+    Optuna's own retry callback (``RetryHeartbeatStaleTrialCallback``, formerly
+    ``RetryFailedTrialCallback``) adds the retry, at most :data:`MAX_RETRIES`
+    times; the retry leaves the lost worker's attributes behind and records
+    which trial it retries (:data:`RETRY_OF`).
+    """
+
+    def __init__(self, max_retry: int = MAX_RETRIES):
+        import optuna
+
+        retry = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+                 or optuna.storages.RetryFailedTrialCallback)
+        with quiet_optuna():
+            self._retry = retry(max_retry=max_retry)
+
+    def __call__(self, study, trial) -> None:
+        log.warning("trial %d went stale: no heartbeat from %s (pid %s) within "
+                    "hpo.grace_period; queueing its parameters again", trial.number,
+                    trial.user_attrs.get(HOST, "its worker"), trial.user_attrs.get(PID, "?"))
+        retry = copy.deepcopy(trial)
+        retry.user_attrs = {RETRY_OF: trial.number}
+        with quiet_optuna():
+            self._retry(study, retry)
 
 
+def fail_stale(study) -> list:
+    """Fail the running trials whose heartbeat stopped (on any host); their retries
+    are queued by :class:`RetryStale`. Returns the trials failed here.
+
+    Call it holding :func:`claim_lock`.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with quiet_optuna():
+        optuna.storages.fail_stale_trials(study)
+    if not before:
+        return []
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if t.number in before and lost(t)]

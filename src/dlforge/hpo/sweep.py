@@ -1,9 +1,9 @@
 """An Optuna study over the training config (the ``dlforge sweep`` stage's work).
 
     sweep(cfg, snapshot)   check the space and settings, open (or continue) the study,
-                 fail trials a killed sweep left running, open the parent MLflow
-                 run, run the workers, then write best.yaml, summary.json and
-                 the plots under ``paths.sweep_dir``
+                 fail trials a killed worker left running (:mod:`dlforge.hpo.recovery`),
+                 open the parent MLflow run, run the workers, then write best.yaml,
+                 summary.json and the plots under ``paths.sweep_dir``
 
 The sweep's training config is frozen (with ``hpo.overrides`` applied and the
 snapshot pinned) to ``<sweep_dir>/<study>/sweep.yaml``; every worker and every
@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from dlforge.core.config import dotted, has_key
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_text_atomic
-from dlforge.core.layout import SweepFiles, TrainFiles
+from dlforge.core.layout import SweepFiles
 from dlforge.data.snapshot import Snapshot
 from dlforge.hpo import study as s
 from dlforge.hpo.space import check_enqueued, parse_space
+from dlforge.hpo.storage import close_storages
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     """Run the study of ``cfg`` on ``snapshot``. Returns its summary (also in
     ``summary.json``)."""
-    from dlforge.core.tracking import setup_mlflow
+    from dlforge.hpo.recovery import recover
     from dlforge.hpo.report import close_parent, open_parent, write_report
     from dlforge.hpo.worker import run_workers
     from dlforge.train import tracking
@@ -53,9 +54,9 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     name = s.study_name(settings.study_name, params, settings, training_hash)
     files = SweepFiles(Path(cfg.paths.sweep_dir)).study(name)
     study = s.open_study(name, settings)
-    parent = open_parent(cfg, study, name, settings, params)
-    with s.claim_lock(settings.storage):
-        _recover(study, settings.storage, setup_mlflow(cfg.tracking))
+    with s.claim_lock(settings.storage, name):  # sweeps started together: one parent run
+        parent = open_parent(cfg, study, name, settings, params)
+        recover(study, settings, cfg.tracking)
         if enqueued and not study.get_trials(deepcopy=False):
             for values in enqueued:
                 study.enqueue_trial(values)
@@ -76,6 +77,8 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     except BaseException as err:
         close_parent(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
+    finally:
+        close_storages()
     close_parent(parent, "FINISHED", summary, Path(cfg.paths.sweep_dir))
     return {k: summary[k] for k in ("study", "storage", "counts", "best")}
 
@@ -95,28 +98,3 @@ def _trial_base(cfg: DictConfig, snapshot: Snapshot) -> dict:
         OmegaConf.update(base, key, value, merge=False)
     base.snapshot = snapshot.version
     return OmegaConf.to_container(base, resolve=False)
-
-
-def _recover(study, storage: str, experiment_id: str) -> None:
-    """Fail the trials a killed sweep on this machine left running; queue them again.
-
-    Their MLflow runs are found by tag (the kill may have come before the run
-    id reached any file) and marked KILLED.
-    """
-    import mlflow
-
-    from dlforge.train import tracking
-
-    client = mlflow.MlflowClient()
-    for trial in s.interrupted_trials(study, storage):
-        log.warning("trial %d was interrupted (process %s is gone): marking it failed and "
-                    "queueing its parameters again", trial.number, trial.user_attrs.get(s.PID))
-        s.mark_failed(study, trial, "interrupted: its process was killed")
-        query = (f"tags.`dlforge.study` = '{study.study_name}' and tags.`dlforge.trial` = "
-                 f"'{trial.number}' and attributes.status = 'RUNNING'")
-        for run in client.search_runs([experiment_id], filter_string=query):
-            client.set_terminated(run.info.run_id, status="KILLED")
-        state_file = TrainFiles(Path(trial.user_attrs.get(s.DIR, ""))).run_state
-        if tracking.read_state(state_file).get("status") == "running":
-            tracking.write_state(state_file, **{**tracking.read_state(state_file),
-                                                "status": "killed"})

@@ -29,41 +29,82 @@ from omegaconf import OmegaConf
 from dlforge.core.layout import StudyFiles
 from dlforge.core.process import die_with_parent
 from dlforge.hpo import study as s
+from dlforge.hpo.recovery import recover
 from dlforge.hpo.space import Param
+from dlforge.hpo.storage import first_beat, heartbeat, quiet_optuna
 
 log = logging.getLogger(__name__)
 
+WAIT_POLL = 5  # seconds between looks at a full study's running trials
+
 
 def run_worker(frozen: dict, worker: int) -> int:
-    """Run trials until the study has ``n_trials`` or the deadline passed; return how many."""
-    from hydra.utils import instantiate
+    """Run trials until the study has ``n_trials`` or the deadline passed; return how many.
 
+    With heartbeats (RDB storage) a worker leaves a full study only when no trial
+    is running any more: a running one may belong to a worker that died, and is
+    then failed after ``hpo.grace_period`` and retried here.
+    """
     from dlforge.hpo.trial import run_trial
 
     sweep = frozen["sweep"]
     settings = s.SweepSettings(**sweep["settings"])
     params = [Param(**p) for p in sweep["params"]]
-    hpo = OmegaConf.create(frozen["train"]).hpo  # interpolations (seed, epochs) resolve
-    study, done = None, 0
+    tracking = OmegaConf.create(frozen["train"]).tracking  # lost trials' MLflow runs
+    study, done, waiting = None, 0, False
     while True:
-        with s.claim_lock(settings.storage):
+        with s.claim_lock(settings.storage, sweep["study"]):
             if study is None:  # seeded under the lock: it counts a neighbour's first trial
-                existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
-                offset = _seed_offset(worker, existing, settings.storage)
-                sampler = s.build_sampler(hpo.sampler, params, seed_offset=offset)
-                study = s.open_study(sweep["study"], settings, sampler, instantiate(hpo.pruner))
-            if s.budget_used(study) >= sweep["n_trials"]:
-                break
+                study = _open(frozen, worker, settings, params)
+            recover(study, settings, tracking)
             if sweep["deadline"] is not None and time.time() > sweep["deadline"]:
                 log.info("no new trial: past hpo.timeout <hpo.timeout=%s>", settings.timeout)
                 break
-            trial = study.ask()
-            trial.set_user_attr(s.HOST, socket.gethostname())
-            trial.set_user_attr(s.PID, os.getpid())
-            trial.set_user_attr(s.WORKER, worker)
-        run_trial(study, trial, frozen, params)
+            trial = None
+            if s.budget_used(study) < sweep["n_trials"]:
+                trial = _claim(study, settings, worker)
+            elif not settings.heartbeats or not (running := s.running(study)):
+                break
+            elif not waiting:
+                log.info("the study is full; waiting for %d running trial(s) of other "
+                         "workers (one silent for %d s is retried here) "
+                         "<hpo.grace_period=%s>", running, settings.grace_period,
+                         settings.grace_period)
+        waiting = trial is None
+        if waiting:
+            time.sleep(min(settings.heartbeat_interval, WAIT_POLL))
+            continue
+        with heartbeat(s.study_storage(settings), trial._trial_id):
+            run_trial(study, trial, frozen, params)
         done += 1
     return done
+
+
+def _open(frozen: dict, worker: int, settings: s.SweepSettings, params: list[Param]):
+    """The worker's study, with its own sampler and the pruner."""
+    from hydra.utils import instantiate
+
+    sweep = frozen["sweep"]
+    hpo = OmegaConf.create(frozen["train"]).hpo  # interpolations (seed, epochs) resolve
+    existing = len(s.open_study(sweep["study"], settings).get_trials(deepcopy=False))
+    offset = _seed_offset(worker, existing, settings.storage)
+    sampler = s.build_sampler(hpo.sampler, params, seed_offset=offset)
+    return s.open_study(sweep["study"], settings, sampler, instantiate(hpo.pruner))
+
+
+def _claim(study, settings: s.SweepSettings, worker: int):
+    """Ask for a trial and record its owner (under the claim lock).
+
+    The first heartbeat comes before the owner: a trial with an owner always has
+    one, and a trial without one under the lock was claimed by a killed worker.
+    """
+    with quiet_optuna():
+        trial = study.ask()
+    first_beat(s.study_storage(settings), trial._trial_id)
+    trial.set_user_attr(s.HOST, socket.gethostname())
+    trial.set_user_attr(s.PID, os.getpid())
+    trial.set_user_attr(s.WORKER, worker)
+    return trial
 
 
 def _seed_offset(worker: int, existing: int, storage: str) -> int:
@@ -71,7 +112,8 @@ def _seed_offset(worker: int, existing: int, storage: str) -> int:
 
     Workers of one sweep differ by index, re-runs by the trials already in the
     study. Separately started sweeps (cluster jobs, all worker 0) on an RDB URL
-    have no common lock and may count the same trials, so host and pid count too.
+    may count the same trials (on a database without a common claim lock), so
+    host and pid count too.
     """
     offset = 7919 * worker + existing
     if "://" in storage:
