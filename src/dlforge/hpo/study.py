@@ -5,9 +5,9 @@ machine with the journal file, on several with an RDB URL) cooperate on it:
 each claims a trial with ``ask``, trains it and ``tell``s the outcome. On RDB
 storage a running trial beats (``hpo.heartbeat_interval``); one silent for
 ``hpo.grace_period`` is failed by whichever worker looks first and its
-parameters are queued again (:class:`RetryStale`). The
-study name carries a hash of the search space and the training config, so a
-changed config starts a fresh study and a re-run continues the same one.
+parameters are queued again (:class:`RetryStale`). The study name carries a
+hash of the search space and the training config, so a changed config starts a
+fresh study and a re-run continues the same one.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ from omegaconf import DictConfig
 from dlforge.core.errors import DlforgeError
 from dlforge.core.settings import Settings, above, at_least, one_of
 from dlforge.hpo.space import Param, grid_space
-from dlforge.hpo.storage import claim_lock, open_storage, quiet_optuna, redact, shared_lock
-
-__all__ = ["claim_lock", "open_storage", "redact"]  # the study's storage, re-exported
+from dlforge.hpo.storage import (  # noqa: F401 - claim_lock, redact: used as s.claim_lock
+    claim_lock,
+    open_storage,
+    quiet_optuna,
+    redact,
+    shared_lock,
+)
 
 log = logging.getLogger(__name__)
 
