@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import re
 import threading
 import time
 import warnings
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import file_lock
+from dlforge.core.urls import hide_passwords, redact
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _no_driver(url: str, err: ImportError) -> DlforgeError:
 
 def _unreachable(url: str, err: Exception) -> DlforgeError:
     detail = str(getattr(err, "orig", None) or err).strip().splitlines()
-    detail = _hide_password(url, detail[0] if detail else type(err).__name__)
+    detail = hide_passwords(detail[0] if detail else type(err).__name__, url)
     return DlforgeError(f"hpo.storage={redact(url)}: cannot open the study's database "
                         f"({detail}). Fix: check that the database server is running and "
                         "reachable from this machine, and the URL's host, port, user, "
@@ -144,22 +144,6 @@ def _unreachable(url: str, err: Exception) -> DlforgeError:
 
 def _dialect(url: str) -> str:
     return url.split("://", 1)[0].split("+", 1)[0]
-
-
-def redact(url: str) -> str:
-    """A storage URL without its password, for logs and tags."""
-    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
-
-
-def _hide_password(url: str, text: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    with contextlib.suppress(Exception):
-        password = make_url(url).password
-        if password:
-            text = text.replace(str(password), "***")
-    return text
 
 
 def shared_lock(spec: str) -> bool:
