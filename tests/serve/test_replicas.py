@@ -50,8 +50,7 @@ http {{
 def nginx(tmp: Path, upstreams: list[str]):
     """nginx in the foreground on a free loopback port, round-robin over ``upstreams``
     (``http://host:port``); yields its base URL."""
-    if not NGINX.exists():
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx)")
+    assert NGINX.exists(), "nginx is not installed: apt-get install nginx (`make test` does)"
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp / "nginx.conf"
