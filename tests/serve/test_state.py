@@ -1,9 +1,12 @@
 """The shared serving state: which feedback rewards the bandit, the rate limit per
-version, pruning, and databases made by an earlier version."""
+version, pruning (each in the SQLite file and in PostgreSQL), and databases made
+by an earlier version. PostgreSQL's own cases: tests/serve/test_state_postgres.py."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,71 +20,109 @@ def answers(n: int, version: str = "1", routed: bool = True, prefix: str = "r") 
     return [(f"{prefix}{i}", 0, "m", version, "a", routed) for i in range(n)]
 
 
-def test_only_answers_the_bandit_routed_earn_rewards(tmp_path):
-    state = ServingState(tmp_path / "state.db")
-    state.record([("chosen", 0, "m", "1", "a", True), ("named", 0, "m", "2", "a", False)])
+class SQLiteFile:
+    """The state's SQLite file: ``url``, and ``sql``/``plan`` to look inside (or age
+    rows) behind the state's back, as :class:`PostgresDatabase` does."""
+
+    def __init__(self, folder: Path):
+        self.url = folder / "state.db"
+
+    def sql(self, statement: str) -> str:
+        with contextlib.closing(sqlite3.connect(self.url)) as db, db:
+            rows = db.execute(statement).fetchall()
+        return "\n".join("|".join(map(str, row)) for row in rows)
+
+    def plan(self, query: str) -> str:
+        return self.sql(f"EXPLAIN QUERY PLAN {query}")
+
+
+class PostgresDatabase:
+    """A fresh database of the session's PostgreSQL server (``state_url``)."""
+
+    def __init__(self, postgres):
+        self.url, self._postgres = postgres.database("state"), postgres
+        self.name = self.url.rsplit("/", 1)[1]
+
+    def sql(self, statement: str) -> str:
+        return self._postgres.psql(statement, database=self.name).strip()
+
+    def cut_off(self, off: bool = True) -> None:
+        """End every connection to the database and refuse new ones (``off=False``:
+        take them again), as a server that is down does."""
+        self._postgres.psql(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS {not off}")
+        if off:
+            self._postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                f"WHERE datname = '{self.name}'")
+
+    def plan(self, query: str) -> str:
+        """The plan of ``query`` when an index can be used at all (the tables are small)."""
+        return self.sql(f"SET enable_seqscan = off; EXPLAIN {query}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """The state's database in each engine: the guarantees below hold in both."""
+    if request.param == "sqlite":
+        return SQLiteFile(tmp_path)
+    return PostgresDatabase(request.getfixturevalue("postgres"))
+
+
+def test_only_answers_the_bandit_routed_earn_rewards(db):
+    state = ServingState(db.url)
+    state.record([("chosen", 0, "m", "1", "a", True), ("named", 0, "m", "2", "a", False),
+                  ("old-form", 0, "m", "1", "a")])
     assert state.feedback("chosen", "b")["rewarded"] is True
     named = state.feedback("named", "b")  # taken (monitoring reads it), not rewarded
     assert (named["reward"], named["rewarded"]) == (0.0, False)
-    assert state.rewards("m") == {"1": (0.0, 1.0)}
-    with pytest.raises(FeedbackError, match="already has feedback"):
+    assert state.feedback("old-form", "a")["rewarded"] is True  # no flag: routed
+    assert state.rewards("m") == {"1": (1.0, 1.0)}
+    with pytest.raises(FeedbackError, match="already has feedback") as refused:
         state.feedback("named", "a")
+    assert refused.value.status == 409
+    with pytest.raises(FeedbackError, match="has no input 3 \\(it had 1"):
+        state.feedback("chosen", "a", index=3)
 
 
-def test_answers_recorded_without_the_routed_flag_count_as_routed(tmp_path):
-    state = ServingState(tmp_path / "state.db")
-    state.record([("old-form", 0, "m", "1", "a")])
-    assert state.feedback("old-form", "a")["rewarded"] is True
-
-
-def test_rewards_per_version_are_limited_per_minute_across_connections(tmp_path):
-    path = tmp_path / "state.db"
-    ServingState(path).record(answers(30) + answers(3, version="2", prefix="s"))
-    # two connections, as two HTTP processes have: the limit is in the database
-    first, second = (ServingState(path, max_rewards_per_minute={"m": 5}) for _ in range(2))
+def test_rewards_per_version_are_limited_per_minute_across_connections(db):
+    ServingState(db.url).record(answers(30) + answers(3, version="2", prefix="s"))
+    # two connections, as two HTTP processes or two replicas have: the limit is in the database
+    first, second = (ServingState(db.url, max_rewards_per_minute={"m": 5}) for _ in range(2))
     given = [(first if i % 2 else second).feedback(f"r{i}", "b") for i in range(20)]
     assert [g["rewarded"] for g in given] == [True] * 5 + [False] * 15
-    assert first.rewards("m") == {"1": (0.0, 5.0)}
+    assert first.rewards("m") == second.rewards("m") == {"1": (0.0, 5.0)}
     assert all(first.feedback(f"s{i}", "a")["rewarded"] for i in range(3))  # per version
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE feedback SET time = time - 61")  # a minute later
+    db.sql("UPDATE feedback SET time = time - 61")  # a minute later
     assert [first.feedback(f"r{i}", "b")["rewarded"] for i in range(20, 27)] == [True] * 5 + [
         False] * 2
-    unlimited = ServingState(path, max_rewards_per_minute={"m": float("inf")})
+    unlimited = ServingState(db.url, max_rewards_per_minute={"m": float("inf")})
     assert all(unlimited.feedback(f"r{i}", "b")["rewarded"] for i in range(27, 30))
-    plan = sqlite3.connect(path).execute(
-        "EXPLAIN QUERY PLAN SELECT count(*) FROM feedback WHERE model = 'm' AND version = '1' "
-        "AND rewarded = 1 AND time > 0").fetchall()
-    assert "feedback_rate" in str(plan)
+    assert "feedback_rate" in db.plan("SELECT count(*) FROM feedback WHERE model = 'm' AND "
+                                      "version = '1' AND rewarded = 1 AND time > 0")
 
 
-def test_old_answers_and_feedback_are_pruned_in_batches_and_rewards_stay(tmp_path,
-                                                                        monkeypatch):
-    path = tmp_path / "state.db"
-    state = ServingState(path, window_seconds=3600)
+def test_old_answers_and_feedback_are_pruned_in_batches_and_rewards_stay(db, monkeypatch):
+    state = ServingState(db.url, window_seconds=3600)
     state.record(answers(12) + answers(2, prefix="new"))
     for i in range(12):
         state.feedback(f"r{i}", "a")
     state.feedback("new0", "a")
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE answers SET time = time - 7200 WHERE request_id LIKE 'r%'")
-        db.execute("UPDATE feedback SET time = time - 7200 WHERE request_id LIKE 'r%'")
+    for table in ("answers", "feedback"):
+        db.sql(f"UPDATE {table} SET time = time - 7200 WHERE request_id LIKE 'r%'")
     monkeypatch.setattr(state_module, "PRUNE_BATCH", 5)
     assert state.forget_old() == 24
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT count(*) FROM answers").fetchone()[0] == 2
-        assert db.execute("SELECT request_id FROM feedback").fetchall() == [("new0",)]
-        for table in ("answers", "feedback"):
-            plan = db.execute(f"EXPLAIN QUERY PLAN SELECT request_id FROM {table} "
-                              "WHERE time < 0 ORDER BY time LIMIT 5").fetchall()
-            assert f"{table}_time" in str(plan)
+    assert db.sql("SELECT count(*) FROM answers") == "2"
+    assert db.sql("SELECT request_id FROM feedback") == "new0"
+    for table in ("answers", "feedback"):
+        plan = db.plan(f"SELECT request_id FROM {table} WHERE time < 0 ORDER BY time LIMIT 5")
+        assert f"{table}_time" in plan
     assert state.rewards("m") == {"1": (13.0, 0.0)}
     assert state.forget_old() == 0
+    with pytest.raises(FeedbackError, match="in the last 3600 s"):
+        state.feedback("r0", "a")
 
 
-def test_feedback_is_kept_at_least_a_minute_for_the_rate_limit(tmp_path):
-    state = ServingState(tmp_path / "state.db", window_seconds=0,
-                         max_rewards_per_minute={"m": 1})
+def test_feedback_is_kept_at_least_a_minute_for_the_rate_limit(db):
+    state = ServingState(db.url, window_seconds=0, max_rewards_per_minute={"m": 1})
     state.record(answers(2))
     state.feedback("r0", "a")
     state.forget_old()  # drops the answers, not the feedback of the last minute
@@ -89,8 +130,8 @@ def test_feedback_is_kept_at_least_a_minute_for_the_rate_limit(tmp_path):
     assert state.feedback("r1", "a")["rewarded"] is False
 
 
-def test_a_failing_follow_up_takes_the_feedback_back(tmp_path):
-    state = ServingState(tmp_path / "state.db")
+def test_a_failing_follow_up_takes_the_feedback_back(db):
+    state = ServingState(db.url)
     state.record(answers(1))
 
     def full_disk(scored):

@@ -1,6 +1,7 @@
-"""The serving state in PostgreSQL (``state_url``): the guarantees of the SQLite file
-(tests/serve/test_state.py) held across connections, processes and replicas, and a
-database that cannot be reached named at the start."""
+"""The serving state in PostgreSQL (``state_url``), beyond the guarantees both engines
+keep (tests/serve/test_state.py): replicas, processes and threads sharing it, a
+server that restarts or goes away, and a database that cannot be reached named at
+the start."""
 
 from __future__ import annotations
 
@@ -15,120 +16,17 @@ from fastapi.testclient import TestClient
 
 from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
-from dlforge.serve import state as state_module
 from dlforge.serve.routes import Routes
 from dlforge.serve.server import build_server
 from dlforge.serve.state import FeedbackError, ServingState, StateUnavailable
 from dlforge.stages.serve import server_settings
-from tests.serve.test_state import answers
+from tests.serve.test_state import PostgresDatabase, answers
 from tests.services import free_port
 
 
-class Database:
-    """A fresh database of the session's PostgreSQL server: ``url``, and ``sql`` to
-    look inside (or age rows) behind the state's back."""
-
-    def __init__(self, postgres):
-        self.url, self._postgres = postgres.database("state"), postgres
-        self.name = self.url.rsplit("/", 1)[1]
-
-    def sql(self, statement: str) -> str:
-        return self._postgres.psql(statement, database=self.name).strip()
-
-    def cut_off(self, off: bool = True) -> None:
-        """End every connection to the database and refuse new ones (``off=False``:
-        take them again), as a server that is down does."""
-        self._postgres.psql(f"ALTER DATABASE {self.name} ALLOW_CONNECTIONS {not off}")
-        if off:
-            self._postgres.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                f"WHERE datname = '{self.name}'")
-
-    def plan(self, query: str) -> str:
-        """The plan of ``query`` when an index can be used at all (the tables are small)."""
-        return self.sql(f"SET enable_seqscan = off; EXPLAIN {query}")
-
-
 @pytest.fixture
-def db(postgres) -> Database:
-    return Database(postgres)
-
-
-def test_only_answers_the_bandit_routed_earn_rewards(db):
-    state = ServingState(db.url)
-    state.record([("chosen", 0, "m", "1", "a", True), ("named", 0, "m", "2", "a", False),
-                  ("old-form", 0, "m", "1", "a")])
-    assert state.feedback("chosen", "b")["rewarded"] is True
-    named = state.feedback("named", "b")  # taken (monitoring reads it), not rewarded
-    assert (named["reward"], named["rewarded"]) == (0.0, False)
-    assert state.feedback("old-form", "a")["rewarded"] is True  # no flag: routed
-    assert state.rewards("m") == {"1": (1.0, 1.0)}
-    with pytest.raises(FeedbackError, match="already has feedback") as refused:
-        state.feedback("named", "a")
-    assert refused.value.status == 409
-    with pytest.raises(FeedbackError, match="has no input 3 \\(it had 1"):
-        state.feedback("chosen", "a", index=3)
-
-
-def test_rewards_per_version_are_limited_per_minute_across_connections(db):
-    ServingState(db.url).record(answers(30) + answers(3, version="2", prefix="s"))
-    # two connections, as two replicas have: the limit is in the database
-    first, second = (ServingState(db.url, max_rewards_per_minute={"m": 5}) for _ in range(2))
-    given = [(first if i % 2 else second).feedback(f"r{i}", "b") for i in range(20)]
-    assert [g["rewarded"] for g in given] == [True] * 5 + [False] * 15
-    assert second.rewards("m") == {"1": (0.0, 5.0)}
-    assert all(first.feedback(f"s{i}", "a")["rewarded"] for i in range(3))  # per version
-    db.sql("UPDATE feedback SET time = time - 61")  # a minute later
-    assert [first.feedback(f"r{i}", "b")["rewarded"] for i in range(20, 27)] == [True] * 5 + [
-        False] * 2
-    unlimited = ServingState(db.url, max_rewards_per_minute={"m": float("inf")})
-    assert all(unlimited.feedback(f"r{i}", "b")["rewarded"] for i in range(27, 30))
-    assert "feedback_rate" in db.plan("SELECT count(*) FROM feedback WHERE model = 'm' AND "
-                                      "version = '1' AND rewarded = 1 AND time > 0")
-
-
-def test_old_answers_and_feedback_are_pruned_in_batches_and_rewards_stay(db, monkeypatch):
-    state = ServingState(db.url, window_seconds=3600)
-    state.record(answers(12) + answers(2, prefix="new"))
-    for i in range(12):
-        state.feedback(f"r{i}", "a")
-    state.feedback("new0", "a")
-    for table in ("answers", "feedback"):
-        db.sql(f"UPDATE {table} SET time = time - 7200 WHERE request_id LIKE 'r%'")
-    monkeypatch.setattr(state_module, "PRUNE_BATCH", 5)
-    assert state.forget_old() == 24
-    assert db.sql("SELECT count(*) FROM answers") == "2"
-    assert db.sql("SELECT request_id FROM feedback") == "new0"
-    for table in ("answers", "feedback"):
-        plan = db.plan(f"SELECT request_id FROM {table} WHERE time < 0 ORDER BY time LIMIT 5")
-        assert f"{table}_time" in plan
-    assert state.rewards("m") == {"1": (13.0, 0.0)}
-    assert state.forget_old() == 0
-    with pytest.raises(FeedbackError, match="in the last 3600 s"):
-        state.feedback("r0", "a")
-
-
-def test_feedback_is_kept_at_least_a_minute_for_the_rate_limit(db):
-    state = ServingState(db.url, window_seconds=0, max_rewards_per_minute={"m": 1})
-    state.record(answers(2))
-    state.feedback("r0", "a")
-    state.forget_old()  # drops the answers, not the feedback of the last minute
-    state.record(answers(2))
-    assert state.feedback("r1", "a")["rewarded"] is False
-
-
-def test_a_failing_follow_up_takes_the_feedback_back(db):
-    state = ServingState(db.url)
-    state.record(answers(1))
-
-    def full_disk(scored):
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError):
-        state.feedback("r0", "a", then=full_disk)
-    assert state.rewards("m") == {}
-    logged = []
-    assert state.feedback("r0", "a", then=logged.append)["rewarded"] is True
-    assert logged[0]["request_id"] == "r0"
+def db(postgres) -> PostgresDatabase:
+    return PostgresDatabase(postgres)
 
 
 def test_replicas_opening_a_new_database_together_do_not_race(db):

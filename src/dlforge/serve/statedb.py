@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class Transaction:
         return sql if self._placeholder == "?" else sql.replace("?", self._placeholder)
 
 
-class Database:
+class Database(ABC):
     """A small pool of connections to one database, and its dialect (see the module)."""
 
     placeholder = "?"
@@ -116,14 +117,17 @@ class Database:
             finally:
                 self._give_back(db)
 
-    def lock_schema(self, tx: Transaction) -> None:
-        """Keep other processes out of the schema until ``tx`` commits."""
+    def lock_schema(self, tx: Transaction) -> None:  # noqa: B027 - SQLite needs none
+        """Keep other processes out of the schema until ``tx`` commits (nothing to do
+        where a write transaction already excludes every other writer)."""
 
-    def lock_version(self, tx: Transaction, model: str, version: str) -> None:
-        """Keep other transactions from rewarding ``version`` until ``tx`` commits."""
+    def lock_version(self, tx: Transaction, model: str, version: str) -> None:  # noqa: B027
+        """Keep other transactions from rewarding ``version`` until ``tx`` commits
+        (nothing to do where a write transaction already excludes every other writer)."""
 
+    @abstractmethod
     def columns(self, tx: Transaction, table: str) -> set[str]:
-        raise NotImplementedError
+        """The columns ``table`` has (an older database may lack some)."""
 
     def close(self) -> None:
         """Close the idle connections; those in use close when their transaction ends."""
@@ -178,8 +182,9 @@ class Database:
     def _first_connection(self):
         return self._connect()
 
+    @abstractmethod
     def _connect(self):
-        raise NotImplementedError
+        """A new connection to the database."""
 
     def _broken(self, db) -> bool:
         return False
