@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -92,29 +91,36 @@ def dlforge_serve(cwd: Path, *overrides: str):
 
     Yields (base URL, the process); the whole group is killed on exit.
     """
-    import httpx
+    from tests.services import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "dlforge", "serve", f"port={port}",
                                "accelerator=cpu", "api_key=null", *overrides],
                               cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            assert server.poll() is None, server.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "dlforge serve did not become healthy"
-            time.sleep(0.5)
+        wait_healthy(url, server, 120, lambda: "dlforge serve did not become healthy")
         yield url, server
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, seconds: float, timed_out,
+                 pause: float = 0.5) -> None:
+    """Wait until ``url``/health answers 200; fail with the process's stderr if it ends,
+    or with ``timed_out()`` after ``seconds``."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, timed_out()
+        time.sleep(pause)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dlforge_serve
+from tests.conftest import ROOT, dlforge_serve, wait_healthy
 from tests.serve.conftest import TEXTS
 from tests.services import free_port
 
@@ -61,14 +61,7 @@ def nginx(tmp: Path, upstreams: list[str]):
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            assert proxy.poll() is None, proxy.communicate()[1]
-            assert time.monotonic() < deadline, (tmp / "error.log").read_text()
-            time.sleep(0.1)
+        wait_healthy(url, proxy, 20, (tmp / "error.log").read_text, pause=0.1)
         yield url
     finally:
         proxy.terminate()
