@@ -83,18 +83,24 @@ def slurm_plan() -> list[dict]:
     return planned_jobs(ROOT, "--profile", SLURM)
 
 
-def test_slurm_profile_plans_every_stage_with_parallel_sweep_workers(slurm_plan):
-    workers = sweep_jobs(SLURM)
+def assert_plans_every_stage(plan: list[dict], profile: str) -> None:
+    """Every stage of dvc.yaml is planned, and each swept experiment's sweep runs in
+    the profile's sweep_jobs (> 1) parallel sweep_worker jobs."""
+    workers = sweep_jobs(profile)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    planned = [f"{job['rule']}-{job['wildcards']['exp']}" for job in slurm_plan]
+    planned = [f"{job['rule']}-{job['wildcards']['exp']}" for job in plan]
     assert {name for name in planned if not name.startswith("sweep_worker-")} == set(stages)
     swept = [name.removeprefix("sweep-") for name in stages if name.startswith("sweep-")]
     assert swept and workers > 1
-    assert planned.count(f"sweep_worker-{swept[0]}") == workers
+    assert all(planned.count(f"sweep_worker-{exp}") == workers for exp in swept)
+
+
+def test_slurm_profile_plans_every_stage_with_parallel_sweep_workers(slurm_plan):
+    assert_plans_every_stage(slurm_plan, SLURM)
     # The sweep job waits for its workers, which run the same study first.
     for job in (j for j in slurm_plan if j["rule"] == "sweep"):
         exp = job["wildcards"]["exp"]
-        markers = {f"outputs/{exp}/sweep/workers/{n}.done" for n in range(workers)}
+        markers = {f"outputs/{exp}/sweep/workers/{n}.done" for n in range(sweep_jobs(SLURM))}
         assert markers <= set(job["input"])
 
 
@@ -186,13 +192,7 @@ def job_paths_overrides(staged: str) -> list[str]:
 
 
 def test_kubernetes_profile_plans_every_stage_with_parallel_sweep_workers(kubernetes_plan):
-    workers = sweep_jobs(KUBERNETES)
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    planned = [f"{job['rule']}-{job['wildcards']['exp']}" for job in kubernetes_plan]
-    assert {name for name in planned if not name.startswith("sweep_worker-")} == set(stages)
-    swept = [name.removeprefix("sweep-") for name in stages if name.startswith("sweep-")]
-    assert swept and workers > 1
-    assert planned.count(f"sweep_worker-{swept[0]}") == workers
+    assert_plans_every_stage(kubernetes_plan, KUBERNETES)
     for job in kubernetes_plan:  # every file a job reads comes from the storage prefix
         assert all(f.endswith("(retrieve from storage)") for f in job["input"]), job
 
