@@ -131,7 +131,8 @@ def test_sweep_processes_on_one_postgres_study_reach_n_trials_exactly(postgres, 
               for i in range(2)]
     finish(*sweeps)
     found = trials(storage)
-    assert [t.state for t in found] == [TrialState.COMPLETE] * 4  # none lost, none extra
+    errors = {t.number: t.user_attrs.get(s.ERROR) for t in found}
+    assert [t.state for t in found] == [TrialState.COMPLETE] * 4, errors  # none lost or extra
     assert {t.user_attrs["dlforge.host"] for t in found} == {"host-0", "host-1"}
     assert len({t.user_attrs["dlforge.dir"] for t in found}) == 4
     children = [r for r in runs(mlflow_dir, f"sweep-pg-{tmp_path.name}")

@@ -142,8 +142,13 @@ def connect(tracking_uri: str | None = None) -> None:
 
 
 def setup_mlflow(tracking) -> str:
-    """Point MLflow at the tracking store; create the experiment; return its id."""
+    """Point MLflow at the tracking store; create the experiment; return its id.
+
+    Processes starting together on a new experiment (parallel jobs) may all try
+    to create it: the ones that lose find the winner's.
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     setup_tracking_uri(tracking)
     experiment = mlflow.get_experiment_by_name(tracking.experiment)
@@ -155,7 +160,13 @@ def setup_mlflow(tracking) -> str:
     if location and "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).resolve().as_uri()
-    return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+    try:
+        return mlflow.create_experiment(tracking.experiment, artifact_location=location)
+    except MlflowException:
+        experiment = mlflow.get_experiment_by_name(tracking.experiment)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def _is_server(uri: str) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import Tag, finish_run, flatten, process_tags, setup_mlflow
 
 log = logging.getLogger(__name__)
+
+INPUT_ATTEMPTS = 4  # a lost insert race needs one more; the rest cover a busy store
 
 
 def config_hash(cfg: dict) -> str:
@@ -56,7 +59,7 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     params = flatten({k: v for k, v in frozen.items() if k not in ("paths", "hydra", "hpo")})
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
-        _log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
+        log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
         # Named like the file, which replaces it when the run finishes.
         mlflow.log_dict(frozen, ExperimentLayout.from_paths(cfg.paths).train.frozen_config.name)
     client.update_run(run_id, status="RUNNING")  # start_run's exit marked it finished
@@ -65,18 +68,35 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     return run_id
 
 
-def _log_snapshot_input(manifest: dict, path: Path) -> None:
-    """Record the snapshot as the run's dataset input (name, version digest, source)."""
+def log_snapshot_input(manifest: dict, path: Path) -> None:
+    """Record the snapshot as the active run's dataset input (name, version digest, source).
+
+    MLflow stores a dataset once per experiment: it looks the dataset up, then
+    inserts it. Runs that start together on one snapshot (sweep workers,
+    parallel jobs) can both miss it, and all but one insert then fail on the
+    dataset's key. Such a run tries again and finds the dataset stored.
+    """
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
 
     with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local
         warnings.simplefilter("ignore", UserWarning)
         source = resolve_dataset_source(str(path.resolve()))
     dataset = MetaDataset(source=source, name=f"{manifest['dataset']}@{manifest['version']}",
                           digest=manifest["version"])
-    mlflow.log_input(dataset, context="training", tags={"counts": json.dumps(manifest["counts"])})
+    tags = {"counts": json.dumps(manifest["counts"])}
+    for attempt in range(1, INPUT_ATTEMPTS + 1):
+        try:
+            mlflow.log_input(dataset, context="training", tags=tags)
+            return
+        except MlflowException as err:
+            if attempt == INPUT_ATTEMPTS:
+                raise
+            log.info("snapshot input not recorded (%s); trying again", str(err)[:200])
+            time.sleep(0.2 * attempt)
+
 
 
 def end_run(frozen: dict, status: str) -> None:
