@@ -25,9 +25,9 @@ project = test_workflow.project  # the fixture: a copy of the project, intent on
 SLURM = "workflow/profiles/slurm"
 KUBERNETES = "workflow/profiles/kubernetes"
 GPU_RULES = ("train", "sweep", "sweep_worker")
-# dlforge is the rules' only software, installed from pyproject.toml (the only
-# packaging file): a conda environment or container per rule would be a second one.
-ACCEPTED_LINTS = {"Specify a conda environment or container for each rule."}
+# Without an image (the workflow config's `container`), the rules' software is the
+# environment Snakemake runs in, installed from pyproject.toml.
+NO_IMAGE = "Specify a conda environment or container for each rule."
 
 
 # What the Kubernetes profile reads from the environment (see its header); no
@@ -38,10 +38,11 @@ KUBERNETES_ENV = {"DLFORGE_IMAGE": "registry.example.org/dlforge:1.0",
                   "OPTUNA_STORAGE": "postgresql://dlforge@db.example.org/optuna"}
 
 
-# The Kubernetes profile names the jobs' image, but no profile setting reaches the
-# linter: the same lint is all it prints with it (see the profile's header).
-@pytest.mark.parametrize("profile", [[], ["--profile", KUBERNETES]], ids=["plain", "kubernetes"])
-def test_snakemake_lint_finds_nothing_but_the_software_environment(profile, monkeypatch):
+# The Kubernetes profile names the pods' image as every rule's container.
+@pytest.mark.parametrize(("profile", "expected"),
+                         [([], {NO_IMAGE}), (["--profile", KUBERNETES], set())],
+                         ids=["plain", "kubernetes"])
+def test_snakemake_lint_finds_nothing_but_a_missing_image(profile, expected, monkeypatch):
     for name, value in KUBERNETES_ENV.items():
         monkeypatch.setenv(name, value)
     result = subprocess.run([f"{BIN}/snakemake", "--lint", *profile], cwd=ROOT,
@@ -49,8 +50,8 @@ def test_snakemake_lint_finds_nothing_but_the_software_environment(profile, monk
     output = result.stdout + result.stderr
     lints = {line.strip()[2:].removesuffix(":") for line in output.splitlines()
              if line.startswith("    * ")}
-    assert result.returncode == 0 or (result.returncode == 1 and "Lints for" in output), output
-    assert lints <= {lint.removesuffix(":") for lint in ACCEPTED_LINTS}, output
+    assert result.returncode == (1 if expected else 0), output
+    assert lints == {lint.removesuffix(":") for lint in expected}, output
 
 
 def planned_jobs(cwd: Path, *args: str) -> list[dict]:
@@ -153,8 +154,11 @@ def test_kubernetes_profile_runs_jobs_in_the_image_with_files_in_s3(monkeypatch)
     # The dataset store and snapshots: on the claim of volume.yaml, at shared_dir.
     claim = yaml.safe_load((ROOT / KUBERNETES / "volume.yaml").read_text())
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    shared = dict(item.split("=", 1) for item in args.config)["shared_dir"]
-    assert args.kubernetes_persistent_volumes == [f"{claim['metadata']['name']}:{shared}"]
+    workflow_config = dict(item.split("=", 1) for item in args.config)
+    assert args.kubernetes_persistent_volumes == [
+        f"{claim['metadata']['name']}:{workflow_config['shared_dir']}"]
+    # The rules' container is the pods' image (the rules expand the variable).
+    assert workflow_config["container"] == "docker://$DLFORGE_IMAGE"
 
 
 def test_a_job_under_a_storage_provider_runs_on_its_staged_files_and_the_shared_volume():

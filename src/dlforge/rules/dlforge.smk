@@ -12,6 +12,11 @@
 # `snakemake --report report.html`: the metrics and plots of every experiment.
 report: "report/workflow.rst"
 
+# The software of every rule: dlforge and the project, in the workflow config's
+# image ($VARIABLES expanded: the Kubernetes profile names its pods' image), or
+# the environment Snakemake runs in.
+container: os.path.expandvars(config["container"]) if config.get("container") else None
+
 
 include: "common.smk"
 include: "data.smk"
