@@ -1,7 +1,9 @@
-"""A user's own model code, written into a project's ``src/<name>/`` folder."""
+"""A user's own model code, written into a project's ``src/<name>/`` folder; packages
+edited as tests need them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -89,3 +91,23 @@ def python_elsewhere(code: str, folder: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, "-c", code], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def resign(folder: Path) -> None:
+    """Record the package's files' digests again (after a test edited one)."""
+    from dlforge.core.hashing import sha256_file
+    from dlforge.models.package import read_sums
+
+    names = [*read_sums(folder)]
+    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(folder / n)}  {n}\n"
+                                               for n in names))
+
+
+def as_format_1(folder: Path) -> None:
+    """Make the package one of format 1, as an older dlforge wrote it: model.json named
+    a built-in architecture, with no class, source or format."""
+    spec = json.loads((folder / "model.json").read_text())
+    for key in ("format", "class", "source"):
+        spec.pop(key)
+    (folder / "model.json").write_text(json.dumps({**spec, "architecture": "embedding_bag"}))
+    resign(folder)

@@ -10,10 +10,15 @@ import pytest
 import torch
 
 from dlforge.core.errors import DlforgeError
-from dlforge.core.hashing import sha256_file
 from dlforge.models.package import load_package, read_sums, save_package, verify_package
 from dlforge.models.preprocessing import TextEncoder
-from tests.user_models import project_name, python_elsewhere, write_user_code
+from tests.user_models import (
+    as_format_1,
+    project_name,
+    python_elsewhere,
+    resign,
+    write_user_code,
+)
 
 TEXTS = ["play a song", "book a table", "play loud music", "a table for two"]
 
@@ -79,12 +84,6 @@ def test_code_added_to_the_package_is_refused(user_package, added):
         load_package(folder)
 
 
-def resign(folder) -> None:
-    names = [*read_sums(folder)]
-    (folder / "SHA256SUMS").write_text("".join(f"{sha256_file(folder / n)}  {n}\n"
-                                               for n in names))
-
-
 def edit_spec(folder, **changes) -> None:
     spec = json.loads((folder / "model.json").read_text())
     spec.update(changes)
@@ -114,4 +113,12 @@ def test_a_class_path_that_is_neither_carried_nor_installed_is_refused(user_pack
               {"distribution": "dlforge", "version": "0.1.0"})
     edit_spec(folder, **{"class": path.format(name=name), "source": record})
     with pytest.raises(DlforgeError, match=r"model.json: .*Fix:"):
+        load_package(folder)
+
+
+def test_a_package_of_an_older_format_is_refused_naming_its_format_and_the_fix(user_package):
+    folder, _ = user_package
+    as_format_1(folder)
+    with pytest.raises(DlforgeError, match=r"model.json: package format 1, and this dlforge "
+                                           r"reads format 2\. Fix: train and register"):
         load_package(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from dlforge.core.tracking import connect
 from dlforge.data import SnapshotStore, Store
 from dlforge.data.snapshot import Snapshot, SplitRule
-from dlforge.models.package import load_package
+from dlforge.models.package import load_package, package_digest
 from dlforge.registry import register as gate_module
 from dlforge.registry.fetch import fetch_package
+from tests.user_models import as_format_1
 
 
 def test_the_champion_is_evaluated_again_on_the_candidates_test_split_once(
@@ -51,3 +53,25 @@ def test_the_champion_is_evaluated_again_on_the_candidates_test_split_once(
     third = project.release("optimizer.lr=0.02", "seed=4", gate=held)
     assert third["champion"] == "1"
     assert f"(re-evaluated on snapshot {ref.version})" in third["reason"], third["reason"]
+
+
+def test_a_champion_that_no_longer_loads_is_judged_by_its_own_evaluation(project):
+    """A champion registered by an older dlforge (package format 1) does not block
+    the next registration: the gate takes its own test score and says why."""
+    first = project.release("optimizer.lr=0.02")
+    connect(project.tracking_uri)
+    client = mlflow.MlflowClient()
+    stored = client.get_model_version_download_uri(project.model_name, "1")
+    (package,) = {p.parent for p in Path(stored.removeprefix("file://")).rglob("model.json")}
+    as_format_1(package)  # and registered so: the registry holds the digest of those files
+    client.set_model_version_tag(project.model_name, "1", gate_module.PACKAGE_TAG,
+                                 package_digest(package))
+    ref = SnapshotStore(project.root / "data/snapshots", Store(project.root / "data/store")
+                        ).build("toy", split=SplitRule(salt="another split"))
+    (project.root / "outputs/intent/snapshot.json").write_text(json.dumps(
+        {"dataset": "toy", "version": ref.version, "path": str(ref.path)}))
+
+    second = project.release("optimizer.lr=0.02", "seed=3", gate=("registry.gate.margin=1.0",))
+    assert second["version"] == "2" and second["champion"] == first["champion"] == "1"
+    assert ("(on its own test split: its package does not load here: package format 1, and "
+            "this dlforge reads format 2.)") in second["reason"], second["reason"]

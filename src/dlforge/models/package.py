@@ -38,6 +38,7 @@ from dlforge.models.preprocessing import ENCODER_FILE, TokenizerEncoder, encoder
 from dlforge.models.source import CODE, CODE_FILE, REPACKAGE, carry, class_path, describe
 from dlforge.models.source import import_class as _import_class
 
+FORMAT = 2  # model.json's "format": what this dlforge writes and reads
 FILES = ("model.json", "preprocessing.json", "weights.safetensors")  # in every package
 EXTRA = (CODE, TokenizerEncoder.files)  # folders whose every file must be listed
 SUMS_LINE = re.compile(r"(?P<digest>[0-9a-f]{64})  (?P<name>[^\n]+)")
@@ -66,7 +67,7 @@ def save_package(folder: Path, weights: dict[str, torch.Tensor], net_class: type
     if hasattr(net_class, "package_arguments"):
         arguments = net_class.package_arguments(arguments)
     own = encoder.save(folder) if hasattr(encoder, "save") else []
-    spec = {"format": 2, "class": path, "source": source, "arguments": arguments,
+    spec = {"format": FORMAT, "class": path, "source": source, "arguments": arguments,
             "labels": labels, "multi_label": multi_label, **info}
     (folder / "model.json").write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
     (folder / "preprocessing.json").write_text(json.dumps(encoder.to_dict()) + "\n")
@@ -136,6 +137,11 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     folder = Path(folder)
     sums = verify_package(folder)
     spec = json.loads((folder / "model.json").read_text())
+    if spec.get("format", 1) != FORMAT:
+        raise DlforgeError(
+            f"{folder / 'model.json'}: package format {spec.get('format', 1)}, and this "
+            f"dlforge reads format {FORMAT}. Fix: train and register the model again with "
+            "this dlforge (dlforge train, then dlforge register)")
     build = _import_class(folder, spec, set(sums))
     check_architecture(folder, spec, build)
     net = build(**spec["arguments"])

@@ -17,16 +17,20 @@ The ``dlforge register`` stage is :func:`dlforge.stages.register.register`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlforge.core.errors import DlforgeError
 from dlforge.core.settings import Settings, one_of
 from dlforge.core.tracking import Tag
 from dlforge.registry import models as registry
 
 if TYPE_CHECKING:
     from dlforge.data.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
 
 PACKAGE_TAG = "dlforge.package_sha256"  # models.package.package_digest of the version's files
 MULTI_LABEL_THRESHOLD = 0.5  # a champion evaluated again predicts a label at this probability
@@ -141,7 +145,12 @@ def champion_value(client, name: str, champion: str, metric: str,
 
 def _evaluate_champion(client, name: str, champion: str, metric: str,
                        candidate: Candidate) -> tuple[float | None, str]:
-    """The champion's ``metric`` on the candidate's test split, or (None, why not)."""
+    """The champion's ``metric`` on the candidate's test split, or (None, why not).
+
+    A champion whose package this dlforge cannot load (an older package format, a
+    class no longer installed) is no reason to refuse the candidate: the gate then
+    takes the champion's own evaluation, and says why.
+    """
     import tempfile
 
     from dlforge.core.layout import EvalFiles
@@ -151,7 +160,13 @@ def _evaluate_champion(client, name: str, champion: str, metric: str,
 
     with tempfile.TemporaryDirectory(prefix="dlforge-gate-") as tmp:
         folder, _, _ = fetch_package(client, f"models:/{name}/{champion}", Path(tmp) / "cache")
-        model = load_package(folder)
+        try:
+            model = load_package(folder)
+        except DlforgeError as err:
+            problem = str(err).split(": ", 1)[-1].split(" Fix:")[0]  # no temp path, no fix
+            log.warning("champion %s v%s does not load here; the gate takes its own "
+                        "evaluation: %s", name, champion, err)
+            return None, f"its package does not load here: {problem}"
         if model.labels != candidate.snapshot.labels:
             return None, "its labels differ from this snapshot's"
         scores = evaluate_package(model, candidate.snapshot, EvalFiles(Path(tmp) / "eval"),
