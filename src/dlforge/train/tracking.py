@@ -98,7 +98,6 @@ def log_snapshot_input(manifest: dict, path: Path) -> None:
             time.sleep(0.2 * attempt)
 
 
-
 def end_run(frozen: dict, status: str) -> None:
     """End the frozen config's run and record the outcome in ``run.json``."""
     finish_run(frozen["run_id"], status)
