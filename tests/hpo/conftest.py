@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sqlite3
 from pathlib import Path
 
 import mlflow
@@ -11,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from dlforge.core.config import compose
+from dlforge.core.layout import TrainFiles
 from dlforge.core.tracking import setup_tracking_uri
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
@@ -60,3 +65,31 @@ def runs(mlflow_dir: Path, experiment: str) -> list:
 
 def summary(sweep_dir: Path) -> dict:
     return json.loads((sweep_dir / "summary.json").read_text())
+
+
+def stop_while_training(trial: optuna.trial.FrozenTrial, mlflow_dir: Path) -> bool:
+    """SIGSTOP the worker of a RUNNING ``trial``; keep it stopped (and return True)
+    only if the trial's MLflow run is still RUNNING, that is, it was stopped in
+    the middle of training. A kill from there has a run to mark KILLED.
+
+    The run's status is read from the store's file with a short timeout: the
+    stopped worker may hold its write lock, and a long wait would let its
+    heartbeat go stale.
+    """
+    pid, folder = trial.user_attrs.get("dlforge.pid"), trial.user_attrs.get("dlforge.dir")
+    if pid is None or folder is None:
+        return False
+    os.kill(pid, signal.SIGSTOP)
+    status = None
+    try:  # read after the stop: the run cannot end while we look
+        run_id = json.loads(TrainFiles(Path(folder)).run_state.read_text())["run_id"]
+        db = sqlite3.connect(f"file:{mlflow_dir}/mlflow.db?mode=ro", uri=True, timeout=0.5)
+        with contextlib.closing(db):
+            row = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        status = row and row[0]
+    except (OSError, KeyError, ValueError, sqlite3.Error):
+        pass  # not started yet, or the stopped worker holds the store's lock
+    if status == "RUNNING":
+        return True
+    os.kill(pid, signal.SIGCONT)
+    return False

@@ -28,8 +28,8 @@ def recover(study, settings: s.SweepSettings, tracking) -> list:
     Args:
         study: the study, opened with :func:`dlforge.hpo.study.open_study`.
         settings: the sweep's settings (``hpo.storage``, the heartbeat).
-        tracking: the ``tracking`` config node, to mark the trials' MLflow runs
-            KILLED (only read when a trial was lost).
+        tracking: the ``tracking`` config node, to close the trials' MLflow runs
+            (only read when a trial was lost).
     """
     lost = []
     for trial in s.interrupted_trials(study, settings.storage):
@@ -45,26 +45,30 @@ def recover(study, settings: s.SweepSettings, tracking) -> list:
 
 
 def _close_runs(study, trials: list, tracking) -> None:
-    """Mark the lost trials' MLflow runs KILLED, and their run state where it is on
-    this machine.
+    """Close the lost trials' MLflow runs, and their run state where it is on this machine.
 
-    Runs are found by tag (the kill may have come before the run id reached any
-    file). A lost trial of another host may be tracked in a store this host
-    cannot reach: that is logged, not raised.
+    Every run of a lost trial is tagged ``dlforge.trial_state=FAIL``, as the study
+    has it; one still RUNNING is marked KILLED. A run can be FINISHED: the kill
+    came after training and before the study was told, and the trial is retried
+    all the same. Runs are found by tag (the kill may have come before the run id
+    reached any file). A lost trial of another host may be tracked in a store
+    this host cannot reach: that is logged, not raised.
     """
     import mlflow
 
-    from dlforge.core.tracking import setup_mlflow
+    from dlforge.core.tracking import Tag, setup_mlflow
     from dlforge.train import tracking as train_tracking
 
     try:
         experiment_id = setup_mlflow(tracking)
         client = mlflow.MlflowClient()
         for trial in trials:
-            query = (f"tags.`dlforge.study` = '{study.study_name}' and tags.`dlforge.trial` = "
-                     f"'{trial.number}' and attributes.status = 'RUNNING'")
+            query = (f"tags.`{Tag.STUDY}` = '{study.study_name}' and "
+                     f"tags.`{Tag.TRIAL}` = '{trial.number}'")
             for run in client.search_runs([experiment_id], filter_string=query):
-                client.set_terminated(run.info.run_id, status="KILLED")
+                client.set_tag(run.info.run_id, Tag.TRIAL_STATE, "FAIL")
+                if run.info.status == "RUNNING":
+                    client.set_terminated(run.info.run_id, status="KILLED")
     except Exception as err:  # noqa: BLE001 - the study is recovered either way
         log.warning("the MLflow runs of lost trials %s are left as they are: %s",
                     [t.number for t in trials], err)

@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.layout import ExperimentLayout, StudyFiles, TrainFiles
+from dlforge.core.tracking import Tag
 from dlforge.hpo import study as s
 from dlforge.hpo.space import Param
 
@@ -41,8 +42,8 @@ def trial_config(frozen: dict, trial, params: list[Param]) -> tuple[DictConfig, 
         "pruner": frozen["train"]["hpo"]["pruner"],
     }
     cfg.tracking.run_name = f"trial-{trial.number}"
-    cfg.tracking.tags = {"mlflow.parentRunId": sweep["parent_run"], "dlforge.stage": "sweep",
-                         "dlforge.study": sweep["study"], "dlforge.trial": trial.number}
+    cfg.tracking.tags = {"mlflow.parentRunId": sweep["parent_run"], Tag.STAGE: "sweep",
+                         Tag.STUDY: sweep["study"], Tag.TRIAL: trial.number}
     return cfg, values
 
 
@@ -104,7 +105,7 @@ def _finish(study, trial, files: TrainFiles, state, value: float | None = None):
     if run_id:
         import mlflow
 
-        mlflow.MlflowClient().set_tag(run_id, "dlforge.trial_state", state.name)
+        mlflow.MlflowClient().set_tag(run_id, Tag.TRIAL_STATE, state.name)
     log.info("trial %d %s%s", trial.number, state.name.lower(),
              f": {value:.4f}" if value is not None else "")
     return state
