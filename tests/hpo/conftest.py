@@ -7,12 +7,15 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import mlflow
 import optuna
 import pytest
 from omegaconf import OmegaConf, open_dict
+from optuna.trial import TrialState
 
 from dlforge.core.config import compose
 from dlforge.core.layout import TrainFiles
@@ -67,29 +70,44 @@ def summary(sweep_dir: Path) -> dict:
     return json.loads((sweep_dir / "summary.json").read_text())
 
 
-def stop_while_training(trial: optuna.trial.FrozenTrial, mlflow_dir: Path) -> bool:
-    """SIGSTOP the worker of a RUNNING ``trial``; keep it stopped (and return True)
-    only if the trial's MLflow run is still RUNNING, that is, it was stopped in
-    the middle of training. A kill from there has a run to mark KILLED.
+def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120):
+    """Poll ``condition`` until it returns something true, and return that; fail
+    with a process's stderr if one ends first."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        for process in processes:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return found
 
-    The run's status is read from the store's file with a short timeout: the
-    stopped worker may hold its write lock, and a long wait would let its
-    heartbeat go stale.
+
+def stop_one_mid_training(trials, mlflow_dir: Path) -> optuna.trial.FrozenTrial | None:
+    """SIGSTOP the worker of a RUNNING trial among ``trials`` whose MLflow run is still
+    RUNNING, that is, one frozen in the middle of training, and return that trial
+    (None if there is none yet). A kill from there leaves a run to mark KILLED.
+
+    Each worker looked at is stopped before its run's status is read, so the run
+    cannot end meanwhile, and resumed unless it is the one returned. The status is
+    read from the store's file with a short timeout: a stopped worker may hold its
+    write lock, and a long wait would let its heartbeat go stale.
     """
-    pid, folder = trial.user_attrs.get("dlforge.pid"), trial.user_attrs.get("dlforge.dir")
-    if pid is None or folder is None:
-        return False
-    os.kill(pid, signal.SIGSTOP)
-    status = None
-    try:  # read after the stop: the run cannot end while we look
-        run_id = json.loads(TrainFiles(Path(folder)).run_state.read_text())["run_id"]
-        db = sqlite3.connect(f"file:{mlflow_dir}/mlflow.db?mode=ro", uri=True, timeout=0.5)
-        with contextlib.closing(db):
-            row = db.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-        status = row and row[0]
-    except (OSError, KeyError, ValueError, sqlite3.Error):
-        pass  # not started yet, or the stopped worker holds the store's lock
-    if status == "RUNNING":
-        return True
-    os.kill(pid, signal.SIGCONT)
-    return False
+    for trial in trials:
+        pid, folder = trial.user_attrs.get("dlforge.pid"), trial.user_attrs.get("dlforge.dir")
+        if trial.state != TrialState.RUNNING or not trial.params or None in (pid, folder):
+            continue
+        os.kill(pid, signal.SIGSTOP)
+        status = None
+        try:
+            run_id = json.loads(TrainFiles(Path(folder)).run_state.read_text())["run_id"]
+            db = sqlite3.connect(f"file:{mlflow_dir}/mlflow.db?mode=ro", uri=True, timeout=0.5)
+            with contextlib.closing(db):
+                row = db.execute("SELECT status FROM runs WHERE run_uuid = ?",
+                                 (run_id,)).fetchone()
+            status = row and row[0]
+        except (OSError, KeyError, ValueError, sqlite3.Error):
+            pass  # not started yet, or the stopped worker holds the store's lock
+        if status == "RUNNING":
+            return trial
+        os.kill(pid, signal.SIGCONT)
+    return None

@@ -33,7 +33,7 @@ from dlforge.hpo import study as s
 from dlforge.hpo.storage import close_storages
 from dlforge.stages.sweep import sweep
 from tests.conftest import ROOT
-from tests.hpo.conftest import runs, stop_while_training
+from tests.hpo.conftest import runs, stop_one_mid_training, wait_for
 from tests.services import free_port
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
@@ -97,17 +97,6 @@ def finish(*processes: subprocess.Popen) -> list[str]:
     return errors
 
 
-def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120):
-    """Poll ``condition`` until it returns something true, and return that."""
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        for process in processes:
-            assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
-
-
 def settings(*overrides: str) -> s.SweepSettings:
     return s.SweepSettings.from_config(compose("sweep", ["experiment=intent", *overrides]).hpo,
                                        "hpo")
@@ -152,12 +141,10 @@ def test_a_sigkilled_workers_trial_is_retried_by_a_worker_on_another_host(postgr
     doomed, survivor = (start_sweep(tmp_path, mlflow_dir, storage, host, "hpo.n_trials=3")
                         for host in ("host-a", "host-b"))
 
-    def stopped_mid_training(host: str):
-        return next((t for t in trials(storage) if t.state == TrialState.RUNNING and t.params
-                     and t.user_attrs.get("dlforge.host") == host
-                     and stop_while_training(t, mlflow_dir)), None)
+    def on_host_a():
+        return [t for t in trials(storage) if t.user_attrs.get("dlforge.host") == "host-a"]
 
-    killed = wait_for(lambda: stopped_mid_training("host-a"), doomed, survivor)
+    killed = wait_for(lambda: stop_one_mid_training(on_host_a(), mlflow_dir), doomed, survivor)
     os.kill(doomed.pid, signal.SIGKILL)  # its host is gone: no pid to look at from host-b
     doomed.wait()
     # host-b cannot leave while host-a's trial is running: it may be retried there.

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from dlforge.core.process import pid_alive
 from dlforge.stages.sweep import sweep
 from tests.conftest import ROOT
-from tests.hpo.conftest import load_study, runs, stop_while_training, summary
+from tests.hpo.conftest import load_study, runs, stop_one_mid_training, summary, wait_for
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
 pytestmark = pytest.mark.slow
@@ -32,16 +32,6 @@ def start_sweep(root: Path, mlflow_dir: Path, *overrides: str) -> subprocess.Pop
             *overrides]
     return subprocess.Popen([sys.executable, "-m", "dlforge", "sweep", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, process: subprocess.Popen, seconds: float = 240):
-    """Poll ``condition`` until it returns something true, and return that."""
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
 
 
 def states(sweep_dir: Path) -> dict[int, optuna.trial.FrozenTrial]:
@@ -60,12 +50,11 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
 
     def one_done_and_one_stopped_mid_training():
         found = states(out).values()
-        if not any(t.state == TrialState.COMPLETE for t in found):
-            return None
-        return next((t for t in found if t.state == TrialState.RUNNING and t.params
-                     and stop_while_training(t, mlflow_dir)), None)
+        if any(t.state == TrialState.COMPLETE for t in found):
+            return stop_one_mid_training(found, mlflow_dir)
+        return None
 
-    stopped = wait_for(one_done_and_one_stopped_mid_training, process)
+    stopped = wait_for(one_done_and_one_stopped_mid_training, process, seconds=240)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     before = states(out)

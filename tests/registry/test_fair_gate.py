@@ -74,4 +74,4 @@ def test_a_champion_that_no_longer_loads_is_judged_by_its_own_evaluation(project
     second = project.release("optimizer.lr=0.02", "seed=3", gate=("registry.gate.margin=1.0",))
     assert second["version"] == "2" and second["champion"] == first["champion"] == "1"
     assert ("(on its own test split: its package does not load here: package format 1, and "
-            "this dlforge reads format 2.)") in second["reason"], second["reason"]
+            "this dlforge reads format 2) by more than") in second["reason"], second["reason"]

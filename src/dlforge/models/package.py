@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from dlforge.core.errors import DlforgeError
+from dlforge.core.errors import DlforgeError, InvalidInput
 from dlforge.core.hashing import sha256_file
 from dlforge.models.preprocessing import ENCODER_FILE, TokenizerEncoder, encoder_from_dict
 from dlforge.models.source import CODE, CODE_FILE, REPACKAGE, carry, class_path, describe
@@ -138,10 +138,10 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
     sums = verify_package(folder)
     spec = json.loads((folder / "model.json").read_text())
     if spec.get("format", 1) != FORMAT:
-        raise DlforgeError(
-            f"{folder / 'model.json'}: package format {spec.get('format', 1)}, and this "
-            f"dlforge reads format {FORMAT}. Fix: train and register the model again with "
-            "this dlforge (dlforge train, then dlforge register)")
+        raise InvalidInput(folder / "model.json",
+                           f"package format {spec.get('format', 1)}, and this dlforge reads "
+                           f"format {FORMAT}", "train and register the model again with this "
+                           "dlforge (dlforge train, then dlforge register)")
     build = _import_class(folder, spec, set(sums))
     check_architecture(folder, spec, build)
     net = build(**spec["arguments"])

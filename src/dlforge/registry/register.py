@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlforge.core.errors import DlforgeError
+from dlforge.core.errors import DlforgeError, InvalidInput
 from dlforge.core.settings import Settings, one_of
 from dlforge.core.tracking import Tag
 from dlforge.registry import models as registry
@@ -163,7 +163,9 @@ def _evaluate_champion(client, name: str, champion: str, metric: str,
         try:
             model = load_package(folder)
         except DlforgeError as err:
-            problem = str(err).split(": ", 1)[-1].split(" Fix:")[0]  # no temp path, no fix
+            # The problem without the fix, or else the message without the temp folder.
+            problem = (err.problem if isinstance(err, InvalidInput)
+                       else str(err).replace(str(folder), f"models:/{name}/{champion}"))
             log.warning("champion %s v%s does not load here; the gate takes its own "
                         "evaluation: %s", name, champion, err)
             return None, f"its package does not load here: {problem}"
