@@ -2,8 +2,10 @@
 
 A source is either a folder with one sub-folder per class (``cat/001.png``) or a
 CSV manifest ``path,label`` whose paths are relative to the manifest. Every
-image must decode; its bytes are stored once, content-addressed, and the
-committed table refers to them by digest.
+image must decode and hold at most :data:`~dlforge.core.limits.MAX_IMAGE_PIXELS`
+pixels (read from its header, before decoding: the limit serving applies); its
+bytes are stored once, content-addressed, and the committed table refers to
+them by digest.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import csv
 import hashlib
 import io
 import os
+import re
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dlforge.core.errors import InvalidInput
+from dlforge.core.limits import MAX_IMAGE_PIXELS
 from dlforge.data.digest import table_digest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import DatasetType, Staged
@@ -35,12 +40,18 @@ STORED = pa.schema([
 HEADER_WORDS = ({"path", "image", "file", "filename"}, {"label", "labels", "class", "target"})
 # One class per image, usable as a folder name (fetch writes images/<split>/<label>/).
 LABEL = r"(?!\.\.?\Z)[^;/\\\x00]+"
+# Control characters (C0, DEL, C1): a line break or tab in a label would change the
+# lines of every listing and file that names it.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 FIXES = {"labels": "give each image exactly one class label, without ';', '/' or '\\', "
                    "and not '.' or '..'",
          "path": "give each row an image path",
          "outside": "name images by paths relative to the manifest's folder and inside it "
                     "(no absolute paths, no '..' out of it, no links out of it): copy the "
-                    "images there, or move the manifest up to a folder that holds them"}
+                    "images there, or move the manifest up to a folder that holds them",
+         "control": "name the class without line breaks, tabs or other control characters",
+         "pixels": f"downscale the image to at most {MAX_IMAGE_PIXELS} pixels (e.g. within "
+                   "4096x4096), or remove it"}
 
 
 class ImageClass(DatasetType):
@@ -124,6 +135,9 @@ def _folder_entries(root: Path) -> tuple[list, int, list[str]]:
         if entry.is_file():
             notes.append(f"{entry}: not in a class folder; it was ignored")
             continue
+        if CONTROL.search(entry.name):
+            raise InvalidInput(root, f"the name of class folder {entry.name!r} holds a control "
+                                     "character", f"rename the folder: {FIXES['control']}")
         for path in sorted(entry.rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 problem = _outside(root, path)
@@ -154,6 +168,9 @@ def _manifest_entries(manifest: Path) -> tuple[list, int, list[str]]:
             raise InvalidInput(manifest, f"{len(fields)} column(s) where 2 are expected",
                                "each row must be 'path,label'", row=row)
         path, label = (f.strip() for f in fields)
+        if CONTROL.search(label):
+            raise InvalidInput(manifest, f"label {label!r} holds a control character",
+                               FIXES["control"], row=row, column="label")
         if not path:
             raise InvalidInput(manifest, "empty path", FIXES["path"], row=row, column="path")
         problem = _outside(manifest.parent, manifest.parent / path)
@@ -176,20 +193,12 @@ def _outside(base: Path, path: Path) -> str | None:
 
 
 def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict) -> dict:
-    from PIL import Image, UnidentifiedImageError
-
     where = source if row is not None else path
     if not path.is_file():
         raise InvalidInput(where, f"image {path} does not exist", "fix the path or add the file",
                            row=row, column="path")
     data = path.read_bytes()  # read once: the blob is exactly what was decoded and hashed
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes every pixel; verify() alone misses truncated files
-            size, mode, fmt = image.size, image.mode, image.format or ""
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise InvalidInput(where, f"{path} does not decode as an image ({err})",
-                           "replace or remove the file", row=row) from None
+    size, mode, fmt = _decode(data, where, path, row)
     digest = hashlib.sha256(data).hexdigest()
     if digest not in blobs:
         blobs[digest] = staging / "blobs" / digest
@@ -199,3 +208,29 @@ def _read_image(source, row, path: Path, label: str, staging: Path, blobs: dict)
     relative = path.relative_to(base)  # the entries checked that it is inside
     return {"image": digest, "labels": label.strip(), "path": str(relative),
             "width": size[0], "height": size[1], "mode": mode, "format": fmt}
+
+
+def _decode(data: bytes, where: Path, path: Path, row: int | None) -> tuple[tuple, str, str]:
+    """``(size, mode, format)`` of the image file ``data`` (read from ``path``): its size is
+    read from the header, and only an image within :data:`MAX_IMAGE_PIXELS` is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    size = None  # None: PIL refuses to open it, its header claims far more pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is lower
+            with Image.open(io.BytesIO(data)) as image:
+                size, mode, fmt = image.size, image.mode, image.format or ""
+                if size[0] * size[1] <= MAX_IMAGE_PIXELS:
+                    image.load()  # decodes every pixel; verify() alone misses truncated files
+    except Image.DecompressionBombError:
+        pass
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise InvalidInput(where, f"{path} does not decode as an image ({err})",
+                           "replace or remove the file", row=row) from None
+    if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
+        pixels = f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels, " if size else "far "
+        raise InvalidInput(where, f"{path} has {pixels}more than {MAX_IMAGE_PIXELS} pixels (the "
+                           "largest image serving takes, max_image_pixels)", FIXES["pixels"],
+                           row=row)
+    return size, mode, fmt

@@ -1,11 +1,14 @@
-"""``text_intent``: the reference system's TEXT_INTENT format.
+r"""``text_intent``: the reference system's TEXT_INTENT format.
 
 A CSV file without header and two columns by position, ``utterance,labels``;
 ``labels`` holds one or more labels separated by ``;``. The file is read in
-chunks of whole lines (``chunk_size`` bytes), so memory stays flat however large
-it is: each chunk is parsed by Arrow, normalised, validated with pandera, hashed
-and appended to the staged parquet table. (Arrow's own streaming reader reads
-32 blocks ahead, which holds most of a large file in memory.)
+chunks of whole lines (``chunk_size`` bytes; lines may end in ``\n``, ``\r\n`` or
+``\r``, see :mod:`~dlforge.data.types.lines`), so memory stays flat however
+large it is: each chunk is checked for NUL bytes and over-long lines, parsed by
+Arrow, checked for values spread over several lines and utterances longer than
+serving takes, normalised, validated with pandera, hashed and appended to the
+staged parquet table. (Arrow's own streaming reader reads 32 blocks ahead,
+which holds most of a large file in memory.)
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import pyarrow.parquet as pq
 
 from dlforge.core.errors import InvalidInput
 from dlforge.core.hashing import sha256_file
+from dlforge.core.limits import MAX_TEXT_CHARS
 from dlforge.data.digest import TableDigest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import LABEL_SEP, DatasetType, Staged, normalise_labels
+from dlforge.data.types.lines import check_bytes, line_chunks, line_of_record, lines
 from dlforge.data.validation import check_source_file, fullmatch, validate
 
 COLUMNS = ("utterance", "labels")
@@ -35,6 +40,10 @@ FIXES = {
     "utterance": "write the utterance in the first column (quote it if it contains a comma)",
     "labels": "give at least one label in the second column; separate several with ';' "
     "and leave no empty part (e.g. 'greet;smalltalk')",
+    "one_line": "write each row on one line: replace the line breaks inside its quotes "
+    "with spaces, and close every quote on the line where it opens",
+    "length": f"shorten the utterance to at most {MAX_TEXT_CHARS} characters (the longest "
+    "text serving takes, max_input_chars), or split it into several rows",
 }
 
 
@@ -89,11 +98,12 @@ class TextIntent(DatasetType):
                     notes.append(f"{source}: row 1 looks like a header "
                                  f"({table['utterance'][0]},{table['labels'][0]}); it was skipped")
                     table, first_row = table.slice(1), 2
+                _check_rows(source, table, first_row)
                 table = _normalise(table)
                 try:
                     validate(schema, table, source, first_row, FIXES)
                 except InvalidInput as err:
-                    err.row = _line_of_record(source, err.row)
+                    err.row = line_of_record(source, err.row)
                     raise
                 writer.write_table(table)
                 digest.update(table)
@@ -118,7 +128,7 @@ def _tables(source: Path, chunk_size: int, invalid: list) -> Iterator[pa.Table]:
 
     def on_invalid(row: pcsv.InvalidRow) -> str:
         # Arrow numbers records within the chunk, not counting blank lines.
-        line = _line_of_record(chunk, row.number) + line_offset if not invalid else None
+        line = line_of_record(chunk, row.number) + line_offset if not invalid else None
         invalid.append((line, row.actual_columns, row.text))
         return "skip"
 
@@ -126,13 +136,15 @@ def _tables(source: Path, chunk_size: int, invalid: list) -> Iterator[pa.Table]:
         # Single-threaded parsing keeps the number of a bad row known.
         "read_options": pcsv.ReadOptions(column_names=list(COLUMNS), use_threads=False),
         # Blank lines are skipped; record numbers are mapped back to file lines
-        # when an error is reported (see _line_of_record).
+        # when an error is reported (see line_of_record).
         "parse_options": pcsv.ParseOptions(invalid_row_handler=on_invalid),
         "convert_options": pcsv.ConvertOptions(
             column_types={c: pa.string() for c in COLUMNS},
             strings_can_be_null=False, quoted_strings_can_be_null=False),
     }
-    for chunk in _line_chunks(source, chunk_size):
+    for first_line, chunk in line_chunks(source, chunk_size):
+        check_bytes(source, chunk, first_line)
+        line_offset = first_line - 1
         try:
             yield pcsv.read_csv(pa.py_buffer(chunk), **options)
         except pa.ArrowInvalid as err:
@@ -143,21 +155,46 @@ def _tables(source: Path, chunk_size: int, invalid: list) -> Iterator[pa.Table]:
                 raise InvalidInput(source, problem, _REENCODE, row=row) from None
             else:
                 raise InvalidInput(source, f"cannot parse the CSV ({err})", _CSV_FIX) from None
-        line_offset += chunk.count(b"\n")
 
 
-def _line_chunks(source: Path, size: int) -> Iterator[bytes]:
-    """About ``size`` bytes at a time, always cut after a newline."""
-    with source.open("rb") as handle:
-        rest = b""
-        while block := handle.read(size):
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            rest = block[cut:]
-            if cut:
-                yield block[:cut]
-        if rest:
-            yield rest
+def _check_rows(source: Path, table: pa.Table, first_row: int) -> None:
+    """Refuse a value spread over several lines (a line break inside quotes), then an
+    utterance longer than serving takes; ``table`` holds records ``first_row``... ."""
+    for column in COLUMNS:
+        values = table.column(column)
+        if not _any_line_break(values):
+            continue
+        index = _first(pc.match_substring_regex(values, r"[\r\n]"))
+        if index is not None:
+            value = values[index].as_py()
+            raise InvalidInput(source, f"a line break inside the quoted value {value[:80]!r}; "
+                               "utterances and labels are single-line", FIXES["one_line"],
+                               row=line_of_record(source, first_row + index), column=column)
+    utterances = table.column("utterance")
+    if (pc.max(pc.binary_length(utterances)).as_py() or 0) <= MAX_TEXT_CHARS:
+        return  # a value has at least as many bytes as characters
+    length = pc.utf8_length(pc.utf8_trim_whitespace(utterances))
+    index = _first(pc.greater(length, MAX_TEXT_CHARS))
+    if index is not None:
+        raise InvalidInput(source, f"the utterance holds {length[index]} characters, more "
+                           f"than {MAX_TEXT_CHARS}", FIXES["length"],
+                           row=line_of_record(source, first_row + index), column="utterance")
+
+
+def _any_line_break(values: pa.ChunkedArray) -> bool:
+    """Whether the bytes that hold ``values`` hold a line break. A scan at memory speed:
+    values over several lines are rare, and finding their row takes a slower search."""
+    for chunk in values.chunks:
+        data = chunk.buffers()[2]  # the values' bytes, one after the other
+        if data is not None and (b"\n" in (data := data.to_pybytes()) or b"\r" in data):
+            return True
+    return False
+
+
+def _first(mask) -> int | None:
+    """The index of the first true value of a boolean array (None: there is none)."""
+    index = pc.index(mask, True).as_py()
+    return None if index < 0 else index
 
 
 _REENCODE = "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)"
@@ -168,6 +205,9 @@ def _raise_invalid_rows(source: Path, invalid: list) -> None:
     if not invalid:
         return
     line, columns, text = invalid[0]
+    if text.startswith('"') and text.count('"') % 2:  # its closing quote is on a later line
+        raise InvalidInput(source, f"the quoted value {text[:80]!r} is not closed on its line; "
+                           "utterances and labels are single-line", FIXES["one_line"], row=line)
     more = f" (and {len(invalid) - 1} more such rows)" if len(invalid) > 1 else ""
     raise InvalidInput(source, f"{columns} column(s) where 2 are expected: {text[:80]!r}{more}",
                        _CSV_FIX, row=line)
@@ -199,31 +239,20 @@ def _normalise(table: pa.Table) -> pa.Table:
 
 
 def _check_encoding_prefix(source: Path) -> None:
-    head = source.open("rb").read(4096)
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
-        raise InvalidInput(source, "the file is UTF-16 or binary, not UTF-8 text", _REENCODE, row=1)
-
-
-def _line_of_record(text: Path | bytes, record: int) -> int:
-    """Line number of the ``record``-th non-blank line of a file or buffer (error path only)."""
-    lines = text.splitlines() if isinstance(text, bytes) else text.open("rb")
-    seen = 0
-    for line_number, line in enumerate(lines, start=1):
-        seen += bool(line.strip(b"\r\n"))
-        if seen == record:
-            return line_number
-    return record
+    with source.open("rb") as handle:
+        head = handle.read(2)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InvalidInput(source, "the file is UTF-16, not UTF-8 text", _REENCODE, row=1)
 
 
 def _find_bad_utf8(source: Path) -> tuple[int, str]:
     """Row and byte offset of the first invalid UTF-8 sequence (error path only)."""
     offset = 0
-    with source.open("rb") as handle:
-        for row, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                bad = line[err.start]
-                return row, f"not valid UTF-8 (byte 0x{bad:02x} at offset {offset + err.start})"
-            offset += len(line)
+    for row, line in enumerate(lines(source), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            bad = line[err.start]
+            return row, f"not valid UTF-8 (byte 0x{bad:02x} at offset {offset + err.start})"
+        offset += len(line)
     return 1, "not valid UTF-8"
