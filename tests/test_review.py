@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from dlforge.core.errors import DlforgeError
+from dlforge.registry import scores
+from dlforge.registry.scores import bootstrap_differences, single_label
 from dlforge.stages.review import bootstrap_interval, review, to_markdown
 
 LABELS = ["balance", "transfer", "weather", "music"]
@@ -135,3 +138,154 @@ def test_the_command_prints_json_and_markdown(repo):
     assert markdown.startswith("## dlforge review: `HEAD`") and "### digits" not in markdown
     failed = subprocess.run([*command[:-1], "nope"], cwd=repo, capture_output=True, text=True)
     assert failed.returncode != 0 and "no such revision" in failed.stderr
+
+
+def commit(repo: Path, message: str) -> None:
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
+
+
+def both_formats(report: dict) -> str:
+    return json.dumps(report) + to_markdown(report)
+
+
+@pytest.mark.parametrize("link", ["outputs/intent/train/config.yaml", "outputs/intent/train"])
+def test_a_symbolic_link_in_the_results_is_not_followed(repo, tmp_path, link):
+    """A change that commits a link (to the file, or to a folder above it) where a result
+    belongs: neither the revision nor the working tree side reads through it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.yaml").write_text("optimizer: {lr: 0.5}\ndb_password: hunter2-secret\n")
+    target = repo / link
+    if target.is_dir():
+        for file in target.iterdir():
+            file.unlink()
+        target.rmdir()
+        target.symlink_to(elsewhere)
+    else:
+        target.unlink()
+        target.symlink_to(elsewhere / "config.yaml")
+    commit(repo, "link")
+    report = review("HEAD")
+    text = both_formats(report)
+    assert "hunter2" not in text and "0.5" not in text
+    problems = report["experiments"]["intent"]["problems"]
+    for side in ("HEAD", "working tree"):
+        assert any(p.startswith(side) and f"{link} is a symbolic link" in p for p in problems)
+    assert report["experiments"]["intent"]["config"] == []  # absent on both sides
+    assert report["experiments"]["intent"]["metrics"], problems  # the rest is still reviewed
+
+
+def test_an_interpolation_in_a_config_is_shown_as_written_never_resolved(repo, monkeypatch):
+    monkeypatch.setenv("SECRET_VAR", "env-secret-value")
+    config = repo / "outputs/intent/train/config.yaml"
+    config.write_text(config.read_text() + "tracking:\n  tracking_uri: ${oc.env:SECRET_VAR}\n")
+    report = review("HEAD")
+    assert {"key": "tracking.tracking_uri", "old": None, "new": "${oc.env:SECRET_VAR}"} in \
+        report["experiments"]["intent"]["config"]
+    text = both_formats(report)
+    assert "${oc.env:SECRET_VAR}" in text and "env-secret-value" not in text
+
+
+def test_a_password_in_a_config_value_is_never_shown(repo):
+    config = repo / "outputs/intent/train/config.yaml"
+    base = yaml.safe_load(config.read_text())
+    base["tracking"] = {"tracking_uri": "postgresql://u:old-pw@db.example.org/mlflow",
+                        "mirrors": ["postgresql://u:list-pw@db2.example.org/mlflow"]}
+    config.write_text(yaml.safe_dump(base))
+    commit(repo, "postgres")
+    base["tracking"] = {"tracking_uri": "postgresql://u:new-pw@db.example.org/mlflow"}
+    config.write_text(yaml.safe_dump(base))
+    report = review("HEAD")
+    changes = {c["key"]: c for c in report["experiments"]["intent"]["config"]}
+    assert changes["tracking.tracking_uri"]["old"] == "postgresql://u:***@db.example.org/mlflow"
+    assert changes["tracking.tracking_uri"]["new"] == "postgresql://u:***@db.example.org/mlflow"
+    text = both_formats(report)
+    assert "old-pw" not in text and "new-pw" not in text and "list-pw" not in text
+    assert "`postgresql://u:***@db.example.org/mlflow`" in text
+
+
+def test_a_base_that_reads_as_an_option_is_refused(repo, tmp_path):
+    written = tmp_path / "written"
+    for base in (f"--output={written}", "--git-dir", "-h"):
+        with pytest.raises(DlforgeError, match="no such revision"):
+            review(base)
+    command = [sys.executable, "-m", "dlforge", "review", f"--base=--output={written}"]
+    failed = subprocess.run(command, cwd=repo, capture_output=True, text=True)
+    assert failed.returncode != 0 and "no such revision" in failed.stderr
+    assert not written.exists()
+
+
+def test_without_rows_a_metric_has_no_interval(repo):
+    """A multi-label evaluation writes no (actual, predicted) rows: no interval, no NaN."""
+    (repo / "outputs/intent/eval/confusion.csv").write_text("actual,predicted\n")
+    intent = review("HEAD")["experiments"]["intent"]
+    accuracy = next(m for m in intent["metrics"] if m["metric"] == "accuracy")
+    assert intent["problems"] == [] and accuracy["interval"] is None
+    assert accuracy["delta"] == pytest.approx(0.2)
+
+
+def index_bootstrap(metric, old, new, paired, classes, samples, seed):
+    """The textbook bootstrap: draw n example indices with replacement, score both sides."""
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(samples):
+        picks_old = rng.integers(0, len(old[0]), len(old[0]))
+        picks_new = picks_old if paired else rng.integers(0, len(new[0]), len(new[0]))
+        score = [single_label(side[0][p], side[1][p], list(range(classes)))[metric]
+                 for side, p in ((new, picks_new), (old, picks_old))]
+        diffs.append(score[0] - score[1])
+    return np.percentile(diffs, [2.5, 97.5])
+
+
+def two_models(n: int, classes: int, seed: int):
+    """Test labels and two models' predictions: old right 70% of the time, new 80%."""
+    rng = np.random.default_rng(seed)
+    actual = rng.integers(0, classes, n)
+    wrong = rng.integers(0, classes, (2, n))
+    draws = rng.random(n)
+    return ((actual, np.where(draws < 0.7, actual, wrong[0])),
+            (actual, np.where(draws < 0.8, actual, wrong[1])))
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
+@pytest.mark.parametrize("paired", [True, False])
+def test_the_bootstrap_by_outcome_counts_matches_the_index_bootstrap(metric, paired):
+    old, new = two_models(300, 5, seed=1)
+    reference = index_bootstrap(metric, old, new, paired, 5, samples=2000, seed=2)
+    found = bootstrap_differences([metric], old, new, paired, 5, samples=2000, seed=3)[metric]
+    assert found == pytest.approx(reference, abs=0.01)
+
+
+def test_the_bootstrap_in_chunks_draws_the_same_resamples(monkeypatch):
+    old, new = two_models(500, 7, seed=4)
+    whole = bootstrap_differences(["accuracy", "macro_f1"], old, new, True, 7, seed=5)
+    monkeypatch.setattr(scores, "CHUNK_CELLS", 100)  # a few resamples per chunk
+    assert bootstrap_differences(["accuracy", "macro_f1"], old, new, True, 7, seed=5) == whole
+
+
+def test_the_interval_covers_the_true_change_about_95_percent_of_the_time():
+    """Test sets drawn from a known population where the new model is right 10 points
+    more often: the paired 95% interval of the accuracy change covers 0.10 in about
+    95% of them."""
+    covered = 0
+    for seed in range(200):
+        old, new = two_models(400, 4, seed=seed)  # wrong guesses are sometimes right:
+        truth = (0.8 - 0.7) * (1 - 1 / 4)  # P(right) = p + (1 - p) / 4
+        low, high = bootstrap_differences(["accuracy"], old, new, True, 4, samples=1000,
+                                          seed=seed)["accuracy"]
+        covered += low <= truth <= high
+    assert 0.90 <= covered / 200 <= 0.99
+
+
+def test_a_broken_result_file_is_named_without_quoting_a_secret(repo):
+    (repo / "outputs/intent/train/config.yaml").write_text(
+        "tracking:\n  tracking_uri: postgresql://u:yaml-pw@db.example.org/mlflow: [\n")
+    (repo / "outputs/intent/eval/per_class.csv").write_text(
+        "label,precision,recall,f1,support\nbalance,1,1,postgresql://u:csv-pw@h/db,50\n")
+    problems = review("HEAD")["experiments"]["intent"]["problems"]
+    assert any("is not what the stages write" in p and "line 2" in p for p in problems)
+    (repo / "outputs/intent/train/config.yaml").write_text("optimizer: {lr: 0.01}\n")
+    problems += review("HEAD")["experiments"]["intent"]["problems"]
+    assert any("postgresql://u:***@h/db" in p for p in problems), problems
+    assert not any("yaml-pw" in p or "csv-pw" in p for p in problems), problems

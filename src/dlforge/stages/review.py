@@ -6,12 +6,18 @@
 Each side is a set of small files the stages write and git keeps (the frozen
 training config, the snapshot summary, the evaluation's metrics, per-class
 scores and (actual, predicted) rows, the register decision): the base side is
-read with ``git show REV:PATH``, the head side from the working tree. Per
+read from the revision's git tree, the head side from the working tree. Only
+regular files are read: a symbolic link (in git or on disk, the file or a folder
+above it) is left out and named among the problems, so a change cannot make the
+review print a file from elsewhere. Configs are compared as data: an
+interpolation (``${oc.env:VAR}``) is shown as written, never resolved, and every
+value shown passes through ``redact`` (no password of a URL). Per
 experiment the review gives the config keys that changed, the data delta, each
 metric's change with a 95% bootstrap interval, per-class regressions, the
 gate's verdict and the champion's move. A problem with one experiment (no
 results on one side, an unreadable file) is reported there and the others are
-still reviewed.
+still reviewed. The bootstrap draws per-outcome counts (``registry.scores``), so
+its memory does not grow with the test split.
 """
 
 from __future__ import annotations
@@ -19,14 +25,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
+import re
+from array import array
 
 import yaml
 
 from dlforge.core.config import dotted
-from dlforge.core.errors import DlforgeError
+from dlforge.core.urls import redact
+from dlforge.stages.revision import NotARegularFile, Side, default_base, repository_root, resolve
 
 BOOTSTRAP_SAMPLES = 2000
 CONFIDENCE = 0.95
@@ -34,24 +40,9 @@ REGRESSION = 0.05  # a class whose F1 drops by more than this is listed
 MIN_SUPPORT = 3  # ...when it has at least this many test examples
 ROW_METRICS = ("accuracy", "macro_f1")  # computed again from the (actual, predicted) rows
 # Folders and a run's bookkeeping, not what was trained (the snapshot is in the data delta).
+URL_IN_TEXT = re.compile(r"[^\s'\"]+://[^\s'\"]+")  # a URL quoted in an error message
 IGNORED_KEYS = ("paths.", "hydra.", "run_id", "config_hash", "resume_from", "snapshot_path",
                 "snapshot")
-
-
-@dataclass(frozen=True)
-class Side:
-    """One side of the review: a git revision, or the working tree (``rev`` None)."""
-
-    name: str
-    rev: str | None = None
-
-    def read(self, path: str) -> str | None:
-        """The text of ``path`` (relative to the repository root) on this side, or None."""
-        if self.rev is None:
-            file = Path(path)
-            return file.read_text() if file.is_file() else None
-        result = _git("show", f"{self.rev}:{path}", check=False)
-        return result.stdout if result.returncode == 0 else None
 
 
 def review(base: str | None = None, experiments: list[str] | None = None) -> dict:
@@ -61,24 +52,12 @@ def review(base: str | None = None, experiments: list[str] | None = None) -> dic
     Raises:
         DlforgeError: outside a git repository, or for a revision git does not know.
     """
-    _repository_root()
-    base_rev = _resolve(base) if base else default_base()
+    repository_root()
+    base_rev = resolve(base) if base else default_base()
     old, new = Side(base or base_rev[:12], base_rev), Side("working tree")
     names = experiments or list(dict.fromkeys([*_experiments(old), *_experiments(new)]))
     return {"base": {"name": old.name, "commit": base_rev}, "head": new.name,
             "experiments": {name: review_experiment(name, old, new) for name in names}}
-
-
-def default_base() -> str:
-    """The merge base of HEAD with the default branch (``origin/HEAD``, else main or
-    master); on the default branch itself, HEAD: the review shows uncommitted work."""
-    for ref in ("origin/HEAD", "origin/main", "main", "origin/master", "master"):
-        if _git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False
-                ).returncode == 0:
-            merged = _git("merge-base", "HEAD", ref, check=False)
-            if merged.returncode == 0:
-                return merged.stdout.strip()
-    return _resolve("HEAD")
 
 
 def review_experiment(name: str, old: Side, new: Side) -> dict:
@@ -91,14 +70,11 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
              "rows": layout.eval.confusion_csv, "register": layout.register_record,
              "sweep": layout.sweep.summary}
     paths = {key: str(path).replace("{exp}", name) for key, path in files.items()}
-    sides = {}
-    for side in (old, new):
-        try:
-            sides[side.name] = {key: side.read(str(Path(path))) for key, path in paths.items()}
-        except OSError as err:
-            return {"problems": [f"{side.name}: cannot read the results ({err})"]}
-    before, after = sides[old.name], sides[new.name]
     report: dict = {"problems": []}
+    try:
+        before, after = (_read_all(side, paths, report["problems"]) for side in (old, new))
+    except OSError as err:
+        return {"problems": [f"cannot read the results of {name} ({err})"]}
     for side, texts in ((old, before), (new, after)):
         if texts["metrics"] is None:
             report["problems"].append(
@@ -111,21 +87,57 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
         report["per_class"] = _regressions(before["per_class"], after["per_class"])
         report["gate"] = _gate(before["register"], after["register"])
         report["sweep"] = _sweep(after["sweep"])
-    except (ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
         report["problems"].append(f"a result file of {name} is not what the stages write "
-                                  f"({type(err).__name__}: {err}); re-run its stages")
+                                  f"({_describe(err)}); re-run its stages")
     report["plots"] = [str(p).replace("{exp}", name) for p in
                        (layout.train.history, layout.eval.confusion_csv)]
     return report
 
 
+def _read_all(side: Side, paths: dict, problems: list) -> dict:
+    """The text of each of ``paths`` on ``side`` (None where absent); a path that is not
+    a regular file counts as absent and is named in ``problems``."""
+    texts = {}
+    for key, path in paths.items():
+        try:
+            texts[key] = side.read(path)
+        except NotARegularFile as err:
+            problems.append(f"{side.name}: {err}")
+            texts[key] = None
+    return texts
+
+
+def _describe(err: Exception) -> str:
+    """``err`` for a problem line: a YAML error by its position only (its excerpt of the
+    file could quote a secret), any other with each URL in it redacted."""
+    mark = getattr(err, "problem_mark", None)
+    if isinstance(err, yaml.YAMLError) and mark is not None:
+        problem = getattr(err, "problem", None) or "not valid YAML"
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{type(err).__name__}: " + URL_IN_TEXT.sub(lambda m: redact(m[0]), str(err))
+
+
 def _config_diff(old: str | None, new: str | None) -> list[dict]:
+    """The keys whose values differ. YAML as data (safe_load): an interpolation such as
+    ``${oc.env:VAR}`` stays the string written, never its value."""
     if old is None or new is None:
         return []
     before, after = (dotted(yaml.safe_load(text) or {}) for text in (old, new))
     keys = sorted(k for k in before.keys() | after.keys() if not k.startswith(IGNORED_KEYS))
-    return [{"key": k, "old": before.get(k), "new": after.get(k)} for k in keys
-            if before.get(k) != after.get(k)]
+    return [{"key": k, "old": _redacted(before.get(k)), "new": _redacted(after.get(k))}
+            for k in keys if before.get(k) != after.get(k)]
+
+
+def _redacted(value):
+    """``value`` with every string in it passed through ``redact`` (no URL password)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 def _data_delta(old: str | None, new: str | None) -> dict | None:
@@ -151,18 +163,17 @@ def _metric_deltas(before: dict, after: dict) -> list[dict]:
     if before["metrics"] is None or after["metrics"] is None:
         return []
     old, new = json.loads(before["metrics"]), json.loads(after["metrics"])
-    rows = (_rows(before["rows"]), _rows(after["rows"]))
-    paired = (old.get("snapshot") == new.get("snapshot") and None not in rows
-              and rows[0][0] == rows[1][0])  # the same test examples, in the same order
-    deltas = []
-    for key in sorted(k for k in old.keys() & new.keys() if _number(old[k]) and _number(new[k])):
-        entry = {"metric": key, "old": old[key], "new": new[key],
-                 "delta": round(new[key] - old[key], 6), "interval": None, "paired": None}
-        if key in ROW_METRICS and None not in rows:
-            entry["interval"] = bootstrap_interval(key, rows[0], rows[1], paired)
-            entry["paired"] = paired
-        deltas.append(entry)
-    return deltas
+    labels: dict[str, int] = {}  # one numbering of the labels for both sides
+    rows = (_rows(before["rows"], labels), _rows(after["rows"], labels))
+    have_rows = None not in rows and all(len(side[0]) for side in rows)
+    paired = (have_rows and old.get("snapshot") == new.get("snapshot")
+              and _same(rows[0][0], rows[1][0]))  # the same test examples, in the same order
+    keys = sorted(k for k in old.keys() & new.keys() if _number(old[k]) and _number(new[k]))
+    scored = [k for k in keys if k in ROW_METRICS] if have_rows else []
+    intervals = _intervals(scored, rows[0], rows[1], paired, len(labels)) if scored else {}
+    return [{"metric": key, "old": old[key], "new": new[key],
+             "delta": round(new[key] - old[key], 6), "interval": intervals.get(key),
+             "paired": paired if key in intervals else None} for key in keys]
 
 
 def bootstrap_interval(metric: str, old: tuple[list, list], new: tuple[list, list],
@@ -177,40 +188,46 @@ def bootstrap_interval(metric: str, old: tuple[list, list], new: tuple[list, lis
     """
     import numpy as np
 
-    labels = {label: i for i, label in enumerate(sorted({*old[0], *old[1], *new[0], *new[1]}))}
-    a = [np.array([labels[x] for x in side], dtype=np.int64) for side in (*old, *new)]
-    rng = np.random.default_rng(seed)
-    n_old, n_new = len(a[0]), len(a[2])
-    picks_old = rng.integers(0, n_old, size=(samples, n_old))
-    picks_new = picks_old if paired else rng.integers(0, n_new, size=(samples, n_new))
-    score = _accuracy if metric == "accuracy" else _macro_f1
-    diffs = np.array([score(a[2][pn], a[3][pn], len(labels)) -
-                      score(a[0][po], a[1][po], len(labels))
-                      for po, pn in zip(picks_old, picks_new, strict=True)])
-    tail = (1 - CONFIDENCE) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return [round(float(low), 6), round(float(high), 6)]
+    labels: dict[str, int] = {}
+    codes = [np.array([labels.setdefault(x, len(labels)) for x in side], dtype=np.int64)
+             for side in (*old, *new)]
+    return _intervals([metric], codes[:2], codes[2:], paired, len(labels), samples,
+                      seed)[metric]
 
 
-def _accuracy(actual, predicted, _classes: int) -> float:
-    return float((actual == predicted).mean())
+def _intervals(metrics: list[str], old, new, paired: bool, classes: int,
+               samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, list[float]]:
+    from dlforge.registry.scores import bootstrap_differences
+
+    found = bootstrap_differences(metrics, old, new, paired, classes, samples, seed,
+                                  CONFIDENCE)
+    return {metric: [round(low, 6), round(high, 6)] for metric, (low, high) in found.items()}
 
 
-def _macro_f1(actual, predicted, classes: int) -> float:
+def _rows(text: str | None, labels: dict[str, int]):
+    """The (actual, predicted) label indices of a confusion CSV, numbered in ``labels``
+    (new labels are added); read row by row, so memory holds two integers per row."""
     import numpy as np
 
-    hits = np.bincount(actual[actual == predicted], minlength=classes)
-    total = np.bincount(actual, minlength=classes) + np.bincount(predicted, minlength=classes)
-    present = np.bincount(actual, minlength=classes) > 0
-    f1 = np.divide(2 * hits, total, out=np.zeros(classes), where=total > 0)
-    return float(f1[present].mean())
-
-
-def _rows(text: str | None) -> tuple[list[str], list[str]] | None:
     if text is None:
         return None
-    rows = list(csv.DictReader(io.StringIO(text)))
-    return [r["actual"] for r in rows], [r["predicted"] for r in rows]
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    if "actual" not in header or "predicted" not in header:
+        raise ValueError(f"the header {header[:4]} has no actual and predicted columns")
+    actual, predicted = header.index("actual"), header.index("predicted")
+    codes = array("q")
+    for row in reader:
+        if len(row) <= max(actual, predicted):
+            raise ValueError(f"row {reader.line_num} has {len(row)} columns")
+        codes.append(labels.setdefault(row[actual], len(labels)))
+        codes.append(labels.setdefault(row[predicted], len(labels)))
+    pairs = np.frombuffer(codes, dtype=np.int64).reshape(-1, 2)  # (N, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and bool((a == b).all())
 
 
 def _regressions(old: str | None, new: str | None) -> list[dict]:
@@ -244,7 +261,7 @@ def _sweep(text: str | None) -> dict | None:
     if text is None:
         return None
     summary = json.loads(text)
-    return {"best": summary.get("best", {}).get("params"), "value":
+    return {"best": _redacted(summary.get("best", {}).get("params")), "value":
             summary.get("best", {}).get("value"), "metric": summary.get("metric"),
             "trials": summary.get("counts")}
 
@@ -256,43 +273,14 @@ def _number(value) -> bool:
 def _experiments(side: Side) -> list[str]:
     from dlforge.stages.workflow import WORKFLOW_CONFIG
 
-    text = side.read(str(WORKFLOW_CONFIG))
+    try:
+        text = side.read(str(WORKFLOW_CONFIG))
+    except NotARegularFile as err:
+        raise NotARegularFile(f"{side.name}: {err}") from None
     try:
         return list((yaml.safe_load(text) or {}).get("experiments", [])) if text else []
     except yaml.YAMLError:
         return []
-
-
-def _repository_root() -> Path:
-    result = _git("rev-parse", "--show-toplevel", check=False)
-    if result.returncode != 0:
-        raise DlforgeError(f"{Path.cwd()} is not inside a git repository: the review compares "
-                           "results kept in git. Fix: run it in the project's repository "
-                           "(`git init`, commit a run's results, then change something)")
-    root = Path(result.stdout.strip()).resolve()
-    if root != Path.cwd().resolve():
-        raise DlforgeError(f"run dlforge review from the repository's root, {root}, where "
-                           "workflow/config.yaml is")
-    return root
-
-
-def _resolve(rev: str) -> str:
-    result = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
-    if result.returncode != 0:
-        raise DlforgeError(f"--base {rev}: git knows no such revision. Fix: name a commit, "
-                           "branch or tag (`git log --oneline` lists them), e.g. HEAD~1")
-    return result.stdout.strip()
-
-
-def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    try:
-        result = subprocess.run(["git", *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise DlforgeError("git is not installed: dlforge review reads results from git. "
-                           "Fix: install git") from None
-    if check and result.returncode != 0:
-        raise DlforgeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
 
 
 def to_markdown(report: dict) -> str:
