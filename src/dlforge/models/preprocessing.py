@@ -59,14 +59,16 @@ class TextInputs:
         return self.encode(text), self.summarize(text)
 
     def reads(self, source: Path) -> bool:
-        """Whether batch prediction can read ``source``: a CSV or parquet file."""
+        """Whether batch prediction can read ``source``: a CSV, parquet, JSON-lines or
+        text file."""
         return not source.is_dir()
 
-    def batches(self, source: Path, batch_size: int,
-                column: str | None = None) -> Iterator[tuple[list[str], list[str]]]:
+    def batches(self, source: Path, batch_size: int, column: str | None = None,
+                header: bool | None = None) -> Iterator[tuple[list[str], list[str]]]:
         """(shown, inputs) per batch: the texts of ``column`` (default: the first), both
-        shown in the output and predicted."""
-        return ((texts, texts) for texts in text_batches(source, column, batch_size))
+        shown in the output and predicted; ``header``: whether line 1 names the columns
+        (None: decided from line 1, see :mod:`~dlforge.models.batches`)."""
+        return ((texts, texts) for texts in text_batches(source, column, batch_size, header))
 
 
 class TextEncoder(TextInputs):
@@ -252,10 +254,10 @@ class ImageEncoder:
         """Whether batch prediction can read ``source``: a folder of image files."""
         return source.is_dir()
 
-    def batches(self, source: Path, batch_size: int,
-                column: str | None = None) -> Iterator[tuple[list[str], list[bytes]]]:
-        """(shown, inputs) per batch: the image files' paths and bytes (``column`` is
-        for tables and does not apply)."""
+    def batches(self, source: Path, batch_size: int, column: str | None = None,
+                header: bool | None = None) -> Iterator[tuple[list[str], list[bytes]]]:
+        """(shown, inputs) per batch: the image files' paths and bytes (``column`` and
+        ``header`` are for tables and do not apply)."""
         return image_batches(source, batch_size)
 
     def to_dict(self) -> dict:

@@ -17,8 +17,16 @@ from dlforge.core.io import atomic_output
 
 def predict_file(model, source: Path, output: Path, model_name: str, version: str,
                  column: str | None = None, batch_size: int = 512, top_k: int = 5,
-                 progress=None) -> int:
-    """Predict every input in ``source`` into the parquet file ``output``; return the rows."""
+                 progress=None, header: bool | None = None) -> int:
+    """Predict every input in ``source`` into the parquet file ``output``; return the rows
+    written, one per input.
+
+    Args:
+        column: the table column of the inputs (default: the first).
+        header: whether line 1 of a CSV or text file names its columns; None: decided
+            from line 1 by the rule ingest uses (see :mod:`dlforge.models.batches`).
+        progress: called with the number of inputs of each batch written.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -28,7 +36,7 @@ def predict_file(model, source: Path, output: Path, model_name: str, version: st
                            f"{encoder.batch_input}")
     schema = pa.schema([("input", pa.string()), ("label", pa.string()), ("score", pa.float32()),
                         ("top_k", pa.string()), ("model", pa.string()), ("version", pa.string())])
-    batches = encoder.batches(source, batch_size, column)
+    batches = encoder.batches(source, batch_size, column, header)
     rows = 0
     with atomic_output(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for shown, inputs in batches:

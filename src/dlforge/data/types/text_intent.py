@@ -29,13 +29,12 @@ from dlforge.core.limits import MAX_TEXT_CHARS
 from dlforge.data.digest import TableDigest
 from dlforge.data.stats import Feature, Statistics
 from dlforge.data.types.base import LABEL_SEP, DatasetType, Staged, normalise_labels
+from dlforge.data.types.header import looks_like_header
 from dlforge.data.types.lines import check_bytes, line_chunks, line_of_record, lines
 from dlforge.data.validation import check_source_file, fullmatch, validate
 
 COLUMNS = ("utterance", "labels")
 STORED = pa.schema([("utterance", pa.string()), ("labels", pa.string())])
-HEADER_WORDS = ({"utterance", "text", "sentence", "query", "input"},
-                {"labels", "label", "intent", "intents", "class", "target"})
 FIXES = {
     "utterance": "write the utterance in the first column (quote it if it contains a comma)",
     "labels": "give at least one label in the second column; separate several with ';' "
@@ -221,8 +220,7 @@ def _token_counts(utterances: pa.ChunkedArray) -> pa.Array:
 
 
 def _looks_like_header(table: pa.Table) -> bool:
-    first = [str(table[c][0]).strip().lower() for c in COLUMNS]
-    return first[0] in HEADER_WORDS[0] and first[1] in HEADER_WORDS[1]
+    return looks_like_header([str(table[c][0]) for c in COLUMNS])
 
 
 def _normalise(table: pa.Table) -> pa.Table:
