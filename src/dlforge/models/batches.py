@@ -24,8 +24,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
-from dlforge.data.types.header import looks_like_header
-from dlforge.data.types.lines import lines
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 log = logging.getLogger(__name__)
@@ -135,6 +133,17 @@ def _csv_texts(path: Path, column: str | None, header: bool | None) -> Iterator[
                            "comma") from None
 
 
+def lines(path: Path) -> Iterator[bytes]:
+    """The file's lines, read as ingest reads them (any line ending, in bounded chunks).
+
+    Imported when a file is read, so that loading a package to serve it never
+    imports the dataset layer.
+    """
+    from dlforge.data.types.lines import lines as read_lines
+
+    return read_lines(path)
+
+
 def _first_row(path: Path) -> list[str] | None:
     """The cells of the first line that is not blank (None: there is none)."""
     for line in lines(path):
@@ -146,6 +155,8 @@ def _first_row(path: Path) -> list[str] | None:
 def _is_header(path: Path, cells: list[str], header: bool | None, column: str | None) -> bool:
     """Whether line 1 (``cells``) is a header: as ``header`` says, else when ingest's rule
     says so or it holds the ``column`` named."""
+    from dlforge.data.types.header import looks_like_header
+
     if header is not None:
         return header
     if looks_like_header(cells) or column in cells:
