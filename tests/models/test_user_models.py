@@ -56,7 +56,8 @@ def test_a_fresh_process_elsewhere_loads_it_without_the_project(user_package, tm
             f"assert {str(tmp_path / 'project' / 'src')!r} not in sys.path\n"
             f"from dlforge.models.package import load_package\n"
             f"p = load_package({str(folder)!r})\n"
-            f"assert sys.modules[{name!r}].__file__.startswith({str(folder)!r})\n"
+            f"assert sys.modules[type(p.net).__module__].__file__.startswith({str(folder)!r})\n"
+            f"assert {name!r} not in sys.modules  # imported under a name of its own\n"
             f"print(json.dumps(p.scores({TEXTS!r}).tolist()))\n")
     out = python_elsewhere(code, tmp_path / "elsewhere")
     assert out.returncode == 0, out.stderr

@@ -8,8 +8,9 @@
     tokenizer/           an encoder's own files, when it has any (a Hugging Face
                          tokenizer; see ``save`` on the encoders)
     code/                the project's own code that defines the class, when it is
-                         not part of an installed distribution (.py files only;
-                         see :mod:`dlforge.models.source`)
+                         not part of an installed distribution: its top-level
+                         package only, regular .py files only, imported under
+                         names of its own (see :mod:`dlforge.models.source`)
     SHA256SUMS           digests of every file above
 
 Loading rebuilds the class from its path and recorded arguments and reads the
@@ -35,7 +36,15 @@ import torch
 from dlforge.core.errors import DlforgeError, InvalidInput
 from dlforge.core.hashing import sha256_file
 from dlforge.models.preprocessing import ENCODER_FILE, TokenizerEncoder, encoder_from_dict
-from dlforge.models.source import CODE, CODE_FILE, REPACKAGE, carry, class_path, describe
+from dlforge.models.source import (
+    CODE,
+    CODE_FILE,
+    REPACKAGE,
+    carry,
+    class_path,
+    describe,
+    symlink_in,
+)
 from dlforge.models.source import import_class as _import_class
 
 FORMAT = 2  # model.json's "format": what this dlforge writes and reads
@@ -142,7 +151,7 @@ def load_package(folder: str | Path, device: str = "cpu") -> Predictor:
                            f"package format {spec.get('format', 1)}, and this dlforge reads "
                            f"format {FORMAT}", "train and register the model again with this "
                            "dlforge (dlforge train, then dlforge register)")
-    build = _import_class(folder, spec, set(sums))
+    build = _import_class(folder, spec, sums)
     check_architecture(folder, spec, build)
     net = build(**spec["arguments"])
     net.load_state_dict(load_file(folder / "weights.safetensors"))
@@ -213,14 +222,19 @@ def _culprits(arguments: dict, built: tuple, stored: tuple) -> str:
 
 
 def verify_package(folder: Path) -> dict[str, str]:
-    """Raise when a file is missing, was changed after the package was written, or
-    was added to its ``code/`` (code that would run unchecked) or ``tokenizer/``.
+    """Raise when a file is missing, was changed after the package was written, was
+    added to its ``code/`` (code that would run unchecked) or ``tokenizer/``, or is
+    carried code reached through a symbolic link.
 
     Returns each package file's sha256 (see :func:`read_sums`).
     """
     sums = read_sums(folder)
     for name, digest in sums.items():
         path = folder / name
+        link = symlink_in(folder, name) if name.startswith(f"{CODE}/") else None
+        if link is not None:
+            raise DlforgeError(f"{link} is a symbolic link: a package's code must be regular "
+                               f"files, and the package is refused. {REPACKAGE}")
         if not path.is_file() or sha256_file(path) != digest:
             raise DlforgeError(f"{path} is missing or does not match SHA256SUMS: the package "
                                f"was modified or damaged and is refused. {REPACKAGE}")

@@ -9,25 +9,28 @@ class's source, one of:
     {"distribution": "dlforge", "version": "0.1.0"}   an installed distribution
         (dlforge itself, or any pip-installed package), checked on load
 
-Carried code is imported from its source files only: a path hook reads
-``code/`` without reading or writing bytecode (``__pycache__``), so every line
-that runs is covered by the package's SHA256SUMS. Nothing is unpickled.
+A package carries its project package only (``code/<top>/…`` or
+``code/<top>.py``, ``<top>`` as model.json records it), as regular files (no
+symbolic links). Carried code is imported under names of its own, from its
+source files only (:mod:`dlforge.models.carried`): every line that runs is
+covered by the package's SHA256SUMS, any number of versions of one project load
+side by side, and the project's own ``src/<top>`` is never shadowed. Nothing is
+unpickled.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import sys
 import sysconfig
 from importlib import import_module
-from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
+from dlforge.models.carried import alias, code_digest
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +70,11 @@ def _code_root(cls: type, top: str) -> Path:
     file = getattr(module, "__file__", None)
     if file is None:
         raise DlforgeError(f"the model class {class_path(cls)} has no source file. {FIX_CODE}")
-    file = Path(file).resolve()
-    roots = [Path(p).resolve() for p in getattr(top_module, "__path__", [])] or [file]
+    file = Path(file).absolute()  # not resolved: a link in the project is seen (and refused)
+    roots = [Path(p).absolute() for p in getattr(top_module, "__path__", [])] or [file]
     root = next((r for r in roots if file == r or file.is_relative_to(r)), file)
     library = {Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "purelib", "platlib")}
-    if any(root.is_relative_to(lib) for lib in library):
+    if any(root.resolve().is_relative_to(lib) for lib in library):
         raise DlforgeError(f"the model class {class_path(cls)} comes from {root}, which is "
                            "neither project code nor part of an installed distribution. "
                            f"{FIX_CODE}")
@@ -80,8 +83,13 @@ def _code_root(cls: type, top: str) -> Path:
 
 def carry(root: Path, folder: Path) -> list[str]:
     """Copy the ``.py`` files of ``root`` (a package folder or a module file) into
-    ``folder/code/``; return their names relative to ``folder``."""
-    files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+    ``folder/code/``; return their names relative to ``folder``.
+
+    Raises:
+        DlforgeError: naming a ``.py`` file (or a folder holding one) that is a
+            symbolic link: only regular files are carried.
+    """
+    files = _regular_sources(root)
     names = []
     for path in files:
         name = f"{CODE}/{root.name}" + ("" if path == root else f"/{path.relative_to(root)}")
@@ -94,13 +102,41 @@ def carry(root: Path, folder: Path) -> list[str]:
     return names
 
 
-def import_class(folder: Path, spec: dict, listed: set[str]) -> type:
+def _regular_sources(root: Path) -> list[Path]:
+    """The ``.py`` files of ``root`` (a package folder or a module file), refusing a
+    symbolic link among them, ``root`` itself included."""
+    paths = [root, *sorted(root.rglob("*"))] if root.is_dir() else [root]
+    for path in paths:
+        if path.is_symlink() and (path.suffix == ".py" or (
+                path.is_dir() and any(path.rglob("*.py")))):
+            raise DlforgeError(f"{path} is a symbolic link; a model package carries the "
+                               "project's code as regular files only. Fix: replace the link "
+                               "with the file (or folder) it points to")
+    return sorted(root.rglob("*.py")) if root.is_dir() else [root]
+
+
+def symlink_in(folder: Path, name: str) -> Path | None:
+    """The first symbolic link on the way from ``folder`` to its file ``name`` (None: none)."""
+    path = folder
+    for part in name.split("/"):
+        path = path / part
+        if path.is_symlink():
+            return path
+    return None
+
+
+def import_class(folder: Path, spec: dict, sums: dict[str, str]) -> type:
     """The network class ``spec`` (model.json) names, imported from the package's
-    carried code or from the installed distribution it records.
+    carried code (under names of its own, see :mod:`dlforge.models.carried`) or from
+    the installed distribution it records.
+
+    Args:
+        sums: the package's verified SHA256SUMS (``{file: sha256}``).
 
     Raises:
         DlforgeError: naming model.json when the class path is malformed, names
-            neither carried code nor an installed distribution, or is no Module.
+            neither carried code nor an installed distribution, or is no Module;
+            naming a carried file outside the recorded project package.
     """
     import torch
 
@@ -112,7 +148,7 @@ def import_class(folder: Path, spec: dict, listed: set[str]) -> type:
     module_name, qualname = path.split(":")
     top = module_name.split(".")[0]
     if "code" in source:
-        _use_code(folder, where, path, top, source, listed)
+        module_name = f"{_use_code(folder, where, path, top, source, sums)}.{module_name}"
     elif "distribution" in source:
         _check_distribution(where, path, top, source)
     else:
@@ -130,49 +166,29 @@ def import_class(folder: Path, spec: dict, listed: set[str]) -> type:
     return found
 
 
+def _check_carried(folder: Path, source: dict, sums: dict[str, str]) -> None:
+    """Refuse a carried file outside the project package model.json records
+    (``code/<top>/…`` or ``code/<top>.py``): a stray top-level module such as
+    ``code/wave.py`` could stand in for a standard library one."""
+    top = source["code"]
+    for name in sorted(sums):
+        if name.startswith(f"{CODE}/") and not (name == f"{CODE}/{top}.py" or
+                                                 name.startswith(f"{CODE}/{top}/")):
+            raise DlforgeError(f"{folder / name}: the package carries code outside the "
+                               f"project package model.json records ({CODE}/{top}), and a "
+                               f"package may carry that package only. {REPACKAGE}")
+
 
 def _use_code(folder: Path, where: Path, path: str, top: str, source: dict,
-              listed: set[str]) -> None:
-    """Put the package's ``code/`` first on sys.path (source-only imports)."""
+              sums: dict[str, str]) -> str:
+    """The alias under which the package's ``code/<top>`` is imported."""
     carried = source["code"] == top and (
-        f"{CODE}/{top}.py" in listed or any(n.startswith(f"{CODE}/{top}/") for n in listed))
+        f"{CODE}/{top}.py" in sums or any(n.startswith(f"{CODE}/{top}/") for n in sums))
     if not carried:
         raise DlforgeError(f"{where}: the class {path} is not in the code the package carries "
                            f"({CODE}/{source['code']}). {REPACKAGE}")
-    code = str((folder / CODE).resolve())
-    loaded = sys.modules.get(top)
-    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(code):
-        log.info("%s: using the module %s already imported from %s", where, top,
-                 getattr(loaded, "__file__", None))
-    add_code_path(code)
-
-
-_CODE_ROOTS: set[str] = set()
-
-
-class _SourceOnlyLoader(SourceFileLoader):
-    """Compiles a carried module from its (digest-checked) source every time: no
-    bytecode is read from or written to the package."""
-
-    def path_stats(self, path):
-        raise OSError("carried code is compiled from source")  # importlib then skips pyc
-
-
-def _source_only_finder(path: str) -> FileFinder:
-    if not any(path == root or path.startswith(root + os.sep) for root in _CODE_ROOTS):
-        raise ImportError  # not carried code: the next path hook decides
-    return FileFinder(path, (_SourceOnlyLoader, SOURCE_SUFFIXES))
-
-
-def add_code_path(code: str) -> None:
-    """Import modules under the folder ``code`` from source only, ahead of sys.path."""
-    if _source_only_finder not in sys.path_hooks:
-        sys.path_hooks.insert(0, _source_only_finder)
-    _CODE_ROOTS.add(code)
-    sys.path_importer_cache.pop(code, None)
-    if code in sys.path:
-        sys.path.remove(code)
-    sys.path.insert(0, code)
+    _check_carried(folder, source, sums)
+    return alias((folder / CODE).resolve(), top, code_digest(top, sums))
 
 
 def _check_distribution(where: Path, path: str, top: str, source: dict) -> None:

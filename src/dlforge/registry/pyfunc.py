@@ -4,9 +4,9 @@ Registered models are logged with ``loader_module="dlforge.registry.pyfunc"``
 and the package folder as their data: MLflow calls :func:`_load_pyfunc`, which
 loads the package (safetensors weights, checked against SHA256SUMS; nothing is
 unpickled) and rebuilds its network class, from the project code the package
-carries in ``code/`` (put first on the import path) or from the installed
-distribution it records. With dlforge installed, any MLflow client, in any
-folder, can then do::
+carries in ``code/`` (imported under names of its own, so several versions of
+one project load side by side) or from the installed distribution it records.
+With dlforge installed, any MLflow client, in any folder, can then do::
 
     model = mlflow.pyfunc.load_model("models:/intent@champion")
     model.predict(["book a table for two", "what's my balance"], params={"top_k": 3})
