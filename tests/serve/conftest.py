@@ -30,8 +30,10 @@ def server_config(project, *overrides: str, strategy: str = "blue_green"):
 
 @contextlib.contextmanager
 def running(settings):
-    """A TestClient of a started, ready server (its inference workers are real processes)."""
-    with wrap_litserve_start(build_server(settings)) as server, TestClient(server.app) as client:
+    """A TestClient of a started, ready server (its inference workers are real processes),
+    addressed as localhost: a server without an API key answers only loopback names."""
+    with wrap_litserve_start(build_server(settings)) as server, \
+            TestClient(server.app, base_url="http://localhost") as client:
         deadline = time.monotonic() + 180
         while client.get("/health/ready").status_code != 200:
             assert time.monotonic() < deadline, client.get("/health/ready").text

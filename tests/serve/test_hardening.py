@@ -70,6 +70,7 @@ def bad_requests():
         yield {"json": body}
     for raw in BAD_RAW:
         yield {"content": raw, "headers": {"content-type": "application/json"}}
+    yield {"json": {"inputs": TEXTS}, "headers": {"host": "rebound.example"}}  # 421: no key
 
 
 def test_bad_clients_never_fail_good_ones_and_get_short_4xx_answers(live):
@@ -107,6 +108,24 @@ def test_bad_clients_never_fail_good_ones_and_get_short_4xx_answers(live):
     assert len(good_answers) > 50 and len(bad_answers) > 50
     assert set(good_answers) == {200}, f"good requests failed: {sorted(set(good_answers))}"
     assert all(400 <= status < 500 for status in bad_answers), sorted(set(bad_answers))
+
+
+def test_an_unknown_alias_is_404_naming_the_aliases_and_a_foreign_host_name_is_421(live):
+    url, _ = live
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post("/predict", json={"inputs": TEXTS, "alias": "nobody"})
+        assert answer.status_code == 404, answer.text
+        detail = answer.json()["detail"]
+        assert "has no alias 'nobody' (its aliases: " in detail and "champion (v1)" in detail
+        assert "Fix: name one of them" in detail
+        # without an API key, a server on loopback answers only loopback names
+        rebound = client.post("/predict", json={"inputs": TEXTS},
+                              headers={"host": "rebound.example:80"})
+        assert rebound.status_code == 421 and "allowed_hosts" in rebound.json()["detail"]
+        port = url.rsplit(":", 1)[1]
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+            answer = client.post("/predict", json={"inputs": TEXTS}, headers={"host": host})
+            assert answer.status_code == 200, answer.text
 
 
 def test_slow_and_oversized_connections_are_cut_while_predictions_go_on(live):

@@ -6,6 +6,11 @@ tracked values, then the command line), sets up logging and the run folder,
 and the stage function gets the composed config. Its summary goes to stdout as
 JSON; a :class:`DlforgeError` is logged and sets the exit code.
 
+A value given with a password (``hpo.storage=postgresql://user:PW@host/db``)
+reaches Hydra as ``${oc.env:DLFORGE_SECRET_HPO_STORAGE}``, the password in this
+process's environment (:func:`dlforge.core.secrets.to_environment`): Hydra's
+records of the run (``.hydra/``) and every config frozen after hold no password.
+
 The project's own code (``src/<name>/`` under the working directory, the
 project root) is importable by every stage: ``model.net._target_`` may name
 ``<name>.nets.MyNet`` without the project being installed.
@@ -30,12 +35,14 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     import hydra
 
     from dlforge.core.config import compose, conf_dir
+    from dlforge.core.secrets import to_environment
     from dlforge.stages.config import stage_overrides
 
     add_project_code()
-    overrides = stage_overrides(name, command_line)
+    overrides = stage_overrides(name, to_environment(command_line))
     if not any(arg.startswith("-") for arg in overrides):  # Hydra's own flags aside
-        compose(name, overrides)  # a config that does not compose: the file and the fix
+        cfg = compose(name, overrides)  # a config that does not compose: the file and the fix
+        _check_experiment_name(cfg)  # before Hydra makes its log folder under outputs/<name>
     module, attr = target.split(":")
     function = getattr(import_module(module), attr)
     status = {"code": 0}
@@ -56,6 +63,16 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     finally:
         sys.argv = saved
     return status["code"]
+
+
+def _check_experiment_name(cfg) -> None:
+    """The stage's ``experiment_name``, when its config has one that is set (serve has none)."""
+    from omegaconf import OmegaConf
+
+    from dlforge.core.layout import check_experiment_name
+
+    if "experiment_name" in cfg and not OmegaConf.is_missing(cfg, "experiment_name"):
+        check_experiment_name(cfg.experiment_name)
 
 
 def add_project_code(root: Path | None = None) -> None:

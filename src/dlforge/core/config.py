@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.urls import hide_passwords
 
 ENV_CONFIG_DIR = "DLFORGE_CONFIG_DIR"
 PACKAGED_CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -63,7 +64,8 @@ def compose(config_name: str, overrides: list[str] | tuple[str, ...] = (),
     ``hydra_config`` keeps the ``hydra`` node (the choices made).
 
     Raises:
-        DlforgeError: when the configs do not compose, with the file and the fix.
+        DlforgeError: when the configs do not compose, with the file and the fix (and
+            without the passwords of the overrides' URLs).
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -74,7 +76,10 @@ def compose(config_name: str, overrides: list[str] | tuple[str, ...] = (),
             return hydra_compose(config_name=config_name, overrides=list(overrides),
                                  return_hydra_config=hydra_config)
     except HydraException as err:
-        raise DlforgeError(composition_problem(config_name, err)) from None
+        problem = composition_problem(config_name, err)
+        for override in overrides:
+            problem = hide_passwords(problem, override.split("=", 1)[-1].strip("'\""))
+        raise DlforgeError(problem) from None
 
 
 def composition_problem(config_name: str, err: Exception) -> str:

@@ -13,6 +13,10 @@ stages' files through it, and the workflow declares its outputs from it.
 Built from a frozen config's ``paths`` it points at that run's folders (a
 sweep trial trains in a ``train_dir`` of its own); composed with ``{exp}`` as
 the experiment name it gives the workflow's Snakemake wildcard patterns.
+
+A stage builds it with :meth:`ExperimentLayout.from_config`, which first checks
+``experiment_name``: the name is a folder under ``outputs/`` (and Hydra's log
+folder), so ``../x`` or a newline would write outside it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from dlforge.core.errors import DlforgeError
+from dlforge.core.names import NAME_RULE, is_name
 
 
 @dataclass(frozen=True)
@@ -181,6 +188,17 @@ class ExperimentLayout:
     eval: EvalFiles
 
     @classmethod
+    def from_config(cls, cfg: Mapping) -> ExperimentLayout:
+        """From a composed stage config: its ``experiment_name`` checked, then its ``paths``.
+
+        Raises:
+            DlforgeError: when ``experiment_name`` is not a folder name (see
+                :func:`check_experiment_name`).
+        """
+        check_experiment_name(cfg["experiment_name"])
+        return cls.from_paths(cfg["paths"])
+
+    @classmethod
     def from_paths(cls, paths: Mapping) -> ExperimentLayout:
         """From the ``paths`` node of a composed config or of a frozen one (a plain dict)."""
         return cls(Path(paths["exp_dir"]), TrainFiles(Path(paths["train_dir"])),
@@ -213,3 +231,24 @@ class ExperimentLayout:
         ``logs/<job>/<job>.log``, so the two never write to the same file.
         """
         return self.exp_dir / "logs" / f"{stage}.log"
+
+    def config_section(self, stage: str) -> Path:
+        """The resolved values ``stage`` reads of its config (``dlforge.stages.sections``):
+        what the workflow re-runs the stage on."""
+        return self.exp_dir / "config" / f"{stage}.json"
+
+
+def check_experiment_name(value: object) -> str:
+    """``value`` as an experiment name: the folder ``outputs/<name>`` and nothing else.
+
+    Raises:
+        DlforgeError: naming ``experiment_name``, the value and the rule, before any
+            folder or MLflow run exists.
+    """
+    name = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not is_name(name):
+        raise DlforgeError(f"experiment_name={value!r} is not a valid experiment name: it "
+                           f"names the folder outputs/<experiment_name>, so use {NAME_RULE}. "
+                           "Fix: set experiment_name (in conf/experiment/<name>.yaml or on "
+                           "the command line) to a name like 'intent'")
+    return name

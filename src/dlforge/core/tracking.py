@@ -23,6 +23,7 @@ from pathlib import Path
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import file_lock
+from dlforge.core.secrets import resolved
 from dlforge.core.urls import hide_passwords, redact
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,15 @@ def setup_tracking_uri(tracking) -> None:
     """Point MLflow at ``tracking.tracking_uri`` (a relative SQLite path made absolute)."""
     import mlflow
 
-    if not tracking.tracking_uri:
+    uri = resolved(tracking, "tracking_uri", "tracking.tracking_uri")
+    if not uri:
         env = os.environ.get(ENV_TRACKING_URI)
+        env = env and redact(env)
         raise DlforgeError(
             f"tracking.tracking_uri is empty ({ENV_TRACKING_URI}={env!r} in the environment?). "
             f"Fix: unset {ENV_TRACKING_URI} or set it to an MLflow tracking URI "
             "(sqlite:///path/mlflow.db, http://host:5000)")
-    uri = absolute_sqlite(tracking.tracking_uri)
+    uri = absolute_sqlite(uri)
     users = os.environ.get(ENV_TRACKING_URI)
     mlflow.set_tracking_uri(uri)
     # MLflow also exports the URI to the environment; the configs read that variable as

@@ -7,7 +7,8 @@
 
 The sweep's training config is frozen (with ``hpo.overrides`` applied and the
 snapshot pinned) to ``<sweep_dir>/<study>/sweep.yaml``; every worker and every
-trial starts from it.
+trial starts from it. The file holds no password: a storage or tracking URL
+with one stays the interpolation that gives it (:mod:`dlforge.core.secrets`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.config import dotted, has_key
 from dlforge.core.errors import DlforgeError
-from dlforge.core.io import write_text_atomic
 from dlforge.core.layout import SweepFiles
 from dlforge.data.snapshot import Snapshot
 from dlforge.hpo import study as s
@@ -35,7 +35,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     ``summary.json``)."""
     from dlforge.hpo.recovery import recover
     from dlforge.hpo.report import close_parent, open_parent, write_report
-    from dlforge.hpo.worker import run_workers
+    from dlforge.hpo.worker import run_workers, write_sweep_config
     from dlforge.train import tracking
     from dlforge.train.fit import check_targets
 
@@ -68,7 +68,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
         "parent_run": parent, "settings": settings.as_dict(),
         "params": [p.__dict__ for p in params]}}
     frozen_path = files.frozen_config
-    write_text_atomic(frozen_path, OmegaConf.to_yaml(OmegaConf.create(frozen)))
+    write_sweep_config(frozen_path, frozen)
     log.info("study %s: %d of %d trials done <hpo.storage=%s>", name, s.budget_used(study),
              n_trials, s.redact(settings.storage))
     try:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from dlforge.core import secrets
+from dlforge.core.io import write_text_atomic
 from dlforge.core.layout import StudyFiles
 from dlforge.core.process import die_with_parent
 from dlforge.hpo import study as s
@@ -172,10 +174,28 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def write_sweep_config(path: Path, frozen: dict) -> None:
+    """Write the sweep's frozen config for its workers, holding no password: the
+    training config as given (:func:`dlforge.core.secrets.freeze`), the study's
+    storage with its password hidden (a worker resolves it from ``train.hpo.storage``)."""
+    written = {"train": secrets.freeze(OmegaConf.create(frozen["train"]), resolve=False),
+               "sweep": secrets.scrub(frozen["sweep"])}
+    write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.create(written)))
+
+
+def read_sweep_config(path: Path) -> dict:
+    """The sweep's frozen config (:func:`write_sweep_config`), its storage resolved here."""
+    frozen = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    hpo = OmegaConf.create(frozen["train"]).hpo
+    frozen["sweep"]["storage"] = secrets.resolved(hpo, "storage", "hpo.storage")
+    frozen["sweep"]["settings"]["storage"] = frozen["sweep"]["storage"]
+    return frozen
+
+
 def main(argv: list[str]) -> int:
     die_with_parent()
     path, index = Path(argv[0]), int(argv[1])
-    frozen = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    frozen = read_sweep_config(path)
     log_file = StudyFiles(Path(frozen["sweep"]["folder"])).worker_log(index)
     handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)]
     logging.basicConfig(level=logging.INFO, handlers=handlers,

@@ -106,8 +106,11 @@ def _switch(client, name: str, version: str, alias: str, reason: str) -> dict:
     retry = (f"Fix: retry `dlforge models promote {name} {version} --alias {alias}`; if it "
              f"keeps failing, check that the tracking store {_registry_uri(client)} is "
              "reachable and writable")
+    refused = (f"Fix: choose another alias, e.g. `dlforge models promote {name} {version} "
+               "--alias candidate` (letters, digits, _ and -; the registry reserves `latest` "
+               "and v<number>)")
     _call(lambda: client.set_registered_model_alias(name, alias, version), what, retry,
-          attempts=RETRIES)
+          attempts=RETRIES, invalid=refused)
     entry = {"alias": alias, "version": version, "previous": previous, "reason": reason,
              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -136,8 +139,10 @@ def _prune(client, name: str) -> None:
                     "returns the newest %d): %s", name, KEEP, _first_line(err))
 
 
-def _call(write: Callable[[], object], what: str, fix: str, attempts: int = 1) -> None:
-    """Run a registry write; retry transient failures with backoff, then raise a DlforgeError."""
+def _call(write: Callable[[], object], what: str, fix: str, attempts: int = 1,
+          invalid: str | None = None) -> None:
+    """Run a registry write; retry transient failures with backoff, then raise a DlforgeError
+    ending with ``fix``, or with ``invalid`` when the registry refused a value it was given."""
     from mlflow.exceptions import MlflowException
 
     for attempt in range(attempts):
@@ -145,8 +150,11 @@ def _call(write: Callable[[], object], what: str, fix: str, attempts: int = 1) -
             write()
             return
         except (MlflowException, *_sqlalchemy_errors()) as err:
+            reason = _first_line(err).rstrip(".")
+            if invalid and getattr(err, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                raise DlforgeError(f"could not {what}: {reason}. {invalid}") from None
             if attempt + 1 == attempts or not _transient(err):
-                raise DlforgeError(f"could not {what}: {_first_line(err)}. {fix}") from None
+                raise DlforgeError(f"could not {what}: {reason}. {fix}") from None
         time.sleep(0.05 * 2**attempt * (1 + random.random()))  # jitter: writers drift apart
 
 

@@ -174,12 +174,12 @@ class ModelAPI(ls.LitAPI):
         elif request.alias is not None:
             version = release.aliases.get(request.alias)
             if version is None:
-                raise HTTPException(404, f"model {name} has no alias {request.alias!r}")
+                raise _no_alias(name, request.alias, release.aliases)
         else:
             try:
                 route = release.route(self.rng)
-            except LookupError as err:
-                raise HTTPException(404, f"model {name}: {err}") from None
+            except LookupError:
+                raise _no_alias(name, release.alias, release.aliases) from None
             version, shadow = route.version, route.shadow
             routed = release.strategy == "bandit"
         return {"model": name, "version": version, "shadow": shadow, "routed": routed,
@@ -341,6 +341,15 @@ class InputError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def _no_alias(name: str, alias: str, aliases: dict[str, str]) -> HTTPException:
+    """404 for an alias no version of ``name`` has, naming the aliases it has."""
+    known = ", ".join(f"{a} (v{v})" for a, v in sorted(aliases.items())) or "none"
+    return HTTPException(404, f"model {name} has no alias {alias!r} (its aliases: {known}). "
+                              "Fix: name one of them, a version, or no alias; or point the "
+                              f"alias at a version: `dlforge models promote {name} VERSION "
+                              "--alias ALIAS`")
 
 
 def _name(error: Exception) -> str:

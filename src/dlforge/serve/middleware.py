@@ -1,6 +1,7 @@
 """ASGI middleware of the prediction server, outermost first.
 
     HttpMetricsMiddleware   every answer counted and timed (GET /metrics)
+    HostMiddleware          the Host names answered (421), when limited: see hosts.py
     ApiKeyMiddleware        the API key, when one is configured (401)
     RequestGate             reads a request's body (bounded in size), checks a
                             /predict request before it is queued (404, 413,
@@ -14,7 +15,9 @@ the application (``read_timeout``, see http.py).
 
 The key comes from ``api_key`` in conf/serve.yaml or the ``DLFORGE_API_KEY``
 environment variable; clients send it as ``X-API-Key: KEY`` or
-``Authorization: Bearer KEY``. The health checks stay open for load balancers.
+``Authorization: Bearer KEY``, once: a request that carries either header more
+than once is refused whatever the values (servers and proxies disagree on
+which of two copies counts). The health checks stay open for load balancers.
 """
 
 import hmac
@@ -26,6 +29,7 @@ from dlforge.serve.settings import ServeSettings
 
 OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 CHECKED_PATHS = frozenset({"/predict", "/feedback"})
+KEY_HEADERS = (b"x-api-key", b"authorization")
 
 
 async def _refuse(send, status: int, message: str, headers: list | None = None) -> None:
@@ -37,6 +41,30 @@ async def _refuse(send, status: int, message: str, headers: list | None = None) 
     await send({"type": "http.response.body", "body": body})
 
 
+class HostMiddleware:
+    """Answer 421 (JSON, naming the fix) to requests for a Host name not in ``hosts``."""
+
+    def __init__(self, app, hosts: frozenset[str]):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        await _refuse(send, 421, f"this server answers only the host names "
+                                 f"{', '.join(sorted(self.hosts))} (any port). Fix: use one of "
+                                 "them, or list the name in allowed_hosts (conf/serve.yaml); "
+                                 "a server without an API key answers only loopback names, "
+                                 "since a web page could reach it through DNS rebinding under "
+                                 "any other (set DLFORGE_API_KEY to serve other names)")
+
+    def _allowed(self, scope) -> bool:
+        from dlforge.serve.hosts import host_name
+
+        given = [value for name, value in scope["headers"] if name == b"host"]
+        return len(given) == 1 and host_name(given[0]) in self.hosts
+
+
 class ApiKeyMiddleware:
     """Answer 401 (JSON, with a message) to requests without the right key."""
 
@@ -44,11 +72,19 @@ class ApiKeyMiddleware:
         self.app, self.key = app, api_key.encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        await _refuse(send, 401, "missing or wrong API key: send X-API-Key or "
-                                 "Authorization: Bearer", [(b"www-authenticate", b"Bearer")])
+        repeated = [name.decode() for name in KEY_HEADERS
+                    if sum(1 for header, _ in scope["headers"] if header == name) > 1]
+        if repeated:
+            await _refuse(send, 401, f"the {repeated[0]} header is sent more than once: send "
+                                     "the API key once", [(b"www-authenticate", b"Bearer")])
+        elif self._allowed(scope):
+            await self.app(scope, receive, send)
+        else:
+            await _refuse(send, 401, "missing or wrong API key: send X-API-Key or "
+                                     "Authorization: Bearer", [(b"www-authenticate", b"Bearer")])
 
     def _allowed(self, scope) -> bool:
         headers = dict(scope["headers"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import shutil
 
 from dlforge.core.errors import DlforgeError
@@ -98,14 +99,19 @@ def _server_class():
 
 
 def build_server(settings: ServeSettings):
-    """The LitServer: workers for /predict, our middleware and routes around them."""
+    """The LitServer: workers for /predict, our middleware and routes around them.
+
+    Raises:
+        DlforgeError: when ``LIT_SERVER_API_KEY`` is set (see :func:`check_environment`),
+            or the serving state cannot be reached.
+    """
     from dlforge.serve import health
     from dlforge.serve.api import ModelAPI
-    from dlforge.serve.middleware import ApiKeyMiddleware, HttpMetricsMiddleware, RequestGate
     from dlforge.serve.prometheus import prepare_folder
     from dlforge.serve.routes import Routes
     from dlforge.serve.state import ServingState
 
+    check_environment()
     settings = dataclasses.replace(settings,  # this run's own folder of metric files
                                    metrics_dir=str(prepare_folder(settings.metrics_dir)))
     # Opened here first: a state database that cannot be reached stops the server
@@ -114,15 +120,9 @@ def build_server(settings: ServeSettings):
     state.clear_workers()  # the workers of this server's earlier run are gone
     state.close()
     log.info("serving state in %s", state.location)  # the password redacted
-    metrics = {"metrics_dir": settings.metrics_dir}
-    # Starlette runs the last added outermost: metrics, then the key, then the gate.
-    middlewares = [(RequestGate, {"settings": settings, **metrics})]
-    if settings.api_key is not None:
-        middlewares.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
-    middlewares.append((HttpMetricsMiddleware, metrics))
     server = _server_class()(ModelAPI(settings), accelerator=settings.accelerator,
                             workers_per_device=settings.workers_per_device,
-                            middlewares=middlewares,  # the body limit is the gate's
+                            middlewares=_middlewares(settings),  # the body limit is the gate's
                             request_timeout=settings.request_timeout, info_path="/info/litserve")
     Routes(settings, {"devices": server.devices,
                       "workers_per_device": settings.workers_per_device,
@@ -132,6 +132,45 @@ def build_server(settings: ServeSettings):
                       "state": state.location, "replica": state.server}).add_to(server.app)
     health.add_routes(server.app, health.disk_check(settings), server.worker_processes)
     return server
+
+
+def _middlewares(settings: ServeSettings) -> list[tuple]:
+    """Starlette runs the last added outermost: metrics, host names, the key, the gate."""
+    from dlforge.serve.hosts import answered_hosts, is_loopback
+    from dlforge.serve.middleware import (
+        ApiKeyMiddleware,
+        HostMiddleware,
+        HttpMetricsMiddleware,
+        RequestGate,
+    )
+
+    metrics = {"metrics_dir": settings.metrics_dir}
+    middlewares = [(RequestGate, {"settings": settings, **metrics})]
+    if settings.api_key is not None:
+        middlewares.append((ApiKeyMiddleware, {"api_key": settings.api_key}))
+    hosts = answered_hosts(settings.host, settings.api_key, settings.allowed_hosts)
+    if hosts is not None:
+        middlewares.append((HostMiddleware, {"hosts": hosts}))
+    elif settings.api_key is None and not is_loopback(settings.host):
+        log.warning("serving on %s without an API key: anyone who can reach this address can "
+                    "use the server <host=%s api_key=null>. Set DLFORGE_API_KEY, or serve on "
+                    "127.0.0.1", settings.host, settings.host)
+    middlewares.append((HttpMetricsMiddleware, metrics))
+    return middlewares
+
+
+def check_environment() -> None:
+    """Refuse LitServe's own key variable: dlforge's middleware checks the key, so
+    LitServe never reads it, and a server meant to be protected would run open.
+
+    Raises:
+        DlforgeError: when ``LIT_SERVER_API_KEY`` is set, naming the setting to use.
+    """
+    if "LIT_SERVER_API_KEY" in os.environ:
+        raise DlforgeError("LIT_SERVER_API_KEY is set, but dlforge serve does not read it "
+                           "(the server would run without the key it names). Fix: set the key "
+                           "in DLFORGE_API_KEY (or api_key in conf/serve.yaml) and unset "
+                           "LIT_SERVER_API_KEY")
 
 
 def uvicorn_options(settings: ServeSettings) -> dict:

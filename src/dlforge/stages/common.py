@@ -22,7 +22,7 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
     """The experiment's snapshot: version ``snapshot=`` when the config sets one, else the
     one the snapshot stage recorded in ``<exp_dir>/snapshot.json``."""
     name = cfg.experiment_name
-    record = ExperimentLayout.from_paths(cfg.paths).snapshot_summary
+    record = ExperimentLayout.from_config(cfg).snapshot_summary
     fix = f"run `dlforge snapshot experiment={name}`"
     if cfg.get("snapshot"):
         folder = Path(cfg.paths.snapshot_dir) / cfg.dataset.name / str(cfg.snapshot)
@@ -44,7 +44,7 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
 
 def trained(cfg: DictConfig) -> dict:
     """The frozen config of the experiment's last training, or an error naming the fix."""
-    files = ExperimentLayout.from_paths(cfg.paths).train
+    files = ExperimentLayout.from_config(cfg).train
     frozen, state = files.frozen_config, files.run_state
     name = cfg.experiment_name
     if not frozen.is_file() or not files.model.is_dir():
@@ -53,4 +53,5 @@ def trained(cfg: DictConfig) -> dict:
     if json.loads(state.read_text()).get("status") != "finished":
         raise DlforgeError(f"the last training of '{name}' did not finish ({state}). Fix: run "
                            f"`dlforge train experiment={name}` again (it resumes)")
-    return OmegaConf.to_container(OmegaConf.load(frozen), resolve=True)
+    # Written resolved; a URL with a password stays ${oc.env:VAR}, for the process that needs it.
+    return OmegaConf.to_container(OmegaConf.load(frozen), resolve=False)

@@ -28,7 +28,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from dlforge.core.tracking import setup_tracking_uri
     from dlforge.models.package import load_package
 
-    layout = ExperimentLayout.from_paths(cfg.paths)
+    layout = ExperimentLayout.from_config(cfg)
     train = trained(cfg)
     model = load_package(layout.train.model)
     snapshot = Snapshot.open(train["snapshot_path"])

@@ -42,7 +42,7 @@ def monitor(cfg: DictConfig) -> dict:
     settings = MonitorSettings.from_config(cfg)
     since = window_start(settings.window_hours, time.time())
     snapshot = experiment_snapshot(cfg)
-    layout, out = ExperimentLayout.from_paths(cfg.paths), MonitorFiles(Path(settings.out_dir))
+    layout, out = ExperimentLayout.from_config(cfg), MonitorFiles(Path(settings.out_dir))
     name = cfg.registry.model_name
     with monitor_run(cfg.tracking, cfg.experiment_name, name) as (client, run_id):
         served = served_package(client, name, settings.alias, Path(settings.cache_dir),

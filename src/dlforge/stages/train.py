@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> dict:
     with ``seed + N``: a retrain on unchanged data is a new sample of the model,
     which the registry's gate then judges.
     """
-    layout = ExperimentLayout.from_paths(cfg.paths)
+    layout = ExperimentLayout.from_config(cfg)
     if cfg.get("hpo") and cfg.hpo.enabled:
         cfg = apply_best(cfg, layout.sweep.best, command_line_overrides())
     request = retrain_request(layout.retrain_marker)

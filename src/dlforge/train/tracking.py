@@ -15,11 +15,13 @@ import time
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from dlforge.core import secrets
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import Tag, finish_run, flatten, process_tags, setup_mlflow
+from dlforge.core.urls import redact
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,11 @@ def config_hash(cfg: dict) -> str:
 
 
 def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | None) -> str:
-    """Start the training run (or re-open ``resume_run``); return its id."""
+    """Start the training run (or re-open ``resume_run``); return its id.
+
+    ``frozen`` (:func:`as_dict`) is recorded as params, less the paths and
+    :data:`~dlforge.core.secrets.CONNECTION_KEYS`, and as the ``config.yaml`` artifact.
+    """
     import mlflow
 
     experiment_id = setup_mlflow(cfg.tracking)
@@ -52,11 +58,12 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
         Tag.COMMITS: ",".join(str(c["id"]) for c in manifest["commits"]),
         Tag.CONFIG_HASH: config_hash(frozen),
         **process_tags(),
-        **{k: str(v) for k, v in (cfg.tracking.get("tags") or {}).items()},
+        **{k: secrets.scrub(str(v)) for k, v in (cfg.tracking.get("tags") or {}).items()},
     }
     run = client.create_run(experiment_id, run_name=cfg.tracking.get("run_name"), tags=tags)
     run_id = run.info.run_id
-    params = flatten({k: v for k, v in frozen.items() if k not in ("paths", "hydra", "hpo")})
+    params = secrets.params(flatten({k: v for k, v in frozen.items()
+                                     if k not in ("paths", "hydra", "hpo")}))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
         log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
@@ -64,7 +71,7 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
         mlflow.log_dict(frozen, ExperimentLayout.from_paths(cfg.paths).train.frozen_config.name)
     client.update_run(run_id, status="RUNNING")  # start_run's exit marked it finished
     log.info("MLflow run %s in experiment %s <tracking.tracking_uri=%s>", run_id,
-             cfg.tracking.experiment, cfg.tracking.tracking_uri)
+             cfg.tracking.experiment, redact(cfg.tracking.tracking_uri))
     return run_id
 
 
@@ -115,4 +122,6 @@ def read_state(state_file: Path) -> dict:
 
 
 def as_dict(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)
+    """``cfg`` resolved, to freeze: a value that holds a password is kept as the
+    interpolation that gives it (:func:`dlforge.core.secrets.freeze`)."""
+    return secrets.freeze(cfg)
