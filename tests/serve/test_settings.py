@@ -26,6 +26,7 @@ def test_the_shipped_settings_are_plain_data_with_absolute_paths(tmp_path):
     for path in (s.log_dir, s.state_path, s.metrics_dir, s.cache_dir):
         assert Path(path).is_absolute() and Path(path).is_relative_to(tmp_path)
     assert s.tracking_uri.startswith("sqlite:////")
+    assert s.state_max_bytes == 256 * 2**20
 
 
 def test_by_default_the_project_serves_the_champion_of_each_experiment(tmp_path,
@@ -59,6 +60,8 @@ def test_the_api_key_is_not_in_the_settings_repr(tmp_path):
     ("max_label_chars=0", "max_label_chars=0 .*: expected a value >= 1"),
     ("log_max_bytes=10", "log_max_bytes=10 .*: expected a value >= 1024"),
     ("log_keep_files=-1", "log_keep_files=-1 .*: expected a value >= 0"),
+    ("state_max_bytes=65536",
+     "state_max_bytes=65536 in conf/serve.yaml: expected a value >= 1048576"),
     ("max_batch_size=two", "max_batch_size='two' .*: expected a whole number"),
 ])
 def test_bad_settings_fail_before_serving_naming_the_key(tmp_path, override, words):

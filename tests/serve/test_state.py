@@ -1,11 +1,15 @@
 """The shared serving state: which feedback rewards the bandit, the rate limit per
-version, pruning (each in the SQLite file and in PostgreSQL), and databases made
-by an earlier version. PostgreSQL's own cases: tests/serve/test_state_postgres.py."""
+version, pruning by age and by size (each in the SQLite file and in PostgreSQL), and
+databases made by an earlier version. PostgreSQL's own cases:
+tests/serve/test_state_postgres.py."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ import pytest
 from dlforge.core.config import compose
 from dlforge.serve import state as state_module
 from dlforge.serve.state import FeedbackError, ServingState
+from dlforge.serve.statedb import ROW_OVERHEAD
 from dlforge.stages.serve import server_settings
 
 
@@ -23,6 +28,8 @@ def answers(n: int, version: str = "1", routed: bool = True, prefix: str = "r") 
 class SQLiteFile:
     """The state's SQLite file: ``url``, and ``sql``/``plan`` to look inside (or age
     rows) behind the state's back, as :class:`PostgresDatabase` does."""
+
+    requests = 150  # of 256 answers in the size tests: twice what BOUND holds
 
     def __init__(self, folder: Path):
         self.url = folder / "state.db"
@@ -35,9 +42,21 @@ class SQLiteFile:
     def plan(self, query: str) -> str:
         return self.sql(f"EXPLAIN QUERY PLAN {query}")
 
+    def size(self) -> int:
+        """Bytes on disk: the file and its WAL."""
+        wal = self.url.with_name(f"{self.url.name}-wal")
+        return self.url.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+    def vacuum(self) -> None:
+        """Nothing: SQLite reuses the pages of deleted rows at once."""
+
+    bounded = size  # what state_max_bytes holds: all of it
+
 
 class PostgresDatabase:
     """A fresh database of the session's PostgreSQL server (``state_url``)."""
+
+    requests = 80  # of 256 answers in the size tests: twice what BOUND holds
 
     def __init__(self, postgres):
         self.url, self._postgres = postgres.database("state"), postgres
@@ -57,6 +76,31 @@ class PostgresDatabase:
     def plan(self, query: str) -> str:
         """The plan of ``query`` when an index can be used at all (the tables are small)."""
         return self.sql(f"SET enable_seqscan = off; EXPLAIN {query}")
+
+    def size(self) -> int:
+        """Bytes on disk of the answers: the table, its indexes and their dead rows."""
+        return self._query("SELECT pg_total_relation_size('answers')")[0][0]
+
+    def vacuum(self) -> None:
+        """What autovacuum does: the space of deleted rows may be used again."""
+        self._query("VACUUM answers")
+
+    def bounded(self) -> int:
+        """What state_max_bytes holds: the answers' rows and ROW_OVERHEAD each (their
+        dead rows wait for autovacuum, which writers at once can outrun)."""
+        return self._query(f"SELECT coalesce(sum(pg_column_size(a.*)), 0) + count(*) * "
+                           f"{ROW_OVERHEAD} FROM answers a")[0][0]
+
+    def _query(self, statement: str) -> list[tuple]:
+        """``statement`` on a connection of its own (faster than psql, for loops)."""
+        import psycopg2
+
+        if not hasattr(self, "_connection"):
+            self._connection = psycopg2.connect(self.url)
+            self._connection.autocommit = True
+        with self._connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchall() if cursor.description else []
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -121,6 +165,83 @@ def test_old_answers_and_feedback_are_pruned_in_batches_and_rewards_stay(db, mon
         state.feedback("r0", "a")
 
 
+BOUND = 2 * 2**20  # state_max_bytes of the size tests: 20,000 answers in SQLite, 9,000 in PG
+
+
+def request(n: int) -> list:
+    """The answers to request ``q<n>`` of 256 inputs (the most a request has)."""
+    return [(f"q{n}", i, "m", "1", "weather_query", True) for i in range(256)]
+
+
+def test_the_state_stays_under_state_max_bytes_dropping_the_oldest_answers(db, caplog):
+    state = ServingState(db.url, max_bytes=BOUND)
+    state.record(answers(1, prefix="given"))
+    state.feedback("given0", "a")
+    sizes = []
+    with caplog.at_level(logging.WARNING, logger="dlforge.serve.state"):
+        for n in range(db.requests):
+            state.record(request(n))
+            if n % 5 == 4:
+                db.vacuum()  # PostgreSQL: as autovacuum does, now and then
+            sizes.append(db.size())  # on disk
+    assert max(sizes) <= BOUND
+    kept = {int(r[1:]) for r in db.sql("SELECT DISTINCT request_id FROM answers").split()}
+    assert kept == set(range(min(kept), db.requests)) and len(kept) >= 30  # the newest
+    last = f"q{db.requests - 1}"
+    assert state.feedback(last, "b", index=255)["reward"] == 0.0
+    with pytest.raises(FeedbackError, match="no answer with request_id 'q0' in the last "
+                                            "86400 s .*state_max_bytes") as dropped:
+        state.feedback("q0", "a")  # as for an expired answer
+    assert dropped.value.status == 404
+    assert db.sql("SELECT request_id FROM feedback ORDER BY request_id") == f"given0\n{last}"
+    assert state.rewards("m") == {"1": (1.0, 1.0)}
+    said = [r.getMessage() for r in caplog.records if "state_max_bytes=2097152" in r.getMessage()]
+    assert len(said) == 1 and "the oldest answers are dropped" in said[0]
+
+
+def test_writers_at_once_keep_the_bound_and_the_newest_answers(db):
+    """Four connections, as four processes or replicas, each recording its requests."""
+    states = [ServingState(db.url, max_bytes=BOUND) for _ in range(4)]
+    done, sizes = threading.Event(), []
+
+    def write(k: int) -> None:
+        for n in range(k, db.requests, 4):
+            states[k].record(request(n))
+
+    with ThreadPoolExecutor(4) as pool:
+        writers = [pool.submit(write, k) for k in range(4)]
+        while not all(w.done() for w in writers):
+            sizes.append(db.bounded())
+            done.wait(0.02)  # a sample every 20 ms while they write
+        for w in writers:
+            w.result()
+    states[3].record(request(db.requests))  # the newest of all
+    # PostgreSQL takes the writers' inserts at once: what they commit while one of them
+    # prunes comes on top, up to a request each (SQLite takes one writer at a time)
+    per_answer = db.bounded() / int(db.sql("SELECT count(*) FROM answers"))
+    slack = 0 if isinstance(db, SQLiteFile) else len(states) * 256 * per_answer
+    assert max([*sizes, db.bounded()]) <= BOUND + slack
+    kept = {int(r[1:]) for r in db.sql("SELECT DISTINCT request_id FROM answers").split()}
+    assert db.requests in kept and not kept & {0, 1, 2, 3} and len(kept) >= 30
+    assert states[0].feedback(f"q{db.requests}", "weather_query", index=255)["reward"] == 1.0
+
+
+def test_a_file_over_the_bound_is_pruned_and_compacted_when_opened(tmp_path, caplog):
+    path = tmp_path / "state.db"
+    large = ServingState(path, max_bytes=4 * BOUND)
+    for n in range(SQLiteFile.requests):
+        large.record(request(n))
+    large.close()
+    assert path.stat().st_size > BOUND
+    with caplog.at_level(logging.WARNING, logger="dlforge.serve.state"):
+        ServingState(path, max_bytes=BOUND).close()  # state_max_bytes lowered
+    assert SQLiteFile(tmp_path).size() <= BOUND
+    assert "compacted the serving state" in caplog.text
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        newest = f"SELECT count(*) FROM answers WHERE request_id = 'q{SQLiteFile.requests - 1}'"
+        assert db.execute(newest).fetchone()[0] == 256
+
+
 def test_feedback_is_kept_at_least_a_minute_for_the_rate_limit(db):
     state = ServingState(db.url, window_seconds=0, max_rewards_per_minute={"m": 1})
     state.record(answers(2))
@@ -170,8 +291,8 @@ def test_a_database_of_an_earlier_version_is_upgraded(tmp_path):
 
 def test_from_settings_reads_each_models_limit(tmp_path):
     settings = server_settings(compose("serve", [
-        f"paths.root={tmp_path}", "api_key=null", "feedback_window_seconds=60", 
+        f"paths.root={tmp_path}", "api_key=null", "feedback_window_seconds=60",
         "models={m: {strategy: bandit, max_rewards_per_minute: 2}, n: {strategy: blue_green}}",
-        "default_model=m"]))
+        "default_model=m", f"state_max_bytes={BOUND}"]))
     state = ServingState.from_settings(settings)
-    assert (state.window, state.limits) == (60, {"m": 2, "n": 600})
+    assert (state.window, state.limits, state.max_bytes) == (60, {"m": 2, "n": 600}, BOUND)

@@ -17,6 +17,7 @@ from typing import Any
 from dlforge.core.errors import DlforgeError
 from dlforge.core.settings import Settings, above, at_least, between, one_of
 from dlforge.core.urls import redact
+from dlforge.serve.hosts import hosts_problem
 from dlforge.serve.release import STRATEGIES, Release
 from dlforge.serve.statedb import SCHEMES
 
@@ -84,12 +85,14 @@ class ServeSettings(Settings):
     min_free_disk_bytes: int = field(metadata=at_least(0))
     # Any: checked in check(), whose messages never show the key
     api_key: Any = field(repr=False)
+    allowed_hosts: tuple[str, ...] | None  # null: see dlforge.serve.hosts
     log_dir: str
     log_max_bytes: int = field(metadata=at_least(1024))
     state_path: str
     # null: the SQLite file at state_path; a postgresql:// URL (may hold a password)
     state_url: str | None = field(repr=False)
     feedback_window_seconds: float = field(metadata=at_least(0))
+    state_max_bytes: int = field(metadata=at_least(2**20))  # 1 MiB: room for the WAL's share
     max_label_chars: int = field(metadata=at_least(1))
     log_keep_files: int = field(metadata=at_least(0))
     metrics_dir: str
@@ -121,6 +124,10 @@ class ServeSettings(Settings):
                                "empty or not text: the server would run without "
                                "authentication. Fix: set a key, or unset it (api_key=null) "
                                "to serve without one")
+        problem = hosts_problem(self.allowed_hosts)
+        if problem:
+            raise self.invalid(prefix, "allowed_hosts", problem, "list host names, e.g. "
+                               "[localhost, serve.example.com], or null (see conf/serve.yaml)")
 
 
 def _key(prefix: str, name: str) -> str:

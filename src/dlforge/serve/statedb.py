@@ -20,6 +20,22 @@ what differs is here:
     connections   one per process (the pool's      up to POOL_SIZE per process, made when
                   single slot)                     needed; one that a server restart broke
                                                    is replaced
+    size          pages in use: (page_count -      answers x their measured size (each
+                  freelist_count) x page_size,     row's pg_column_size + ROW_OVERHEAD):
+                  two header reads, cheap on       a scan of the table, so taken only
+                  every write                      now and then (size_is_cheap)
+    WAL           emptied by the writer that       (the server's own)
+                  takes it past 1/WAL_SHARE of
+                  state_max_bytes (_committed)
+
+The size is what ``state_max_bytes`` bounds (:mod:`dlforge.serve.state` drops the
+oldest answers when it is reached). SQLite reuses the pages that deleted rows free
+before it grows the file, so a file whose pages in use are kept under a limit
+passes it by one transaction at most; ``reserved`` is the part of the bound kept
+for that and for the WAL. A file already larger (a lower bound, an earlier
+dlforge) is rewritten by :meth:`SQLite.compact`. PostgreSQL reuses the space of
+deleted rows once autovacuum has passed; there the bound holds the answers' own
+bytes, not the dead rows between two vacuums.
 
 A database that cannot be reached when the server starts is a :class:`DlforgeError`
 naming ``state_url``; later, while serving, it is :class:`StateUnavailable` (a
@@ -30,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -39,6 +56,12 @@ from dlforge.core.errors import DlforgeError
 from dlforge.core.urls import redact
 
 SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
+WAL_SHARE = 16  # SQLite's WAL is emptied past 1/16 of state_max_bytes...
+WAL_PAGES = 1000  # ...or SQLite's default of 1000 pages, whichever is smaller
+# PostgreSQL bytes per answer outside its row (pg_column_size): its line pointer, its
+# entries in the primary key and time indexes, and B-tree page slack (measured on
+# PostgreSQL 16: 241 bytes on disk per answer of 100 row bytes, 32-character ids)
+ROW_OVERHEAD = 144
 POOL_SIZE = 4  # PostgreSQL connections per process at most (one per concurrent transaction)
 CONNECT_TIMEOUT = 10  # seconds to reach the PostgreSQL server
 LOCK_SPACE = 0x646C66  # advisory lock keys of the serving state: (LOCK_SPACE, hash)
@@ -55,9 +78,12 @@ def is_url(location: str | Path) -> bool:
     return str(location).startswith(SCHEMES)
 
 
-def open_database(location: str | Path) -> Database:
-    """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path."""
-    return PostgreSQL(str(location)) if is_url(location) else SQLite(Path(location))
+def open_database(location: str | Path, max_bytes: int | None = None) -> Database:
+    """The database at ``location``: a ``postgresql://`` URL, else a SQLite file path
+    (its WAL kept to its share of ``max_bytes``, see the module)."""
+    if is_url(location):
+        return PostgreSQL(str(location))
+    return SQLite(Path(location), max_bytes)
 
 
 class Transaction:
@@ -85,6 +111,9 @@ class Database(ABC):
     without_rowid = ""
     begin = "BEGIN"
     pool_size = 1
+    size_is_cheap = False  # whether size() may be read on every write
+    reserved = 0  # bytes of the bound kept for what size() does not count (SQLite's WAL)
+    write_bytes: int | None = None  # the most one transaction should write (None: no limit)
     errors: tuple[type[BaseException], ...] = ()  # the driver's errors a broken link raises
 
     def __init__(self, location: str):
@@ -114,6 +143,9 @@ class Database(ABC):
                     self._drop(db)
                     raise self._unavailable(err) from err
                 raise
+            else:
+                if write:
+                    self._committed(db)
             finally:
                 self._give_back(db)
 
@@ -128,6 +160,15 @@ class Database(ABC):
     @abstractmethod
     def columns(self, tx: Transaction, table: str) -> set[str]:
         """The columns ``table`` has (an older database may lack some)."""
+
+    @abstractmethod
+    def size(self, tx: Transaction) -> int:
+        """The bytes that ``state_max_bytes`` bounds (see the module)."""
+
+    def compact(self) -> int:
+        """Give the space of deleted rows back to the disk where the engine leaves it
+        to the database; the bytes given back (0: nothing to do)."""
+        return 0
 
     def close(self) -> None:
         """Close the idle connections; those in use close when their transaction ends."""
@@ -179,6 +220,9 @@ class Database(ABC):
         with contextlib.suppress(Exception):
             db.close()
 
+    def _committed(self, db) -> None:  # noqa: B027 - PostgreSQL keeps its own WAL
+        """After a write transaction, on its connection: keep the WAL to its share."""
+
     def _first_connection(self):
         return self._connect()
 
@@ -199,23 +243,73 @@ class SQLite(Database):
 
     without_rowid = " WITHOUT ROWID"
     begin = "BEGIN IMMEDIATE"  # take the write lock first: a count holds until COMMIT
+    size_is_cheap = True
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_bytes: int | None = None):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
         super().__init__(str(path))
 
     def _connect(self):
-        import sqlite3
-
         # autocommit mode; transactions are explicit (BEGIN IMMEDIATE)
         db = sqlite3.connect(self.location, timeout=30, isolation_level=None,
                              check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable up to the last checkpoint
+        self.page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        if self.max_bytes:
+            pages = max(1, min(WAL_PAGES, self.max_bytes // WAL_SHARE // self.page_size))
+            db.execute("PRAGMA wal_autocheckpoint=0")  # ours, after each write (_committed)
+            # W: the WAL's checkpoint size, and the most a transaction should write. The
+            # WAL reaches W, a transaction past it, one more that committed meanwhile;
+            # the file passes its limit by one transaction: 4 W of the bound
+            self.write_bytes = pages * self.page_size
+            self.reserved = 4 * self.write_bytes
         return db
 
     def columns(self, tx: Transaction, table: str) -> set[str]:
         return {row[1] for row in tx.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def size(self, tx: Transaction) -> int:
+        pages = tx.execute("PRAGMA page_count").fetchone()[0]
+        free = tx.execute("PRAGMA freelist_count").fetchone()[0]
+        return (pages - free) * self.page_size
+
+    def compact(self) -> int:
+        """VACUUM a file that leaves its WAL (up to 2 W) no room under the bound: one a
+        lower bound or an earlier dlforge left larger. It is rewritten at the size of
+        what it holds. Run it after pruning, before serving: VACUUM waits for writers."""
+        path = Path(self.location)
+        before = path.stat().st_size
+        if not self.max_bytes or before <= self.max_bytes - self.reserved // 2:
+            return 0
+        # VACUUM writes the whole file to the WAL: emptied at once
+        self._outside_transaction("VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)")
+        return before - path.stat().st_size
+
+    def _committed(self, db) -> None:
+        """Empty the WAL once it passes its checkpoint size. TRUNCATE, not SQLite's
+        automatic (PASSIVE) checkpoints: those run on every commit once the WAL is
+        past its size, but start it again only when no other connection is reading,
+        which several writers at once (each taking a read lock as it begins) make
+        rare: it grew without end. TRUNCATE waits for the readers of the moment and
+        keeps writers out until the WAL is empty; a checkpoint that another connection
+        runs, or a lock held past the timeout, leaves it to the next write."""
+        wal = Path(f"{self.location}-wal")
+        with contextlib.suppress(FileNotFoundError, sqlite3.OperationalError):
+            if self.write_bytes and wal.stat().st_size > self.write_bytes:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _outside_transaction(self, *statements: str) -> None:
+        with self._slots:
+            db = self._take()
+            try:
+                for statement in statements:
+                    db.execute(statement)
+            except sqlite3.OperationalError as err:  # e.g. locked past the timeout
+                raise self._unavailable(err) from err
+            finally:
+                self._give_back(db)
 
 
 class PostgreSQL(Database):
@@ -266,6 +360,11 @@ class PostgreSQL(Database):
                           "table_schema = current_schema() AND table_name = ?",
                           (table,)).fetchall()
         return {name for (name,) in rows}
+
+    def size(self, tx: Transaction) -> int:
+        count, row_bytes = tx.execute("SELECT count(*), coalesce(sum(pg_column_size(a.*)), "
+                                      "0) FROM answers a").fetchone()
+        return int(row_bytes) + count * ROW_OVERHEAD
 
     def _executemany(self, cursor, sql: str, rows: list[tuple]) -> None:
         from psycopg2.extras import execute_batch
