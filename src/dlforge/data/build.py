@@ -37,6 +37,7 @@ from dlforge.core.hashing import sha256_file, sha256_file_once
 from dlforge.core.io import read_json
 from dlforge.data.digest import TableDigest
 from dlforge.data.objects import FIX as OBJECTS_FIX
+from dlforge.data.seal import seal_check
 from dlforge.data.stats import Statistics
 from dlforge.data.store import TABLE_SUFFIX, Commit, Store
 
@@ -308,8 +309,10 @@ def _write_snapshot(store: Store, name: str, commits: list[Commit], split, out: 
                    **{s: w.rows for s, w in zip(SPLITS, writers, strict=True)}},
         "stats": stats, "files": files,
     }
+    # Relative, so that a copy of the whole data folder (DVC pull, a move) finds them: the
+    # store that seals the files (dlforge.data.seal) and the objects an image split names.
+    manifest["store"] = os.path.relpath(os.path.abspath(store.root), os.path.abspath(final or out))
     if dtype.blob_column:
-        # Relative, so that a copy of the whole data folder (DVC pull, a move) finds them.
         manifest["objects"] = os.path.relpath(os.path.abspath(objects),
                                               os.path.abspath(final or out))
     return manifest
@@ -347,9 +350,12 @@ def read_split(path: Path):
     return table.to_pandas()
 
 
-def check_file(path: Path, manifest: dict | None = None) -> None:
+def check_file(path: Path, manifest: dict | None = None,
+               store_root: Path | None = None) -> None:
     """Raise unless snapshot file ``path`` has the sha256 that its folder's
-    ``manifest.json`` (or ``manifest``) records for it.
+    ``manifest.json`` (or ``manifest``) records for it, and that the store sealed for
+    it (:mod:`dlforge.data.seal`; ``store_root``: the store to ask, by default the one
+    the manifest names).
 
     Hashed once per file identity in a process (:func:`~dlforge.core.io.sha256_file_once`),
     so every open checks the bytes that are read, and a repeated open costs a stat.
@@ -366,3 +372,10 @@ def check_file(path: Path, manifest: dict | None = None) -> None:
     if not path.is_file() or sha256_file_once(path) != entry["sha256"]:
         raise DlforgeError(f"{path} is missing or does not match its manifest hash in {listing}: "
                            f"the snapshot is corrupt and is not used. {rebuild}")
+    problem = seal_check(path, manifest, entry["sha256"], store_root)
+    if problem:
+        raise DlforgeError(f"{path} {problem}: it was changed after it was built from the "
+                           f"store and is not used. Fix: delete {path.parent} and build it "
+                           f"again from the store with `dlforge data snapshot "
+                           f"{manifest.get('dataset')}` and the same --upto/--tag (or "
+                           "`dlforge snapshot experiment=...`, which also replaces it)")

@@ -32,6 +32,7 @@ from dlforge.core.io import LOCKS, file_lock, fsync_dir, read_json, staging_dir,
 from dlforge.data.build import SCHEMA_VERSION, SPLITS, check_file, write_snapshot
 from dlforge.data.fetch import materialise
 from dlforge.data.reader import Snapshot
+from dlforge.data.seal import read_seal, seal_snapshot, store_mismatch
 from dlforge.data.store import Commit, Store
 
 __all__ = ["Snapshot", "SnapshotRef", "SnapshotStore", "SplitRule", "select_commits",
@@ -133,10 +134,12 @@ class SnapshotStore:
 
     def build(self, name: str, upto: int | None = None, tags: dict[str, str] | None = None,
               split: SplitRule | None = None) -> SnapshotRef:
-        """Build the snapshot of a selection, or reuse it when it exists and is intact.
+        """Build the snapshot of a selection, or reuse it when it exists, is intact and
+        sealed (:mod:`dlforge.data.seal`).
 
-        An existing snapshot whose files no longer match its manifest is rebuilt from
-        the store (whose objects are checked first) and replaces the corrupt one.
+        An existing snapshot whose files no longer match its manifest or the store's seal
+        is rebuilt from the store (whose objects are checked first) and replaces the
+        corrupt one; an unsealed one (built before seals) is rebuilt too, and sealed.
         """
         split = split or SplitRule()
         dtype_name = self.store.info(name)["type"]
@@ -145,19 +148,24 @@ class SnapshotStore:
         final = self.root / name / version
         if not final.exists():
             return self._write(name, version, commits, split, created_at=None)
-        damage = snapshot_damage(final)
-        if damage is None:
+        damage = snapshot_damage(final, self.store.root)
+        if damage is None and read_seal(self.store.root, name, version) is not None:
             log.info("snapshot %s/%s exists: reused", name, version)
             return SnapshotRef(name, version, final, read_json(final / "manifest.json"), True)
-        log.warning("snapshot %s/%s is corrupt, rebuilding it from the store: %s", name,
-                    version, damage)
+        if damage is None:
+            log.warning("snapshot %s/%s has no seal in the store %s: rebuilding it from the "
+                        "store, which replaces it and seals it", name, version, self.store.root)
+        else:
+            log.warning("snapshot %s/%s is corrupt, rebuilding it from the store: %s", name,
+                        version, damage)
         self._check_commits(name, version, commits)
         return self._write(name, version, commits, split, created_at=_created_at(final))
 
     def _write(self, name: str, version: str, commits: list[Commit], split: SplitRule,
                created_at: str | None) -> SnapshotRef:
-        """Write the snapshot in a staging folder and publish it with a rename, in place of
-        a corrupt one if there is one (``created_at`` keeps its place among the versions)."""
+        """Write the snapshot in a staging folder, seal its files in the store and publish
+        it with a rename, in place of a corrupt or unsealed one if there is one
+        (``created_at`` keeps its place among the versions)."""
         final = self.root / name / version
         with staging_dir(self.root) as stage:
             manifest = write_snapshot(self.store, name, commits, split, stage / "snap", final)
@@ -165,16 +173,21 @@ class SnapshotStore:
                             created_at=created_at or datetime.now(UTC).isoformat())
             write_json(stage / "snap" / "manifest.json", manifest)
             with file_lock(self.root / LOCKS / f"{name}.lock"):
-                if final.exists() and snapshot_damage(final) is None:
+                if (final.exists() and snapshot_damage(final, self.store.root) is None
+                        and read_seal(self.store.root, name, version) is not None):
                     # built, or repaired, meanwhile by another process
                     manifest = read_json(final / "manifest.json")
                     return SnapshotRef(name, version, final, manifest, True)
+                # Sealed before it is visible: a kill in between leaves a seal that the next
+                # build gives again, never a published snapshot without one.
+                seal_snapshot(self.store, manifest)
                 final.parent.mkdir(parents=True, exist_ok=True)
-                if final.exists():  # corrupt: moved into the staging folder, removed with it
-                    os.rename(final, stage / "corrupt")
+                if final.exists():  # corrupt or unsealed: moved into the staging folder
+                    os.rename(final, stage / "replaced")
                 os.rename(stage / "snap", final)
                 fsync_dir(final.parent)
-        log.info("snapshot %s/%s built: %s", name, version, manifest["counts"])
+        log.info("snapshot %s/%s built from the store and sealed: %s", name, version,
+                 manifest["counts"])
         return SnapshotRef(name, version, final, manifest, False)
 
     def _check_commits(self, name: str, version: str, commits: list[Commit]) -> None:
@@ -197,18 +210,25 @@ class SnapshotStore:
     def fetch(self, name: str, version: str, out: Path) -> list[Path]:
         """Copy a snapshot's files to ``out``, checking each against the manifest."""
         folder = self.resolve(name, version)
-        return materialise(folder, read_json(folder / "manifest.json"), Path(out))
+        return materialise(folder, read_json(folder / "manifest.json"), Path(out),
+                           self.store.root)
 
 
-def snapshot_damage(folder: Path) -> str | None:
-    """What is wrong with the snapshot in ``folder`` (None: every split matches its manifest).
+def snapshot_damage(folder: Path, store_root: Path | None = None) -> str | None:
+    """What is wrong with the snapshot in ``folder`` (None: every split matches its manifest
+    and, where ``store_root`` (default: the store its manifest names) sealed it, the seal).
 
     The problem is told without its fix: the caller is the one that rebuilds.
     """
     try:
         manifest = read_json(folder / "manifest.json")
+        named = (manifest.get("dataset"), manifest.get("version"))
+        if named != (folder.parent.name, folder.name):
+            return f"{folder / 'manifest.json'} names snapshot {named[0]}/{named[1]}"
         for split_name in SPLITS:
-            check_file(folder / f"{split_name}.parquet", manifest)
+            check_file(folder / f"{split_name}.parquet", manifest, store_root)
+        if store_root is not None:
+            return store_mismatch(folder, manifest, store_root)
     except (DlforgeError, OSError, ValueError) as err:
         return str(err).split(" Fix: ")[0]
     return None

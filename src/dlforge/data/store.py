@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,11 +26,11 @@ from pathlib import Path
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.io import LOCKS, file_lock, fsync_dir, publish, read_json, staging_dir, write_json
+from dlforge.core.names import NAME
 from dlforge.data.types import DatasetType, Staged, get_type
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: '$' accepts "x\n"
 TABLE_SUFFIX = ".parquet"
 
 
@@ -254,6 +253,10 @@ class Store:
             source={"path": str(source), "digest": staged.source_digest},
             stats=staged.stats, notes=staged.notes,
         )
+
+    def locked(self, name: str):
+        """Hold dataset ``name``'s writer lock (commits, snapshot seals) in a ``with`` block."""
+        return file_lock(self._lock(name))
 
     def _lock(self, name: str) -> Path:
         return self.root / LOCKS / f"{name}.lock"

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def ingest(cfg: DictConfig) -> dict:
     """Commit each of ``dataset.sources`` once, in order (idempotent); a source with a
     ``build`` target is built first when it is not there (``dlforge.data.sources``)."""
+    layout = ExperimentLayout.from_config(cfg)
     store = Store(cfg.paths.store_dir)
     name, type_name = cfg.dataset.name, cfg.dataset.type
     sources = []
@@ -39,7 +40,6 @@ def ingest(cfg: DictConfig) -> dict:
                  "created" if created else "already", commit.id, name)
         sources.append({"path": source["path"], "commit": commit.id, "digest": commit.digest,
                         "rows": commit.rows})
-    layout = ExperimentLayout.from_paths(cfg.paths)
     ensure_marker(layout.retrain_marker)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
                "commits": [c.id for c in store.commits(name)]}
@@ -49,6 +49,7 @@ def ingest(cfg: DictConfig) -> dict:
 
 def snapshot(cfg: DictConfig) -> dict:
     """Build (or reuse) the snapshot of ``dataset.select`` with the ``split`` rule."""
+    layout = ExperimentLayout.from_config(cfg)
     snapshots = SnapshotStore(cfg.paths.snapshot_dir, Store(cfg.paths.store_dir))
     select = OmegaConf.to_container(cfg.dataset.select, resolve=True)
     ref = snapshots.build(cfg.dataset.name, upto=select.get("upto"),
@@ -58,7 +59,7 @@ def snapshot(cfg: DictConfig) -> dict:
                "commits": [c["id"] for c in manifest["commits"]],
                "labels": len(manifest["labels"]), "counts": manifest["counts"],
                "label_counts": _label_counts(manifest)}
-    write_json_atomic(ExperimentLayout.from_paths(cfg.paths).snapshot_summary, summary)
+    write_json_atomic(layout.snapshot_summary, summary)
     return summary
 
 
