@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,17 @@ def test_verify_names_a_forged_split(built, cli):
     assert str(seal_path(built.path.parents[2] / "store", "d", built.version)) in result.stdout
 
 
+def test_verify_reports_a_snapshot_that_claims_a_seal_the_store_lacks(built, cli):
+    seal = seal_path(built.path.parents[2] / "store", "d", built.version)
+    seal.unlink()
+
+    result = cli("verify")
+
+    assert result.returncode == 1
+    assert f"snapshot d/{built.version}: has no seal in the store" in result.stdout
+    assert str(seal) in result.stdout
+
+
 def test_snapshot_rebuilds_a_forged_split_from_the_store(built, snapshots, cli):
     original = (built.path / "train.parquet").read_bytes()
     forge(built.path)
@@ -112,7 +124,7 @@ def test_a_manifest_that_leads_readers_away_from_the_seal_is_reported_and_replac
 def test_an_unsealed_snapshot_opens_with_a_warning_and_the_next_build_seals_it(
         built, snapshots, caplog):
     seal_path(snapshots.store.root, "d", built.version).unlink()
-    edit_manifest(built.path, store=None)  # as a snapshot from before seals
+    edit_manifest(built.path, store=None, sealed=None)  # as a snapshot from before seals
     files = {p.name: p.read_bytes() for p in built.path.glob("*.parquet")}
 
     with caplog.at_level(logging.WARNING):
@@ -188,3 +200,94 @@ def test_an_unreadable_seal_is_reported_naming_it(built, snapshots):
     with pytest.raises(DlforgeError, match=f"the seal {path} is unreadable .* Fix: restore"):
         Snapshot.open(built.path).split("train")
     assert any(f"the seal {path} is unreadable" in p for p in verify(snapshots)["problems"])
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    """A train config whose experiment's snapshot (of dataset ``toy``) is built and sealed
+    in the project's store, and that snapshot's folder."""
+    from dlforge.core.config import compose
+    from tests.train.conftest import make_snapshot, toy_rows
+
+    summary = make_snapshot(tmp_path, toy_rows(200))
+    cfg = compose("train", ["experiment=intent", f"paths.root={tmp_path}", "dataset.name=toy"])
+    return cfg, Path(summary["path"])
+
+
+def test_the_experiments_reader_finds_the_seal_in_the_projects_store(experiment, tmp_path):
+    from dlforge.data import load_snapshot
+    from dlforge.stages.common import experiment_snapshot
+
+    cfg, folder = experiment
+    split = folder / "train.parquet"
+    forge(folder)
+    leads_away = {"store": None, "sealed": None}  # as if from before seals
+    for changes in ({"store": None}, leads_away,
+                    {"store": os.path.relpath(tmp_path / "decoy", folder)}):
+        edit_manifest(folder, **changes)
+        for read in (lambda: experiment_snapshot(cfg).inputs("train"),
+                     lambda: load_snapshot("toy", overrides=[f"paths.root={tmp_path}"])
+                     .table("train"),
+                     lambda: Snapshot.open(folder, store=cfg.paths.store_dir).split("train")):
+            with pytest.raises(DlforgeError) as info:
+                read()
+            assert f"{split} does not match the digest the store sealed for it" in str(info.value)
+            assert "Fix: delete" in str(info.value)
+    assert experiment_snapshot(cfg).rows("val") > 0  # the untouched splits still read
+
+
+def test_a_manifest_that_names_its_store_but_no_seal_of_it_is_refused(experiment, tmp_path):
+    """The forged split, its hash and the manifest's store pointing at a store without the
+    seal: also a reader that has only the folder refuses it."""
+    cfg, folder = experiment
+    forge(folder)
+    edit_manifest(folder, store=os.path.relpath(tmp_path / "decoy", folder))
+    with pytest.raises(DlforgeError, match=f"has no seal in the store {tmp_path / 'decoy'}"):
+        Snapshot.open(folder).split("train")
+    edit_manifest(folder, store=None)
+    with pytest.raises(DlforgeError, match="names no store that holds its seal"):
+        Snapshot.open(folder).split("train")
+
+
+def test_a_sealed_snapshot_without_its_seal_in_the_projects_store_is_refused(experiment, cli):
+    from dlforge.stages.common import experiment_snapshot
+
+    cfg, folder = experiment
+    store_root = Path(cfg.paths.store_dir)
+    seal = seal_path(store_root, "toy", folder.name)
+    seal.unlink()
+    edit_manifest(folder, store=None)  # what the manifest says of its store does not matter
+
+    for read in (lambda: experiment_snapshot(cfg),
+                 lambda: SnapshotStore(folder.parents[1], Store(store_root)).fetch(
+                     "toy", folder.name, folder.parents[2] / "copy")):
+        with pytest.raises(DlforgeError) as info:
+            read()
+        message = str(info.value)
+        assert f"snapshot {folder} has no seal in the store {store_root} (no {seal})" in message
+        assert "Fix: delete" in message and "`dlforge data snapshot toy`" in message
+    assert not (folder.parents[2] / "copy").exists()
+
+
+def test_a_manifest_that_names_another_snapshot_is_refused(experiment):
+    from dlforge.stages.common import experiment_snapshot
+
+    cfg, folder = experiment
+    edit_manifest(folder, version="0" * 12)
+    with pytest.raises(DlforgeError, match=f"names snapshot toy/{'0' * 12}, not toy/"
+                                           f"{folder.name}: the snapshot is not used"):
+        experiment_snapshot(cfg)
+
+
+def test_a_snapshot_from_before_seals_opens_for_the_experiment_with_a_warning(
+        experiment, caplog):
+    from dlforge.stages.common import experiment_snapshot
+
+    cfg, folder = experiment
+    seal_path(Path(cfg.paths.store_dir), "toy", folder.name).unlink()
+    edit_manifest(folder, store=None, sealed=None)
+
+    with caplog.at_level(logging.WARNING):
+        snapshot = experiment_snapshot(cfg)
+        assert len(snapshot.inputs("train")) == snapshot.counts["train"]
+    assert f"snapshot {folder} has no seal in its store ({cfg.paths.store_dir})" in caplog.text

@@ -312,6 +312,7 @@ def _write_snapshot(store: Store, name: str, commits: list[Commit], split, out: 
     # Relative, so that a copy of the whole data folder (DVC pull, a move) finds them: the
     # store that seals the files (dlforge.data.seal) and the objects an image split names.
     manifest["store"] = os.path.relpath(os.path.abspath(store.root), os.path.abspath(final or out))
+    manifest["sealed"] = True  # the store seals it before it is published; readers rely on that
     if dtype.blob_column:
         manifest["objects"] = os.path.relpath(os.path.abspath(objects),
                                               os.path.abspath(final or out))
@@ -354,8 +355,9 @@ def check_file(path: Path, manifest: dict | None = None,
                store_root: Path | None = None) -> None:
     """Raise unless snapshot file ``path`` has the sha256 that its folder's
     ``manifest.json`` (or ``manifest``) records for it, and that the store sealed for
-    it (:mod:`dlforge.data.seal`; ``store_root``: the store to ask, by default the one
-    the manifest names).
+    it (:mod:`dlforge.data.seal`; ``store_root``: the store to ask, the reader's own from
+    ``paths.store_dir``; by default the one the manifest names). A manifest that says it
+    was sealed is refused where that store holds no seal for it.
 
     Hashed once per file identity in a process (:func:`~dlforge.core.io.sha256_file_once`),
     so every open checks the bytes that are read, and a repeated open costs a stat.

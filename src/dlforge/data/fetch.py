@@ -10,27 +10,30 @@ from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_json
 from dlforge.data.build import READ_ROWS, SPLITS, check_file, iter_split
 from dlforge.data.objects import ObjectReader
+from dlforge.data.seal import MARKS, check_sealed
 
 
 def materialise(folder: Path, manifest: dict, out: Path,
                 store_root: Path | None = None) -> list[Path]:
     """A self-contained copy of a snapshot in ``out``, every file checked on the way
-    against the manifest and the seal of ``store_root`` (default: the store the manifest
-    names).
+    against the manifest and the seal of ``store_root`` (the project's store; default: the
+    one the manifest names).
 
-    The split files and the manifest are copied; the copy names no store (it is no
-    cache of one), so it opens as an unsealed snapshot. An image snapshot also gets the
-    images it refers to, content-addressed in ``out/objects/`` (its manifest points
-    there, so the copy opens as a snapshot without the store), and once more as
+    The split files and the manifest are copied; the copy names no store and claims no
+    seal (it is no cache of one), so it opens as an unsealed snapshot. An image snapshot
+    also gets the images it refers to, content-addressed in ``out/objects/`` (its manifest
+    points there, so the copy opens as a snapshot without the store), and once more as
     ``images/<split>/<label>/`` files (hard links to the same bytes where the file
     system allows), for tools that want files rather than parquet.
     """
+    if store_root is not None:
+        check_sealed(folder, manifest, store_root)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for file_name in manifest["files"]:
         check_file(folder / file_name, manifest, store_root)
         written.append(Path(shutil.copy2(folder / file_name, out / file_name)))
-    copy = {k: v for k, v in manifest.items() if k != "store"}
+    copy = {k: v for k, v in manifest.items() if k not in MARKS}
     if manifest.get("objects"):
         reader = ObjectReader(folder / manifest["objects"], manifest["dataset"])
         written += _write_images(out, reader)

@@ -31,6 +31,7 @@ from dlforge.data.build import (
     stored_columns,
 )
 from dlforge.data.objects import ObjectReader
+from dlforge.data.seal import check_sealed
 
 CHUNK = 4096  # inputs converted to Python objects at a time when iterating
 
@@ -134,22 +135,33 @@ class Snapshot:
         ids = snap.table("test", ["label_ids"])     # chosen columns, memory-mapped
         frame = snap.split("test")                  # the whole split as a DataFrame
 
-    Every file is checked against the manifest's sha256 when it is first read, and
-    every image against its digest. ``labels`` is the merged vocabulary; a split's
-    ``label_ids`` column indexes into it. Every reader of a snapshot (training,
-    evaluation, registration, monitoring) goes through this class.
+    Every file is checked against the manifest's sha256 and the store's seal
+    (:mod:`dlforge.data.seal`) when it is first read, and every image against its
+    digest. ``labels`` is the merged vocabulary; a split's ``label_ids`` column indexes
+    into it. Every reader of a snapshot (training, evaluation, registration,
+    monitoring) goes through this class, and those that know the project's store
+    (``paths.store_dir``) open it with ``store=``.
     """
 
-    def __init__(self, path: Path, manifest: dict):
+    def __init__(self, path: Path, manifest: dict, store: Path | None = None):
         self.path, self.manifest = Path(path), manifest
+        self.store = Path(store) if store is not None else None
         self._splits: dict[str, object] = {}
 
     @classmethod
-    def open(cls, path: str | Path) -> Snapshot:
-        """Open the snapshot in folder ``path``; reads only its manifest.
+    def open(cls, path: str | Path, store: str | Path | None = None) -> Snapshot:
+        """Open the snapshot in folder ``path``; reads only its manifest (and its seal).
+
+        Args:
+            path: the snapshot's folder, ``<snapshot_dir>/<dataset>/<version>``.
+            store: the dataset store whose seal the splits must match (``paths.store_dir``);
+                None: the store the manifest names, found through the manifest alone.
 
         Raises:
             NotFound: when ``path`` holds no snapshot, naming the command that builds one.
+            DlforgeError: with ``store``, when the manifest names another snapshot than its
+                folder, says it was sealed where ``store`` holds no seal for it, or gives
+                labels the store did not seal.
         """
         folder = Path(path)
         listing = folder / "manifest.json"
@@ -158,10 +170,13 @@ class Snapshot:
                            "with `dlforge snapshot experiment=<name>` or `dlforge data "
                            "snapshot <dataset>`")
         try:
-            return cls(folder, read_json(listing))
+            manifest = read_json(listing)
         except ValueError as err:
             raise DlforgeError(f"{listing} is not valid JSON ({err}). Fix: delete {folder} "
                                "and build the snapshot again") from None
+        if store is not None:
+            check_sealed(folder, manifest, Path(store))
+        return cls(folder, manifest, store)
 
     @property
     def dataset(self) -> str:
@@ -226,7 +241,7 @@ class Snapshot:
             raise NotFound(f"snapshot {self.version} has no split {name!r} (splits: "
                            f"{', '.join(SPLITS)})")
         path = self.path / f"{name}.parquet"
-        check_file(path, self.manifest)
+        check_file(path, self.manifest, self.store)
         return path
 
     def rows(self, name: str) -> int:

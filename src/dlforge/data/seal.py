@@ -23,17 +23,41 @@ under the dataset's store lock with a rename, before the snapshot is published:
 a process killed at any point leaves the old record or the new one, and never a
 published snapshot without its seal.
 
-A reader given only a snapshot folder (training, evaluation) finds the store
-through the manifest (``store``: a path relative to the folder, like an image
-snapshot's ``objects``); ``dlforge data verify`` and ``dlforge snapshot``, which
-know the store, also check that the manifest leads there.
+Every reader that knows the project's store (training, the sweep, evaluation,
+registration, monitoring, ``dlforge data fetch``, ``load_snapshot``: from
+``paths.store_dir``) opens a snapshot with it, ``Snapshot.open(path, store=...)``,
+and the seal is looked up *there*, by the manifest's dataset and version, which
+must be the folder's own (``<dataset>/<version>``). Whatever the manifest says
+about where its store is (``store``) is then ignored: rewriting a split, its
+sha256 and that key gets the split refused, as does a manifest whose labels are
+not the sealed ones. Only a reader given nothing but a folder (a notebook's
+``Snapshot.open(path)``) finds the store through the manifest (``store``: a path
+relative to the folder, like an image snapshot's ``objects``); ``dlforge data
+verify`` and ``dlforge snapshot`` also check that the manifest leads there.
 
 The seals sit beside the datasets, not inside ``<store>/<dataset>`` (the ingest
 stage's DVC output, which a snapshot must not change): they travel with DVC
-when the store folder is tracked as a whole. A snapshot without a record (built
-before seals, or whose store came without them) is *unsealed*: it opens with a
-warning, checked against its manifest only, and the next ``dlforge snapshot``
-of it rebuilds it from the store, publishes the rebuild and seals it.
+when the store folder is tracked as a whole. Manifests written by a sealing
+dlforge say so (``"sealed": true``, and their ``store``); one of those without
+a record in the store it is read with is refused (the record was lost, or the
+folder came from another store), naming the seal and ``dlforge data snapshot``,
+which rebuilds and seals it. A snapshot without a record whose manifest has
+neither key (built before seals) is *unsealed*: it opens with a warning, checked
+against its manifest only, and the next ``dlforge snapshot`` of it rebuilds it
+from the store, publishes the rebuild and seals it.
+
+The trade-off: a manifest is only a file, so whoever rewrites a split of a
+snapshot that was never sealed, and strips those two keys, makes it look like
+one from before seals: it opens with that warning. A snapshot the store sealed
+cannot be passed off so to a reader that knows the store (its seal is found by
+version, not through the manifest). What remains is that ``dlforge snapshot``
+never reuses an unsealed snapshot: it rebuilds it. Under ``dvc repro`` the
+snapshot stage re-runs when the snapshot folder (one of its outputs) changes,
+so training never reads such a folder without that rebuild; Snakemake re-runs
+it only when its inputs change (the ingest summary, the stage's config
+section), so a snapshot changed after the stage ran is read with the warning.
+Refusing every unsealed snapshot would close that gap at the price of refusing
+every snapshot built before seals.
 """
 
 from __future__ import annotations
@@ -52,6 +76,7 @@ log = logging.getLogger(__name__)
 
 SEALS = ".seals"
 SEALED = ("dataset", "type", "labels", "multi_label")  # manifest keys a reader relies on
+MARKS = ("sealed", "store")  # manifest keys written only by a dlforge that seals snapshots
 VERSION = re.compile(r"[0-9a-f]{12}")
 _warned: set[str] = set()  # unsealed snapshot folders already logged in this process
 
@@ -173,27 +198,77 @@ def store_mismatch(folder: Path, manifest: dict, store_root: Path) -> str | None
             f"store {store_root}")
 
 
+def claims_seal(manifest: dict) -> bool:
+    """Whether a dlforge that seals snapshots wrote ``manifest`` (see the module docstring)."""
+    return any(key in manifest for key in MARKS)
+
+
+def missing_seal(manifest: dict, store_root: Path | None) -> str:
+    """Why a manifest that claims a seal finds none in ``store_root`` (None: it names none)."""
+    if store_root is None:
+        return "names no store that holds its seal, though its manifest says it was sealed"
+    path = seal_path(store_root, manifest.get("dataset"), manifest.get("version"))
+    return (f"has no seal in the store {store_root} (no {path}), though its manifest says it "
+            "was sealed")
+
+
+def check_sealed(folder: Path, manifest: dict, store_root: Path) -> None:
+    """Raise unless the snapshot in ``folder`` may be read with the seals of ``store_root``,
+    the store its reader knows: its manifest must name the folder's own dataset and
+    version, claim no seal that the store lacks, and give the sealed labels. An unsealed
+    snapshot (from before seals) is logged once, as a warning.
+    """
+    name, version = manifest.get("dataset"), manifest.get("version")
+    rebuild = (f"Fix: delete {folder} and build it again from the store with `dlforge data "
+               f"snapshot {folder.parent.name}` and the same --upto/--tag (or `dlforge "
+               "snapshot experiment=...`, which also replaces it)")
+    if (name, version) != (folder.parent.name, folder.name):
+        raise DlforgeError(f"{folder / 'manifest.json'} names snapshot {name}/{version}, not "
+                           f"{folder.parent.name}/{folder.name}: the snapshot is not used. "
+                           f"{rebuild}")
+    record = read_seal(store_root, name, version)
+    if record is None and claims_seal(manifest):
+        raise DlforgeError(f"snapshot {folder} {missing_seal(manifest, store_root)}: it is "
+                           f"not used. {rebuild}")
+    if record is None:
+        warn_unsealed(folder, name, store_root)
+    elif problem := meaning_problem(record, manifest):
+        raise DlforgeError(f"snapshot {folder}: {problem} (seal: "
+                           f"{seal_path(store_root, name, version)}): it was changed after it "
+                           f"was built from the store and is not used. {rebuild}")
+
+
+def warn_unsealed(folder: Path, name: str, store_root: Path | None) -> None:
+    """Log, once per folder in a process, that a snapshot is read without a seal."""
+    if str(folder) in _warned:
+        return
+    _warned.add(str(folder))
+    log.warning("snapshot %s has no seal in its store (%s): it was built before seals, "
+                "or the store came without them, so its splits are checked against "
+                "its manifest only. Fix: run `dlforge data snapshot %s` (or `dlforge "
+                "snapshot experiment=...`): it rebuilds the snapshot from the store "
+                "and seals it", folder, store_root or "its manifest names none", name)
+
+
 def seal_check(path: Path, manifest: dict, sha256: str,
                store_root: Path | None = None) -> str | None:
     """Why split file ``path`` (whose bytes have ``sha256``) is not the one the store sealed
-    (None: it is, or the snapshot is unsealed).
+    (None: it is, or the snapshot is unsealed and its manifest claims no seal).
 
-    ``store_root``: the store to ask (default: the one the manifest names); an unsealed
-    snapshot is then logged once, as a warning.
+    ``store_root``: the store to ask (its reader's, from ``paths.store_dir``); without
+    it, the one the manifest names, and an unsealed snapshot is then logged once, as a
+    warning (a reader given the store warns when it opens the snapshot,
+    :func:`check_sealed`).
     """
     given = store_root is not None
     store_root = store_root if given else manifest_store(path.parent, manifest)
     name, version = manifest.get("dataset"), manifest.get("version")
     record = read_seal(store_root, name, version) if store_root is not None else None
+    if record is None and claims_seal(manifest):
+        return missing_seal(manifest, store_root)
     if record is None:
-        if not given and str(path.parent) not in _warned:
-            _warned.add(str(path.parent))
-            log.warning("snapshot %s has no seal in its store (%s): it was built before seals, "
-                        "or the store came without them, so its splits are checked against "
-                        "its manifest only. Fix: run `dlforge data snapshot %s` (or `dlforge "
-                        "snapshot experiment=...`): it rebuilds the snapshot from the store "
-                        "and seals it", path.parent, store_root or "its manifest names none",
-                        name)
+        if not given:
+            warn_unsealed(path.parent, name, store_root)
         return None
     problem = meaning_problem(record, manifest) or file_problem(record, manifest, path.name,
                                                                 sha256)

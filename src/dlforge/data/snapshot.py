@@ -204,11 +204,13 @@ class SnapshotStore:
 
     def load(self, name: str, version: str | None = None) -> Snapshot:
         """Open a snapshot version (``None``: the latest built); its splits are read
-        when asked for, checked against the manifest's hashes and validated."""
-        return Snapshot.open(self.resolve(name, version))
+        when asked for, checked against the manifest's hashes and this store's seal, and
+        validated."""
+        return Snapshot.open(self.resolve(name, version), store=self.store.root)
 
     def fetch(self, name: str, version: str, out: Path) -> list[Path]:
-        """Copy a snapshot's files to ``out``, checking each against the manifest."""
+        """Copy a snapshot's files to ``out``, checking each against the manifest and
+        this store's seal."""
         folder = self.resolve(name, version)
         return materialise(folder, read_json(folder / "manifest.json"), Path(out),
                            self.store.root)

@@ -15,8 +15,10 @@ from dlforge.core.hashing import sha256_file
 from dlforge.core.io import clean_stale_staging
 from dlforge.data.digest import table_digest
 from dlforge.data.seal import (
+    claims_seal,
     file_problem,
     meaning_problem,
+    missing_seal,
     read_seal,
     seal_path,
     store_mismatch,
@@ -79,6 +81,8 @@ def _snapshot_problems(store: Store, folder: Path, manifest: dict, problems: lis
     except DlforgeError as err:
         problems.append(f"{where}: {str(err).split(' Fix: ')[0]}")
         record = None
+    if record is None and claims_seal(manifest):
+        problems.append(f"{where}: {missing_seal(manifest, store.root)}")
     if record is not None and (problem := meaning_problem(record, manifest)):
         problems.append(f"{where}: {problem} ({seal_path(store.root, name, version)})")
     for file_name, entry in manifest["files"].items():

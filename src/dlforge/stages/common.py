@@ -20,7 +20,9 @@ from dlforge.data.snapshot import Snapshot
 
 def experiment_snapshot(cfg: DictConfig) -> Snapshot:
     """The experiment's snapshot: version ``snapshot=`` when the config sets one, else the
-    one the snapshot stage recorded in ``<exp_dir>/snapshot.json``."""
+    one the snapshot stage recorded in ``<exp_dir>/snapshot.json``; its splits are checked
+    against the seal in the project's store (``paths.store_dir``), never one its manifest
+    leads to."""
     name = cfg.experiment_name
     record = ExperimentLayout.from_config(cfg).snapshot_summary
     fix = f"run `dlforge snapshot experiment={name}`"
@@ -36,7 +38,7 @@ def experiment_snapshot(cfg: DictConfig) -> Snapshot:
         except (ValueError, KeyError, TypeError):
             raise DlforgeError(f"{record} has no snapshot 'path'. Fix: {fix} again") from None
     try:
-        return Snapshot.open(folder)
+        return Snapshot.open(folder, store=cfg.paths.store_dir)
     except NotFound:
         raise DlforgeError(f"snapshot {folder} does not exist. Fix: {fix} or pick a version "
                            f"from `dlforge data show {cfg.dataset.name}`") from None

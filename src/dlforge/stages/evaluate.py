@@ -31,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict:
     layout = ExperimentLayout.from_config(cfg)
     train = trained(cfg)
     model = load_package(layout.train.model)
-    snapshot = Snapshot.open(train["snapshot_path"])
+    snapshot = Snapshot.open(train["snapshot_path"], store=cfg.paths.store_dir)
     if snapshot.labels != model.labels:
         raise DlforgeError(f"the model's labels differ from snapshot {snapshot.version}'s: "
                            "the package and training config are out of step. Fix: re-run "
