@@ -37,11 +37,13 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     from dlforge.core.config import compose, conf_dir
     from dlforge.core.secrets import to_environment
     from dlforge.stages.config import stage_overrides
+    from dlforge.stages.strict import check_config
 
     add_project_code()
     overrides = stage_overrides(name, to_environment(command_line))
     if not any(arg.startswith("-") for arg in overrides):  # Hydra's own flags aside
         cfg = compose(name, overrides)  # a config that does not compose: the file and the fix
+        check_config(name, cfg, overrides)  # an unknown key: where it is set, the nearest name
         _check_experiment_name(cfg)  # before Hydra makes its log folder under outputs/<name>
     module, attr = target.split(":")
     function = getattr(import_module(module), attr)

@@ -76,17 +76,62 @@ def compose(config_name: str, overrides: list[str] | tuple[str, ...] = (),
             return hydra_compose(config_name=config_name, overrides=list(overrides),
                                  return_hydra_config=hydra_config)
     except HydraException as err:
-        problem = composition_problem(config_name, err)
+        problem = composition_problem(config_name, err, _spelling(config_name, overrides, err))
         for override in overrides:
             problem = hide_passwords(problem, override.split("=", 1)[-1].strip("'\""))
         raise DlforgeError(problem) from None
 
 
-def composition_problem(config_name: str, err: Exception) -> str:
-    """Hydra's reason a composition failed, with what to do about it."""
+def defaults_list(config_name: str, overrides: list[str] | tuple[str, ...] = (),
+                  skip_missing: bool = False) -> tuple[list[tuple[str, str]], dict]:
+    """The config files Hydra merges into ``config_name``, in merge order, without
+    merging them, and the choice of every config group.
+
+    Returns:
+        ``[(config path, package)]`` (``("trainer/default", "trainer")``; the package
+        is "" for a file merged at the top level, as an entry config or an experiment),
+        and ``{group: option}`` (``"???"`` for a group not chosen). Hydra's own configs
+        are left out.
+
+    Raises:
+        DlforgeError: when the defaults do not resolve; with ``skip_missing`` a group
+            that must be chosen (``experiment: ???``) is skipped instead.
+    """
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+
+    mode = RunMode.MULTIRUN if skip_missing else RunMode.RUN  # Hydra skips ??? when sweeping
+    hydra = GlobalHydra.instance()
+    try:
+        if hydra.is_initialized():  # inside a stage's Hydra app: the same search path
+            found = hydra.config_loader().compute_defaults_list(config_name, list(overrides), mode)
+        else:
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+                found = hydra.config_loader().compute_defaults_list(
+                    config_name, list(overrides), mode)
+    except HydraException as err:
+        raise DlforgeError(composition_problem(config_name, err)) from None
+    files = [(d.config_path, d.package or "") for d in found.defaults
+             if d.config_path and not _hydra_own(d.config_path, d.package or "")]
+    choices = {group: option for group, option in found.overrides.known_choices.items()
+               if not _hydra_own(group, group)}
+    return files, choices
+
+
+def _hydra_own(path: str, package: str) -> bool:
+    return path.split("/")[0] == "hydra" or package.split(".")[0] == "hydra"
+
+
+def composition_problem(config_name: str, err: Exception, spelling: str = "") -> str:
+    """Hydra's reason a composition failed, with what to do about it (``spelling``: the
+    keys near an overridden key the config does not have, see :func:`_spelling`)."""
     reason = str(err).strip()
     if "To append to your config use" in reason:  # a key the config does not have
-        fix = "Fix: check the key's spelling; `+key=value` adds a key the config lacks"
+        spelling = spelling or "check the spelling of the key"
+        fix = (f"Fix: {spelling}{' ' if spelling.endswith('?') else '; '}`+key=value` adds a "
+               "key the config lacks")
     elif "Could not override" in reason or "Could not append to config" in reason:
         fix = (f"Fix: override one of the config groups ({', '.join(config_groups())}), or add "
                "a group of the project's as `- /group: option`, without override")
@@ -96,6 +141,41 @@ def composition_problem(config_name: str, err: Exception) -> str:
     else:
         fix = "Fix: correct the file named above"
     return f"the configs of `{config_name}` do not compose: {reason}\n{fix}"
+
+
+def _spelling(config_name: str, overrides: list[str] | tuple[str, ...], err: Exception) -> str:
+    """For an override of a key the config does not have: the nearest name where its
+    path leaves the config (``did you mean trainer.max_epochs?``), else the keys there;
+    "" for any other failure."""
+    import difflib
+    import re
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import DictConfig
+
+    found = re.search(r"Could not override '([\w.]+)'", str(err))
+    if not found:
+        return ""
+    parts = found[1].split(".")
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != found[1]]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            node = hydra_compose(config_name=config_name, overrides=others)
+        for i, part in enumerate(parts):
+            if not isinstance(node, DictConfig):
+                return ""
+            if part not in node:
+                keys = [str(k) for k in node if not str(k).startswith("_")]  # _target_ aside
+                near = difflib.get_close_matches(part, keys, n=1)
+                if near:
+                    return f"did you mean {'.'.join([*parts[:i], near[0], *parts[i + 1:]])}?"
+                return (f"check the spelling of the key ({'.'.join(parts[:i]) or 'the config'} "
+                        f"has {', '.join(keys)})")
+            node = node[part]
+    except Exception:  # noqa: BLE001 - only a hint: Hydra's own reason is reported anyway
+        return ""
+    return ""
 
 
 def config_groups() -> list[str]:

@@ -1,6 +1,6 @@
-"""``dlforge train experiment=X``: the experiment's snapshot, the sweep's best
-parameters when it enables the sweep, a pending retrain request, then
-:func:`dlforge.train.fit.run_training`.
+"""``dlforge train experiment=X``: the config checked (:mod:`dlforge.stages.strict`),
+the experiment's snapshot, the sweep's best parameters when it enables the sweep, a
+pending retrain request, then :func:`dlforge.train.fit.run_training`.
 
 Outputs under ``paths.train_dir``: config.yaml (frozen), metrics.json,
 history.csv, curves.png, model/ (the package), checkpoints/, run.json.
@@ -16,6 +16,7 @@ from dlforge.core.layout import ExperimentLayout
 from dlforge.monitor.retrain import retrain_request
 from dlforge.stages.common import experiment_snapshot
 from dlforge.stages.config import apply_best, command_line_overrides
+from dlforge.stages.strict import check_config
 from dlforge.train.fit import run_training
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def train(cfg: DictConfig) -> dict:
     with ``seed + N``: a retrain on unchanged data is a new sample of the model,
     which the registry's gate then judges.
     """
+    check_config("train", cfg)  # a config mistake leaves no run and no output behind
     layout = ExperimentLayout.from_config(cfg)
     if cfg.get("hpo") and cfg.hpo.enabled:
         cfg = apply_best(cfg, layout.sweep.best, command_line_overrides())
