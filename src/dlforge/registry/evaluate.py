@@ -120,11 +120,11 @@ def _plot_confusion(path: Path, matrix, labels: list[str]) -> None:
 
 
 def log_to_run(client, run_id: str, out: EvalFiles, headline: dict) -> None:
-    """The float metrics of ``headline`` as ``eval/<name>`` and the metrics, per-class
-    and confusion plot files as artifacts under ``eval/``, on run ``run_id`` (the
-    training run)."""
+    """The float metrics of ``headline`` as ``eval/<name>`` and the metrics, per-class,
+    per-example (confusion.csv: what model cards bootstrap) and confusion plot files as
+    artifacts under ``eval/``, on run ``run_id`` (the training run)."""
     for name, value in headline.items():
         if isinstance(value, float):
             client.log_metric(run_id, f"eval/{name}", value)
-    for path in (out.metrics, out.per_class, out.confusion_png):
+    for path in (out.metrics, out.per_class, out.confusion_csv, out.confusion_png):
         client.log_artifact(run_id, str(path), artifact_path="eval")

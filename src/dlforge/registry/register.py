@@ -10,6 +10,8 @@
        the candidate's test split: a champion evaluated on another snapshot is
        evaluated again on this one (once per champion version and snapshot: the
        value is kept as the version's tag ``dlforge.gate.<snapshot>.<metric>``)
+    4. tag the verdict and its reason, and write the version's model card
+       (:mod:`dlforge.registry.card`)
 
 Registering the same package again adds no version: the existing one is reported.
 The ``dlforge register`` stage is :func:`dlforge.stages.register.register`.
@@ -26,6 +28,7 @@ from dlforge.core.errors import DlforgeError, InvalidInput
 from dlforge.core.settings import Settings, one_of
 from dlforge.core.tracking import Tag
 from dlforge.registry import models as registry
+from dlforge.registry.card import OOS_TAG, REASON_TAG, TEXT_TAG, VERDICT_TAG, publish_card
 
 if TYPE_CHECKING:
     from dlforge.data.snapshot import Snapshot
@@ -63,6 +66,9 @@ class Candidate:
         experiment: the experiment it was trained for.
         snapshot: the snapshot it was trained and evaluated on.
         metrics: its evaluation metrics (metrics.json of the evaluation).
+        oos_label: the intent data's out-of-scope label, for its metrics.
+        card_text: the experiment's ``model_card`` text by key (``intended_use``,
+            ``limitations``); a key left out has none.
     """
 
     package: Path
@@ -70,7 +76,8 @@ class Candidate:
     experiment: str
     snapshot: Snapshot
     metrics: dict
-    oos_label: str | None = None  # the intent data's out-of-scope label, for its metrics
+    oos_label: str | None = None
+    card_text: dict[str, str] = field(default_factory=dict)
 
 
 def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> dict:
@@ -94,6 +101,8 @@ def register_candidate(client, name: str, candidate: Candidate, gate: Gate) -> d
         decision = decide(client, name, gate, float(value), candidate)
         if decision["promote"]:
             registry.promote(client, name, version, "champion", reason=decision["reason"])
+        _tag_verdict(client, name, version, decision)
+        publish_card(client, name, version)
     else:
         decision = {"promote": False, "reason": f"this package is already version {version}"}
     return {"model": name, "version": str(version), "uri": f"models:/{name}/{version}",
@@ -224,10 +233,20 @@ def _model_requirements(package: Path) -> list[str]:
 
 def _tag(client, name: str, version: str, candidate: Candidate, gate_metric: str,
          digest: str) -> None:
+    oos = candidate.oos_label if candidate.oos_label in candidate.snapshot.labels else None
     tags = {"dlforge.run_id": candidate.run_id, Tag.SNAPSHOT: candidate.snapshot.version,
             Tag.EXPERIMENT: candidate.experiment, "dlforge.gate_metric": gate_metric,
             PACKAGE_TAG: digest,
             **{f"dlforge.metric.{k}": str(v) for k, v in candidate.metrics.items()
-               if isinstance(v, float)}}
+               if isinstance(v, float)},
+            **({OOS_TAG: oos} if oos else {}),
+            **{TEXT_TAG + k: v for k, v in candidate.card_text.items()}}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def _tag_verdict(client, name: str, version: str, decision: dict) -> None:
+    """The gate's verdict on the new version and why, for its model card."""
+    verdict = "champion" if decision["promote"] else "candidate"
+    client.set_model_version_tag(name, version, VERDICT_TAG, verdict)
+    client.set_model_version_tag(name, version, REASON_TAG, decision["reason"])

@@ -8,6 +8,8 @@
     macro_f1(tp, fp, fn)                              macro-F1 from per-class counts,
                                                       for any number of leading axes
     bootstrap_differences(metrics, old, new, ...)     intervals of metrics' changes
+    bootstrap_interval(metric, actual, predicted, ...) interval of one metric
+    wilson_interval(successes, n)                     interval of a proportion
 
 In-scope accuracy and out-of-scope recall follow Larson et al. (2019), "An
 Evaluation Dataset for Intent Classification and Out-of-Scope Prediction":
@@ -16,6 +18,8 @@ examples predicted out-of-scope.
 """
 
 from __future__ import annotations
+
+from statistics import NormalDist
 
 import numpy as np
 
@@ -142,6 +146,30 @@ def bootstrap_differences(metrics: list[str], old: tuple, new: tuple, paired: bo
     return {metric: tuple(float(x) for x in np.percentile(np.concatenate(found),
                                                           [tail, 100 - tail]))
             for metric, found in diffs.items()}
+
+
+def bootstrap_interval(metric: str, actual, predicted, classes: int, samples: int = 2000,
+                       seed: int = 0, confidence: float = 0.95) -> tuple[float, float]:
+    """The central ``confidence`` interval of ``metric`` (``"accuracy"``, ``"macro_f1"``)
+    of a single-label classifier, by percentile bootstrap over its test examples
+    (``actual``, ``predicted``: label indices in ``range(classes)``, at least one)."""
+    rng = np.random.default_rng(seed)
+    cells, counts = _cells(actual, predicted)
+    found = [_score(metric, _draw(rng, counts, size), cells[0], cells[1], classes)
+             for size in _chunks(samples, max(len(counts), classes))]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(np.concatenate(found), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (``n`` at least 1):
+    unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    share, z2 = successes / n, z * z / n
+    centre = (share + z2 / 2) / (1 + z2)
+    half = z * np.sqrt(share * (1 - share) / n + z2 / (4 * n)) / (1 + z2)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
 def _cells(*columns) -> tuple[list[np.ndarray], np.ndarray]:

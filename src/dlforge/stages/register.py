@@ -3,22 +3,25 @@
 Reads the last finished training (``paths.train_dir``) and its evaluation
 (``paths.eval_dir/metrics.json``), registers the package under
 ``registry.model_name`` and gates it with ``registry.gate``
-(:func:`dlforge.registry.register.register_candidate`), and writes the decision
-and its reason to ``paths.exp_dir/register.json``.
+(:func:`dlforge.registry.register.register_candidate`), with the experiment's
+``model_card`` text for the version's model card, and writes the decision and
+its reason to ``paths.exp_dir/register.json``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import Snapshot
+from dlforge.registry.card import TEXT_KEYS
 from dlforge.registry.register import Candidate, Gate, register_candidate
 from dlforge.stages.common import trained
 
@@ -32,13 +35,13 @@ def register(cfg: DictConfig) -> dict:
     from dlforge.core.tracking import setup_mlflow
 
     gate = Gate.from_config(cfg.registry.gate, "registry.gate")
-    layout = ExperimentLayout.from_paths(cfg.paths)
+    layout = ExperimentLayout.from_config(cfg)
     train = trained(cfg)
     metrics = _evaluation(cfg, layout.eval.metrics, train)
     _check_gate_metric(gate, metrics, layout.eval.metrics)
     candidate = Candidate(layout.train.model, train["run_id"], train["experiment_name"],
-                          Snapshot.open(train["snapshot_path"]), metrics,
-                          oos_label=cfg.dataset.get("oos_label"))
+                          Snapshot.open(train["snapshot_path"], store=cfg.paths.store_dir), metrics,
+                          oos_label=cfg.dataset.get("oos_label"), card_text=_card_text(cfg))
     setup_mlflow(cfg.tracking)
     record = register_candidate(mlflow.MlflowClient(), cfg.registry.model_name, candidate, gate)
     write_json_atomic(layout.register_record, record)
@@ -67,3 +70,20 @@ def _check_gate_metric(gate: Gate, metrics: dict, path: Path) -> None:
         numeric = sorted(k for k, v in metrics.items() if isinstance(v, int | float))
         raise DlforgeError(f"registry.gate.metric={gate.metric!r} is not in {path}. Fix: use "
                            f"one of {numeric}")
+
+
+def _card_text(cfg: DictConfig) -> dict[str, str]:
+    """The experiment's ``model_card`` text by key, the keys it gives; an error naming
+    the file and the key for a key the card does not have or a value that is not text."""
+    section = OmegaConf.to_container(cfg.get("model_card") or {}, resolve=True)
+    where = f"conf/experiment/{cfg.experiment_name}.yaml"
+    for key, value in section.items():
+        if key not in TEXT_KEYS:
+            near = difflib.get_close_matches(str(key), TEXT_KEYS, n=1)
+            raise DlforgeError(f"model_card.{key} in {where} is not a model card key. Fix: "
+                               + (f"did you mean model_card.{near[0]}? " if near else "")
+                               + f"use {' or '.join(TEXT_KEYS)}")
+        if value is not None and not isinstance(value, str):
+            raise DlforgeError(f"model_card.{key} in {where} is {value!r}, not text. Fix: "
+                               "write it as a string (Markdown), or null for none")
+    return {key: value for key, value in section.items() if value and value.strip()}

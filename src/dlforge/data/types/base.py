@@ -63,6 +63,9 @@ class DatasetType(ABC):
     # (read from the store, never copied into a snapshot), if the input is a blob. Its
     # example key is that digest: a snapshot derives the example id from it.
     input_digest_column: ClassVar[str | None] = None
+    # The Hugging Face task id of a classifier of this data ("text-classification"), for
+    # the task of a model card's model-index; None: none fits.
+    hub_task: ClassVar[str | None] = None
 
     @abstractmethod
     def stage(self, source: Path, staging: Path) -> Staged:

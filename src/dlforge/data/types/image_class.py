@@ -57,6 +57,7 @@ FIXES = {"labels": "give each image exactly one class label, without ';', '/' or
 class ImageClass(DatasetType):
     name = "image_class"
     input_column = "image"
+    hub_task = "image-classification"
     description = "a folder per class, or a CSV manifest path,label"
     content_columns = ("image", "labels")
     blob_column = "image"

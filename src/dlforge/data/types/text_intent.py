@@ -49,6 +49,7 @@ FIXES = {
 class TextIntent(DatasetType):
     name = "text_intent"
     input_column = "utterance"
+    hub_task = "text-classification"
     description = "CSV, no header: utterance,labels (labels ';'-separated, multi-label allowed)"
     content_columns = COLUMNS
     chunk_size = 4 << 20  # bytes of CSV parsed at a time
