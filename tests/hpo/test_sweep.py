@@ -14,6 +14,7 @@ from dlforge.stages.config import apply_best
 from dlforge.stages.sweep import sweep
 from dlforge.stages.train import train
 from tests.hpo.conftest import load_study, runs, summary
+from tests.hpo.test_budget import check_sweep_cost
 
 LR = {"optimizer.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True},
       "model.net.hidden_dim": {"type": "categorical", "choices": [8, 16]}}
@@ -47,6 +48,7 @@ def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
     by_trial = {int(r.data.tags["dlforge.trial"]): r for r in children}
     assert by_trial[best.number].data.params["optimizer.lr"] == str(best.params["optimizer.lr"])
     assert by_trial[best.number].data.metrics["trial/value"] == pytest.approx(best.value)
+    check_sweep_cost(written, parent, by_trial)
 
     # Run again: the study is full, nothing is trained. A larger budget continues it.
     again = sweep(sweep_cfg(space=LR))

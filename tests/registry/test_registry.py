@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from dlforge.cli import main
 from dlforge.core.errors import DlforgeError
 from dlforge.core.tracking import connect
 from dlforge.models.package import load_package
@@ -142,7 +143,7 @@ def test_a_tampered_registered_model_is_refused(project):
         mlflow.pyfunc.load_model(f"models:/{project.model_name}/1")
 
 
-def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(project):
+def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(project, capsys):
     project.release()
     result = subprocess.run(
         [sys.executable, "-m", "dlforge", "lineage", f"models:/{project.model_name}@champion",
@@ -165,6 +166,16 @@ def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(project):
     raw = project.root / "sources" / "toy.csv"
     assert source["digest"] == hashlib.sha256(raw.read_bytes()).hexdigest()
     assert Path(source["path"]).resolve() == raw.resolve()
+
+    # What the training run cost, as its metrics.json has it, also in the text tree.
+    cost = json.loads((project.root / "outputs/intent/train/metrics.json").read_text())["cost"]
+    assert chain["run"]["cost"] == pytest.approx(cost) and cost["cpu_seconds"] > 0
+    capsys.readouterr()
+    assert main(["lineage", f"models:/{project.model_name}@champion",
+                 "--tracking-uri", project.tracking_uri]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"cost: CPU {cost['cpu_seconds']:.1f} s, wall {cost['wall_seconds']:.1f} s, " \
+        f"peak RSS {cost['peak_rss_bytes'] / 2**20:.1f} MiB" in text
 
 
 def test_lineage_of_an_unknown_model_names_the_fix(project):

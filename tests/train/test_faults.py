@@ -16,6 +16,7 @@ import pytest
 from dlforge.core.tracking import setup_tracking_uri
 from tests.conftest import ROOT
 from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+from tests.train.test_cost import check_run_cost
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,11 @@ def test_ddp_with_two_processes_gives_one_run_and_identical_ranks(tmp_path, mlfl
     assert ranks[0]["metrics"]["val/acc"] == ranks[1]["metrics"]["val/acc"]  # synchronised
     frozen = (tmp_path / "outputs/intent/train/config.yaml").read_text()
     assert f"run_id: {run.info.run_id}" in frozen
+    # The launcher, which only waits, measured the ranks it started: two processes that
+    # import torch and Lightning and train take well over a CPU second.
+    cost = json.loads((tmp_path / "outputs/intent/train/metrics.json").read_text())["cost"]
+    check_run_cost(cost, run.data.metrics)
+    assert cost["cpu_seconds"] > 1.0
 
 
 def test_cfg_job_prints_the_resolved_config_and_runs_nothing(tmp_path):

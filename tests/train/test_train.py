@@ -15,6 +15,7 @@ from dlforge.models.package import load_package
 from dlforge.stages.train import train
 from dlforge.train.runs import list_runs, show_run
 from tests.train.conftest import make_snapshot, toy_rows, write_images
+from tests.train.test_cost import check_run_cost
 
 
 def runs_of(cfg):
@@ -48,6 +49,7 @@ def test_train_writes_metrics_package_plots_and_one_finished_run(train_cfg, tmp_
             "dlforge.version"} <= set(tags)
     assert run.data.params["model.net.embed_dim"] == "16"
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    check_run_cost(metrics["cost"], run.data.metrics)
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val/acc")
     assert sorted(m.step for m in history) == [0, 1, 2]
     assert run.inputs.dataset_inputs[0].dataset.name.startswith("toy@")
@@ -70,7 +72,7 @@ def test_same_config_snapshot_and_seed_give_identical_weights(train_cfg, tmp_pat
     second = train(train_cfg())
     again = (tmp_path / "outputs/intent/train/model/weights.safetensors").read_bytes()
     assert weights == again
-    timing = {"train_seconds", "samples_per_second"}
+    timing = {"train_seconds", "samples_per_second", "cost"}
     assert {k: v for k, v in first.items() if k not in timing} == {
         k: v for k, v in second.items() if k not in timing}
     other_seed = train(train_cfg("seed=7"))

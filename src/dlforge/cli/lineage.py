@@ -3,8 +3,8 @@
     dlforge lineage models:/intent@champion
     dlforge lineage models:/intent/3 --json
 
-Model version -> training run (params, metrics, code version, config hash)
--> snapshot version -> commits (ids, messages, tags, timestamps) -> raw
+Model version -> training run (params, metrics, cost, code version, config
+hash) -> snapshot version -> commits (ids, messages, tags, timestamps) -> raw
 sources (paths, content hashes). Everything is read from the MLflow tracking
 store (the snapshot manifest is logged with the model), so the chain is
 reachable from any machine that can reach the store, e.g. from the model
@@ -53,6 +53,8 @@ def _print_tree(chain: dict) -> None:
                                     if k in run["params"]))
     node.add("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in run["metrics"].items()
                                      if k.startswith(("test/", "eval/"))))
+    if run["cost"]:
+        node.add("cost: " + _cost_text(run["cost"]))
     snapshot = node.add(f"[bold]snapshot[/] {snap['dataset']}@{snap['version']} "
                         f"{snap.get('counts', {})}")
     for commit, source in zip(chain["commits"], chain["sources"], strict=True):
@@ -60,3 +62,16 @@ def _print_tree(chain: dict) -> None:
                               f"{commit['message']!r} {commit['tags']}")
         branch.add(f"[bold]source[/] {source['path']} sha256:{source['digest'][:16]}")
     Console(width=160).print(tree)
+
+
+# The cost figures shown in the tree (all are in --json): name -> (label, unit, scale)
+COST_SHOWN = {"cpu_seconds": ("CPU", "s", 1), "wall_seconds": ("wall", "s", 1),
+              "peak_rss_bytes": ("peak RSS", "MiB", 2**20), "gpu_seconds": ("GPU", "s", 1),
+              "gpu_peak_memory_bytes": ("GPU peak memory", "MiB", 2**20),
+              "energy_joules": ("energy", "J", 1)}
+
+
+def _cost_text(cost: dict) -> str:
+    """``CPU 41.2 s, wall 18.7 s, peak RSS 612 MiB``: the figures the run has."""
+    return ", ".join(f"{label} {cost[name] / scale:.1f} {unit}"
+                     for name, (label, unit, scale) in COST_SHOWN.items() if name in cost)

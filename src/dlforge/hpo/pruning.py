@@ -3,7 +3,9 @@
 It is part of the trial's frozen config (``callbacks.pruning``), so every rank
 of a distributed trial builds it. Only global rank 0 talks to the study; its
 decision is broadcast, and every rank stops at the same epoch (a rank that
-raised alone would leave the others waiting in a collective).
+raised alone would leave the others waiting in a collective). Rank 0 also
+records what the trial has cost so far (its own processes and GPU, from the
+start of fitting), so a study's ``hpo.budget`` counts running trials.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ class OptunaPruning(L.Callback):
         self.monitor, self.pruner = monitor, pruner
         self.pruned_epoch: int | None = None
         self._trial = None
+        self._meter = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            from dlforge.train.cost import CostMeter
+
+            self._meter = CostMeter(reset_peak=False)  # the run's own meter reset it
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -41,6 +50,7 @@ class OptunaPruning(L.Callback):
         if trainer.is_global_zero:
             trial = self.trial()
             trial.report(float(value), step=trainer.current_epoch)
+            self._record_cost(trial, trainer)
             prune = trial.should_prune()
         if trainer.strategy.broadcast(prune, src=0):
             self.pruned_epoch = trainer.current_epoch
@@ -49,6 +59,13 @@ class OptunaPruning(L.Callback):
                 from dlforge.hpo.study import PRUNED_AT
 
                 self.trial().set_user_attr(PRUNED_AT, trainer.current_epoch)
+
+    def _record_cost(self, trial, trainer: L.Trainer) -> None:
+        from dlforge.hpo.study import COST
+        from dlforge.train.cost import device_usage
+
+        if self._meter is not None:
+            trial.set_user_attr(COST, self._meter.read([device_usage(trainer)]))
 
     def trial(self):
         """The running trial, re-attached from storage (this may be another process)."""

@@ -2,7 +2,8 @@
 
 Files under ``paths.sweep_dir``:
     best.yaml          the best trial's parameters as Hydra overrides
-    summary.json       the study: counts by state, best trial, every trial, importances
+    summary.json       the study: counts by state, best trial, every trial, importances,
+                       what its trials cost (in all and each) and why it stopped
     history.png        optimisation history (each trial's value, best so far)
     importances.png    parameter importances (fANOVA)
 """
@@ -22,6 +23,7 @@ from dlforge.core.layout import SweepFiles
 from dlforge.hpo import study as s
 from dlforge.hpo.best import write_best
 from dlforge.hpo.space import Param
+from dlforge.train.cost import METRIC_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def close_parent(run_id: str, status: str, summary: dict | None = None,
         client.log_metric(run_id, f"best/{summary['metric']}", summary["best"]["value"])
         for state, count in summary["counts"].items():
             client.log_metric(run_id, f"trials/{state.lower()}", count)
+        for name, value in summary["cost"].items():
+            client.log_metric(run_id, f"{METRIC_PREFIX}{name}", value)
         files = SweepFiles(folder)
         for path in (files.best, files.summary, files.history, files.importances):
             client.log_artifact(run_id, str(path))
@@ -100,6 +104,10 @@ def write_report(study, settings: s.SweepSettings, params: list[Param], out: Pat
                f"{settings.metric}={best['value']:.4f} ({settings.direction})")
     log.info("best trial %d: %s=%.4f %s", best["number"], settings.metric, best["value"],
              " ".join(overrides))
+    if summary["stopped"] == "budget":
+        log.info("study %s stopped with its budget spent: %s", summary["study"],
+                 ", ".join(f"{k} {v['spent']:g} of {v['budget']:g} <hpo.budget.{k}>"
+                           for k, v in summary["budget"].items()))
     return summary
 
 
@@ -109,10 +117,15 @@ def summarize(study, settings: s.SweepSettings, n_trials: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
+    cost = s.spent(study)
     return {
         "study": study.study_name, "storage": s.redact(settings.storage),
         "metric": settings.metric, "direction": settings.direction, "n_trials": n_trials,
+        "stopped": _stopped(study, settings, n_trials, cost),
         "counts": dict(Counter(t.state.name for t in trials)),
+        "cost": cost,
+        "budget": {name: {"budget": limit, "spent": cost.get(name, 0.0)}
+                   for name, limit in settings.cost_budget.limits.items()},
         "epochs": sum(int(t.user_attrs.get(s.EPOCHS, 0)) for t in trials),
         "best": None if best is None else {
             "number": best.number, "value": best.value, "params": best.params,
@@ -120,6 +133,14 @@ def summarize(study, settings: s.SweepSettings, n_trials: int) -> dict:
         "importances": _importances(study) if len(complete) >= 2 else {},
         "trials": [_trial_row(t) for t in trials],
     }
+
+
+def _stopped(study, settings: s.SweepSettings, n_trials: int, cost: dict) -> str:
+    """Why the study starts no more trials: ``budget`` (``hpo.budget`` is spent),
+    ``n_trials``, or ``timeout``."""
+    if settings.cost_budget.reached(cost):
+        return "budget"
+    return "n_trials" if s.budget_used(study) >= n_trials else "timeout"
 
 
 def _trial_row(trial) -> dict:
@@ -130,7 +151,7 @@ def _trial_row(trial) -> dict:
            "seconds": seconds, "run_id": trial.user_attrs.get(s.RUN_ID),
            "intermediate": {str(k): v for k, v in sorted(trial.intermediate_values.items())}}
     for key, name in ((s.ERROR, "error"), (s.PRUNED_AT, "pruned_epoch"),
-                      (s.INTERRUPTED, "interrupted"), (s.WORKER, "worker")):
+                      (s.INTERRUPTED, "interrupted"), (s.WORKER, "worker"), (s.COST, "cost")):
         if key in trial.user_attrs:
             row[name] = trial.user_attrs[key]
     return row

@@ -1,4 +1,4 @@
-"""The Optuna study behind a sweep: settings, storage, sampler, pruner, budget.
+"""The Optuna study behind a sweep: settings, storage, sampler, pruner, budgets.
 
 A study lives in shared storage, so any number of worker processes (on one
 machine with the journal file, on several with an RDB URL) cooperate on it:
@@ -8,6 +8,10 @@ storage a running trial beats (``hpo.heartbeat_interval``); one silent for
 parameters are queued again (:class:`RetryStale`). The study name carries a
 hash of the search space and the training config, so a changed config starts a
 fresh study and a re-run continues the same one.
+
+Two budgets stop a study from starting trials: ``hpo.n_trials`` (finished or
+running trials) and ``hpo.budget`` (their cost, recorded on each trial where
+every worker reads it). Trials already running finish either way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import hashlib
 import json
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import DictConfig
@@ -42,6 +46,42 @@ INTERRUPTED, PRUNED_AT = "dlforge.interrupted", "dlforge.pruned_epoch"
 RETRY_OF = "dlforge.retry_of"  # the number of the lost trial whose parameters it retries
 MAX_RETRIES = 3  # a trial that keeps killing its worker is not retried for ever
 PARENT_RUN = "dlforge.mlflow_parent"  # a study attribute: the sweep's MLflow run
+# What a trial cost (dlforge.train.cost); while it runs, as of its last epoch.
+COST = "dlforge.cost"
+HPO_SOURCE = "the hpo config (conf/hpo/, the experiment)"
+
+
+@dataclass(frozen=True)
+class Budget(Settings):
+    """``hpo.budget``: what the study's trials may cost in all (null: no limit).
+
+    Built with :meth:`Budget.read`, which also refuses a key that is no budget.
+    """
+
+    SOURCE = HPO_SOURCE
+
+    cpu_seconds: float | None = field(default=None, metadata=above(0))
+    gpu_seconds: float | None = field(default=None, metadata=above(0))
+
+    @classmethod
+    def read(cls, node: Any, prefix: str = "hpo.budget") -> Budget:
+        names = [f.name for f in fields(cls)]
+        for key in node or {}:
+            if key not in names:
+                raise DlforgeError(f"{prefix}.{key} in {cls.SOURCE}: not a cost a budget "
+                                   f"limits. Fix: limit {' or '.join(names)} (null: no "
+                                   "limit)")
+        return cls.from_config(node or {}, prefix)
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """The limits that are set."""
+        return {k: v for k, v in self.as_dict().items() if v is not None}
+
+    def reached(self, spent: dict) -> dict[str, tuple[float, float]]:
+        """``{name: (spent, limit)}`` for each limit ``spent`` has reached."""
+        return {k: (spent.get(k, 0.0), v) for k, v in self.limits.items()
+                if spent.get(k, 0.0) >= v}
 
 
 @dataclass(frozen=True)
@@ -52,7 +92,7 @@ class SweepSettings(Settings):
     the ``hpo.*`` key and the fix.
     """
 
-    SOURCE = "the hpo config (conf/hpo/, the experiment)"
+    SOURCE = HPO_SOURCE
 
     study_name: str
     storage: str
@@ -64,8 +104,10 @@ class SweepSettings(Settings):
     threads_per_worker: int | None = field(default=None, metadata=at_least(1))
     heartbeat_interval: int | None = field(default=60, metadata=at_least(1))
     grace_period: int | None = field(default=120, metadata=at_least(1))
+    budget: dict | None = None  # hpo.budget, checked as a Budget
 
     def check(self, prefix: str) -> None:
+        Budget.read(self.budget, f"{prefix}.budget")
         if not self.metric.startswith("val/"):
             raise self.invalid(prefix, "metric", "trials are judged and pruned on a "
                                "validation metric", "use val/acc, val/f1 or val/loss")
@@ -75,6 +117,11 @@ class SweepSettings(Settings):
                                f"between two heartbeats (hpo.heartbeat_interval="
                                f"{self.heartbeat_interval})", "set it to at least twice "
                                "hpo.heartbeat_interval")
+
+    @property
+    def cost_budget(self) -> Budget:
+        """``hpo.budget``."""
+        return Budget.read(self.budget)
 
     @property
     def heartbeats(self) -> bool:
@@ -161,6 +208,23 @@ def budget_used(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False)
                if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
                or (t.state == TrialState.FAIL and not lost(t)))
+
+
+def spent(study) -> dict:
+    """What the study's trials cost in all, as recorded (a running trial's as of its
+    last epoch; a trial lost with its worker's as far as it got)."""
+    from dlforge.train.cost import add_up
+
+    return add_up(t.user_attrs[COST] for t in study.get_trials(deepcopy=False)
+                  if COST in t.user_attrs)
+
+
+def budget_reached(study, settings: SweepSettings) -> dict[str, tuple[float, float]]:
+    """``{name: (spent, limit)}`` for each ``hpo.budget`` limit the study has reached;
+    empty while it may start trials. Call it holding :func:`claim_lock`, with the
+    count of ``n_trials``: then workers overshoot by at most the trials running."""
+    budget = settings.cost_budget
+    return budget.reached(spent(study)) if budget.limits else {}
 
 
 def lost(trial) -> bool:

@@ -80,7 +80,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     finally:
         close_storages()
     close_parent(parent, "FINISHED", summary, Path(cfg.paths.sweep_dir))
-    return {k: summary[k] for k in ("study", "storage", "counts", "best")}
+    return {k: summary[k] for k in ("study", "storage", "counts", "best", "stopped", "cost")}
 
 
 def _trial_base(cfg: DictConfig, snapshot: Snapshot) -> dict:

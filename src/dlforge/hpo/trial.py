@@ -2,7 +2,9 @@
 
 A trial trains exactly like ``dlforge train`` (``run_training``) with the
 sampled values set in the config, its own folder as ``paths.train_dir``, the
-pruning callback added and its MLflow run nested under the sweep's run.
+pruning callback added and its MLflow run nested under the sweep's run. What
+it cost is recorded on the trial (``dlforge.cost``): by the pruning callback at
+each epoch while it runs, then in full when it ends.
 """
 
 from __future__ import annotations
@@ -55,15 +57,12 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
     """
     from optuna.trial import TrialState
 
-    from dlforge.data.snapshot import Snapshot
-    from dlforge.train.fit import run_training
-
     cfg, values = trial_config(frozen, trial, params)
     files = ExperimentLayout.from_paths(cfg.paths).train
     trial.set_user_attr(s.DIR, str(files.dir))
     log.info("trial %d: %s", trial.number, " ".join(p.override(values[p.key]) for p in params))
     try:
-        run_training(cfg, Snapshot.open(frozen["sweep"]["snapshot_path"]))
+        _train(trial, cfg, frozen["sweep"]["snapshot_path"])
     except KeyboardInterrupt:
         trial.set_user_attr(s.INTERRUPTED, True)
         study.tell(trial, state=TrialState.FAIL)
@@ -92,6 +91,20 @@ def run_trial(study, trial, frozen: dict, params: list[Param]):
 
         mlflow.MlflowClient().log_metric(run_id, "trial/value", value)
     return state
+
+
+def _train(trial, cfg: DictConfig, snapshot_path: str) -> None:
+    """Train like ``dlforge train``; record the run's cost on the trial however it
+    ends, where every worker reads it (``hpo.budget``, the summary)."""
+    from dlforge.data.snapshot import Snapshot
+    from dlforge.train.fit import run_training
+
+    cost: dict = {}
+    try:
+        run_training(cfg, Snapshot.open(snapshot_path, store=cfg.paths.store_dir), cost)
+    finally:
+        if cost:
+            trial.set_user_attr(s.COST, cost)
 
 
 def _finish(study, trial, files: TrainFiles, state, value: float | None = None):

@@ -41,7 +41,8 @@ WAIT_POLL = 5  # seconds between looks at a full study's running trials
 
 
 def run_worker(frozen: dict, worker: int) -> int:
-    """Run trials until the study has ``n_trials`` or the deadline passed; return how many.
+    """Run trials until the study has ``n_trials``, its cost reached ``hpo.budget`` or the
+    deadline passed; return how many.
 
     With heartbeats (RDB storage) a worker leaves a full study only when no trial
     is running any more: a running one may belong to a worker that died, and is
@@ -62,6 +63,9 @@ def run_worker(frozen: dict, worker: int) -> int:
             if sweep["deadline"] is not None and time.time() > sweep["deadline"]:
                 log.info("no new trial: past hpo.timeout <hpo.timeout=%s>", settings.timeout)
                 break
+            if reached := s.budget_reached(study, settings):
+                _log_budget_spent(reached)
+                break
             trial = None
             if s.budget_used(study) < sweep["n_trials"]:
                 trial = _claim(study, settings, worker)
@@ -80,6 +84,13 @@ def run_worker(frozen: dict, worker: int) -> int:
             run_trial(study, trial, frozen, params)
         done += 1
     return done
+
+
+def _log_budget_spent(reached: dict[str, tuple[float, float]]) -> None:
+    spent = ", ".join(f"{name} {used:g} of {limit:g}" for name, (used, limit) in reached.items())
+    keys = " ".join(f"hpo.budget.{name}={limit:g}" for name, (_, limit) in reached.items())
+    log.info("no new trial: the study's budget is spent (%s); running trials finish <%s>",
+             spent, keys)
 
 
 def _open(frozen: dict, worker: int, settings: s.SweepSettings, params: list[Param]):

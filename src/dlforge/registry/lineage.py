@@ -1,4 +1,4 @@
-"""A model version's lineage: training run -> snapshot -> commits -> raw sources.
+"""A model version's lineage: training run (and its cost) -> snapshot -> commits -> raw sources.
 
 Read from the MLflow tracking store alone (the snapshot manifest is logged
 with the model), so any machine that reaches the store can follow it; the
@@ -13,6 +13,9 @@ import re
 from dlforge.core.errors import DlforgeError, NotFound
 
 URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
+# The training run's cost metrics (dlforge.train.cost.METRIC_PREFIX; serving reads
+# lineage, and never imports the training package).
+COST_PREFIX = "cost."
 RUN_PARAMS = ("model.net._target_", "optimizer._target_", "optimizer.lr", "trainer.max_epochs",
               "datamodule.batch_size", "seed")
 
@@ -63,11 +66,25 @@ def lineage(client, uri: str) -> dict:
                 "dlforge_version": tags.get("dlforge.version"),
                 "started": run.info.start_time, "ended": run.info.end_time,
                 "params": dict(sorted(run.data.params.items())),
-                "metrics": dict(sorted(run.data.metrics.items()))},
+                "metrics": dict(sorted(run.data.metrics.items())),
+                "cost": _cost(run.data.metrics)},
         "snapshot": {k: manifest.get(k) for k in ("dataset", "version", "type", "created_at",
-                                                  "counts", "split", "labels")
-                     if k in manifest} | {"label_count": len(manifest.get("labels", []))},
+                                                  "counts", "split", "labels", "multi_label")
+                     if k in manifest} | {"label_count": len(manifest.get("labels", [])),
+                                          "label_counts": _label_counts(manifest)},
         "commits": [{k: c.get(k) for k in ("id", "message", "tags", "created_at", "rows",
                                            "digest")} for c in manifest["commits"]],
         "sources": [{"commit": c["id"], **c["source"]} for c in manifest["commits"]],
     }
+
+
+def _label_counts(manifest: dict) -> dict[str, dict[str, int]]:
+    """Examples per label in each split (``{"train": {"weather": 115, ...}, ...}``)."""
+    return {split: stats.get("label_counts", {})
+            for split, stats in manifest.get("stats", {}).items()}
+
+
+def _cost(metrics: dict) -> dict[str, float]:
+    """What the training run cost (its ``cost.*`` metrics, :mod:`dlforge.train.cost`)."""
+    return {k.removeprefix(COST_PREFIX): v for k, v in sorted(metrics.items())
+            if k.startswith(COST_PREFIX)}

@@ -14,6 +14,7 @@ history.csv, curves.png, model/ (the package), checkpoints/, run.json.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -26,18 +27,22 @@ from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import finish_run, setup_mlflow, setup_tracking_uri
 from dlforge.data.snapshot import Snapshot
 from dlforge.train import tracking
+from dlforge.train.cost import CostMeter, device_usage, reset_device_peak
 
 log = logging.getLogger(__name__)
 
 
-def run_training(cfg: DictConfig, snapshot: Snapshot) -> dict:
-    """Train one model from a composed config on ``snapshot``. Returns its metrics.
+def run_training(cfg: DictConfig, snapshot: Snapshot, cost: dict | None = None) -> dict:
+    """Train one model from a composed config on ``snapshot``. Returns its metrics,
+    with what the run cost under ``cost`` (:mod:`dlforge.train.cost`).
 
-    With ``launch=false`` nothing is trained: the config is frozen, the MLflow
-    run opened, and the worker command to start on every node is returned.
+    ``cost``, when given, receives the run's cost, also when training fails. With
+    ``launch=false`` nothing is trained: the config is frozen, the MLflow run
+    opened, and the worker command to start on every node is returned.
     """
     from dlforge.train.augment import check_augment
     from dlforge.train.launch import check_launch, launch, worker_command, world_size
+    from dlforge.train.outputs import record_cost
 
     check_targets(cfg, snapshot)
     check_launch(cfg.trainer, cfg.launch)
@@ -46,13 +51,38 @@ def run_training(cfg: DictConfig, snapshot: Snapshot) -> dict:
     if not cfg.launch:
         return {"run_id": frozen["run_id"], "config": str(frozen_path),
                 "worker": " ".join(worker_command(frozen_path))}
+    cost = {} if cost is None else cost
+    meter, report = CostMeter(), {}
     try:
-        if world_size(cfg.trainer) > 1:
-            return launch(frozen_path, cfg.trainer)
-        return fit(frozen)
+        metrics = (launch(frozen_path, cfg.trainer) if world_size(cfg.trainer) > 1
+                   else fit(frozen, report))
     except BaseException as err:
+        cost.update(meter.read())
+        _log_failed_cost(frozen, cost)
         tracking.end_run(frozen, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
         raise
+    cost.update(meter.read(_device_usage(frozen, report)))
+    record_cost(frozen, cost)
+    return {**metrics, "cost": dict(cost)}
+
+
+def _device_usage(frozen: dict, report: dict) -> list[dict]:
+    """The GPUs the ranks trained on: this process's report, or the ranks' files."""
+    if report:
+        return [report["usage"]]
+    files = ExperimentLayout.from_paths(frozen["paths"]).train
+    return [json.loads(p.read_text()).get("usage", {}) for p in files.rank_reports()]
+
+
+def _log_failed_cost(frozen: dict, cost: dict) -> None:
+    """Log a failed run's cost (what was measured: no GPU figures, the ranks did not
+    report); a failure to log it never hides the training's own error."""
+    from dlforge.train.outputs import log_cost
+
+    try:
+        log_cost(frozen["run_id"], cost)
+    except Exception as err:  # noqa: BLE001
+        log.warning("the cost of run %s is not recorded: %s", frozen["run_id"], err)
 
 
 def _prepare(cfg: DictConfig, snapshot: Snapshot) -> tuple[dict, Path]:
@@ -87,8 +117,9 @@ def _prepare(cfg: DictConfig, snapshot: Snapshot) -> tuple[dict, Path]:
 def fit(frozen: dict, report: dict | None = None) -> dict:
     """Fit and test on this process (one rank); rank 0 writes outputs and artifacts.
 
-    ``report``, when given, receives this rank's number, final metrics and a
-    digest of its weights (data-parallel ranks must end identical).
+    ``report``, when given, receives this rank's number, final metrics, its GPU
+    (:func:`dlforge.train.cost.device_usage`) and, with several ranks, a digest of
+    its weights (data-parallel ranks must end identical).
     """
     import lightning as L
     from hydra.utils import instantiate
@@ -103,7 +134,8 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     if rank_zero_only.rank == 0:  # from the launcher's environment; other ranks never use MLflow
         setup_tracking_uri(cfg.tracking)
-    data = SnapshotDataModule(Snapshot.open(cfg.snapshot_path), instantiate(cfg.model.encoder),
+    data = SnapshotDataModule(Snapshot.open(cfg.snapshot_path, store=cfg.paths.store_dir),
+                              instantiate(cfg.model.encoder),
                               seed=cfg.seed, **cfg.datamodule)
     data.setup()
     net = instantiate(cfg.model.net, num_classes=data.num_classes, **data.encoder.model_inputs)
@@ -117,6 +149,7 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
         trainer_args["strategy"] = instantiate(cfg.trainer.strategy)
     trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=False,
                         default_root_dir=cfg.paths.train_dir)
+    reset_device_peak(trainer)
     started = time.perf_counter()
     trainer.fit(module, data, ckpt_path=cfg.resume_from)
     seconds = time.perf_counter() - started
@@ -126,8 +159,10 @@ def fit(frozen: dict, report: dict | None = None) -> dict:
     test = trainer.test(module, data, ckpt_path=best, verbose=False)[0]
     weights = network_weights(trainer)  # on every rank: gathering FSDP shards is collective
     if report is not None:
-        report.update(rank=trainer.global_rank, weights_sha256=weights_digest(weights),
-                      metrics={**epochs[-1], **test})
+        report.update(rank=trainer.global_rank, metrics={**epochs[-1], **test},
+                      usage=device_usage(trainer))
+        if trainer.world_size > 1:
+            report["weights_sha256"] = weights_digest(weights)
     if not trainer.is_global_zero:
         return {}
     from dlforge.train.outputs import write_outputs
@@ -246,7 +281,7 @@ def _build_net(node: DictConfig, built: type, given: dict):
     try:
         inspect.signature(built).bind(**{**keys, **given})
     except TypeError as err:
-        raise DlforgeError(_argument_problem(target, err, given, arguments)) from None
+        raise DlforgeError(_argument_problem(target, err, given, arguments, built)) from None
     except ValueError:  # no signature to check: the call below tells
         pass
     try:
@@ -259,22 +294,30 @@ def _build_net(node: DictConfig, built: type, given: dict):
                            f"({CONTRACT})") from None
 
 
-def _argument_problem(target: str, err: TypeError, given: dict, arguments: str) -> str:
-    """The message for arguments the constructor's signature does not take, naming the key."""
+def _argument_problem(target: str, err: TypeError, given: dict, arguments: str,
+                      built: type) -> str:
+    """The message for arguments the constructor's signature does not take, naming the key
+    (and, for a key it does not take, the nearest one it does)."""
+    import difflib
+    import inspect
     import re
 
     message = str(err)
     name = re.search(r"'(\w+)'", message)
     key = f"model.net.{name[1]}" if name else "model.net"
+    hint = ""
     if name and name[1] in given:
         fix = (f"accept {name[1]} in {target}.__init__: every model is given num_classes "
                f"and the encoder's inputs (here {', '.join(given)})")
     elif "unexpected" in message:
         fix = f"remove {key} or add {name[1] if name else 'it'} to {target}.__init__"
+        taken = [p for p in inspect.signature(built).parameters if p not in given]
+        near = difflib.get_close_matches(name[1], taken, n=1) if name else []
+        hint = f" Did you mean model.net.{near[0]}?" if near else ""
     else:
         fix = f"set {key} (e.g. `{key}=...` on the command line or in conf/model/)"
-    return (f"{key}: {target} rejects its arguments ({message}); it was given {arguments}. "
-            f"Fix: {fix}")
+    return (f"{key}: {target} rejects its arguments ({message}); it was given {arguments}."
+            f"{hint} Fix: {fix}")
 
 
 def _shape(value) -> str:

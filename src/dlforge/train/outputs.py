@@ -1,10 +1,13 @@
-"""What rank 0 writes after training: package, metrics, history, plots, artifacts."""
+"""What rank 0 writes after training: package, metrics, history, plots, artifacts;
+and what the process that started the training adds: the run's cost."""
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -13,6 +16,7 @@ from dlforge import __version__
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout, TrainFiles
 from dlforge.models.package import save_package
+from dlforge.train.cost import METRIC_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +112,24 @@ def _log_artifacts(run_id: str, files: TrainFiles, metrics: dict) -> None:
     for path in (files.curves, files.history, files.metrics, files.frozen_config):
         client.log_artifact(run_id, str(path))
     client.log_artifacts(run_id, str(files.model), "model")
+
+
+def record_cost(frozen: dict, cost: dict) -> None:
+    """Add the run's cost (:mod:`dlforge.train.cost`) to its ``metrics.json`` under
+    ``cost``, and log it to the run as ``cost.*`` metrics, with the file."""
+    import mlflow
+
+    files = ExperimentLayout.from_paths(frozen["paths"]).train
+    metrics = json.loads(files.metrics.read_text())
+    write_json_atomic(files.metrics, {**metrics, "cost": cost})
+    log_cost(frozen["run_id"], cost)
+    mlflow.MlflowClient().log_artifact(frozen["run_id"], str(files.metrics))
+
+
+def log_cost(run_id: str, cost: dict) -> None:
+    """Log ``cost`` to the run as ``cost.<name>`` metrics (a finished run takes them too)."""
+    import mlflow
+
+    mlflow.MlflowClient().log_batch(run_id, metrics=[
+        mlflow.entities.Metric(METRIC_PREFIX + name, value, int(time.time() * 1000), 0)
+        for name, value in cost.items()])
