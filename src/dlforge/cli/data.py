@@ -1,7 +1,7 @@
 """``dlforge data ...``: the dataset manager's commands.
 
     dlforge data create NAME --type TYPE --source PATH [--tag k=v]... [-m MSG]
-    dlforge data commit NAME --source PATH [--tag k=v]... [-m MSG]
+    dlforge data commit NAME --source PATH [--mode replace|append] [--tag k=v]... [-m MSG]
     dlforge data list [--json]
     dlforge data show NAME [--json]
     dlforge data snapshot NAME [--upto COMMIT] [--tag k=v]... [--json]
@@ -11,6 +11,12 @@
 The store and snapshot folders come from ``conf/paths`` (``paths.store_dir``,
 ``paths.snapshot_dir``) unless ``--store``/``--snapshots`` are given; the
 default split rule comes from ``conf/split``.
+
+A commit of a source path the dataset already has supersedes that path's earlier
+commits (``--mode replace``, the default, as for ``dataset.sources``): snapshots
+from then on hold the file's current rows, and ``--upto`` an earlier commit still
+gives the earlier snapshot. ``--mode append`` adds to them instead, for data that
+arrives in parts under one path.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--type", required=True, dest="type_name", help="dataset type")
     commit = add("commit", "append an immutable commit to a dataset")
     commit.add_argument("name")
+    commit.add_argument("--mode", choices=("replace", "append"), default="replace",
+                        help="replace (default): supersede this source path's earlier "
+                             "commits; append: add to them")
     for p in (create, commit):
         p.add_argument("--source", required=True, help="file or folder to commit")
         p.add_argument("--tag", action="append", default=[], metavar="K=V")
@@ -77,8 +86,8 @@ def main(argv: list[str]) -> int:
                               parse_tags(args.tag))
         return _emit(commit.as_dict())
     if args.command == "commit":
-        return _emit(store.commit(args.name, args.source, args.message, parse_tags(args.tag))
-                     .as_dict())
+        return _emit(store.commit(args.name, args.source, args.message, parse_tags(args.tag),
+                                  args.mode).as_dict())
     if args.command == "list":
         return _list(store, snapshots, args.json)
     if args.command == "show":
@@ -151,9 +160,10 @@ def _show(store, snapshots, name: str, as_json: bool) -> int:
              "labels": c["stats"]["num_labels"], "multi-label": c["stats"]["multi_label_rows"],
              **{f"{f} mean/p95": f"{c['stats'][f]['mean']:g}/{c['stats'][f]['p95']}"
                 for f in features},
+             "supersedes": ",".join(map(str, c["supersedes"])),
              "tags": _tags(c["tags"]), "message": c["message"]} for c in commits],
            ["id", "created_at", "rows", "labels", "multi-label",
-            *(f"{f} mean/p95" for f in features), "tags", "message"])
+            *(f"{f} mean/p95" for f in features), "supersedes", "tags", "message"])
     print("\nsnapshots:")
     _table([{"version": v["version"], "commits": ",".join(map(str, v["commits"])),
              **{s: v["counts"][s] for s in ("train", "val", "test")}, "labels": v["labels"]}

@@ -1,7 +1,9 @@
 """Training snapshots: a frozen, de-duplicated, split selection of a dataset's commits.
 
 A snapshot's version id is a content hash of the selected commits' digests (in
-commit order), the split rule and the snapshot schema version. The same
+commit order), the split rule and the snapshot schema version. A selection takes
+the commits that were current as of its last one: a commit superseded by a later
+commit of its source is left out (:mod:`dlforge.data.supersede`). The same
 selection therefore always has the same id and is built once. An example's
 split depends only on its own content and the split salt, so it stays in its
 split when later commits are added.
@@ -34,6 +36,7 @@ from dlforge.data.fetch import materialise
 from dlforge.data.reader import Snapshot
 from dlforge.data.seal import read_seal, seal_snapshot, store_mismatch
 from dlforge.data.store import Commit, Store
+from dlforge.data.supersede import current
 
 __all__ = ["Snapshot", "SnapshotRef", "SnapshotStore", "SplitRule", "select_commits",
            "snapshot_damage", "snapshot_version"]
@@ -83,7 +86,11 @@ class SnapshotRef:
 
 def select_commits(store: Store, name: str, upto: int | None = None,
                    tags: dict[str, str] | None = None) -> list[Commit]:
-    """Commits of ``name`` with id <= ``upto`` carrying all ``tags``; never empty.
+    """Commits of ``name`` current as of ``upto`` (id <= ``upto`` and superseded by none
+    of those: :mod:`dlforge.data.supersede`) carrying all ``tags``; never empty.
+
+    Supersession is read from the history up to ``upto`` before the tags filter: a tag
+    selects among what the sources held then, never an old content of a source.
 
     Raises:
         NotFound: when ``upto`` is not a commit, or nothing matches.
@@ -92,11 +99,14 @@ def select_commits(store: Store, name: str, upto: int | None = None,
     if upto is not None:
         store.commit_record(name, upto)  # an unknown id is an error, not an empty selection
         commits = [c for c in commits if c.id <= upto]
-    chosen = [c for c in commits if c.matches(tags or {})]
+    live = current(commits)
+    chosen = [c for c in live if c.matches(tags or {})]
     if not chosen:
-        have = "; ".join(f"{c.id}: {c.tags}" for c in store.commits(name))
+        ids = {c.id for c in live}
+        have = "; ".join(f"{c.id}: {c.tags}" + ("" if c.id in ids else " (superseded)")
+                         for c in commits)
         raise NotFound(f"no commit of dataset '{name}' matches upto={upto} tags={tags or {}} "
-                       f"(commits and their tags: {have}). Fix: change --upto/--tag")
+                       f"(commits up to it and their tags: {have}). Fix: change --upto/--tag")
     return chosen
 
 

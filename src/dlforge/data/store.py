@@ -13,6 +13,10 @@ A commit is validated completely in a staging folder before anything is
 published; objects are published first (re-publishing identical content writes
 nothing), then the commit record, atomically and under the dataset's lock, so
 that ids are sequential and a reader never sees a commit whose data is missing.
+
+A commit of a source in mode ``replace`` (the default) supersedes that source's
+earlier commits, ``append`` adds to them (:mod:`dlforge.data.supersede`); the
+record names what it supersedes and how many examples it added and removed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dlforge import __version__
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.io import LOCKS, file_lock, fsync_dir, publish, read_json, staging_dir, write_json
 from dlforge.core.names import NAME
+from dlforge.data.supersede import check_mode, example_delta, holding, key_digests, replaced
 from dlforge.data.types import DatasetType, Staged, get_type
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,12 @@ class Commit:
     stats: dict
     notes: list[str] = field(default_factory=list)
     dlforge_version: str = __version__
+    # Ids of the commits of the same source this one replaces: a selection that takes it
+    # leaves them out. Absent from records written before sources were replaced.
+    supersedes: list[int] = field(default_factory=list)
+    # Examples added and removed compared with what it supersedes ({"added", "removed"});
+    # None in records written before deltas were recorded.
+    delta: dict | None = None
 
     def matches(self, tags: dict[str, str]) -> bool:
         """True when the commit carries every one of ``tags``."""
@@ -179,6 +190,7 @@ class Store:
                                f"Fix: add data with `dlforge data commit {name} --source PATH`")
         with staging_dir(self.root) as stage:
             staged = dtype.stage(Path(source), stage)
+            delta = {"added": len(key_digests(dtype, _staged_tables(staged))), "removed": 0}
             new = stage / "dataset"
             (new / "commits").mkdir(parents=True)
             write_json(new / "dataset.json", {"name": name, "type": type_name,
@@ -188,7 +200,7 @@ class Store:
                 if final.exists():
                     raise DlforgeError(f"dataset '{name}' was created meanwhile by another "
                                        f"process. Fix: use `dlforge data commit {name}`")
-                commit = self._record(name, 1, staged, source, message, tags)
+                commit = self._record(name, 1, staged, source, message, tags, [], delta)
                 write_json(new / "commits" / _commit_file(1), commit.as_dict())
                 os.rename(new, final)
                 fsync_dir(self.root)
@@ -196,47 +208,63 @@ class Store:
         return commit
 
     def commit(self, name: str, source: str | Path, message: str = "",
-               tags: dict[str, str] | None = None) -> Commit:
-        """Append a commit of ``source`` to dataset ``name``; returns its record."""
-        return self._append(name, source, message, tags, reuse_source=False)[0]
+               tags: dict[str, str] | None = None, mode: str = "replace") -> Commit:
+        """Append a commit of ``source`` to dataset ``name``; returns its record.
+
+        Args:
+            mode: ``replace`` supersedes the current commits of the same source path,
+                ``append`` adds to them (:mod:`dlforge.data.supersede`).
+        """
+        return self._append(name, source, message, tags, check_mode(mode), reuse=False)[0]
 
     def ingest(self, name: str, type_name: str, source: str | Path, message: str = "",
-               tags: dict[str, str] | None = None) -> tuple[Commit, bool]:
-        """Commit ``source`` unless the very same source is already committed.
+               tags: dict[str, str] | None = None, mode: str = "replace") -> tuple[Commit, bool]:
+        """Commit ``source`` unless the dataset already holds it as it is now.
 
         Creates the dataset when it does not exist. Returns the commit holding
         the source and whether it was created now (False: it already existed).
+        A changed source supersedes its earlier commits in mode ``replace``.
         """
+        check_mode(mode)
         if not (self.path(name) / "dataset.json").is_file():
             return self.create(name, type_name, source, message, tags), True
         if self.info(name)["type"] != type_name:
             raise DlforgeError(f"dataset '{name}' has type {self.info(name)['type']}, not "
                                f"{type_name}. Fix: correct dataset.type or use another name")
-        return self._append(name, source, message, tags, reuse_source=True)
+        return self._append(name, source, message, tags, mode, reuse=True)
 
-    def _append(self, name, source, message, tags, reuse_source: bool) -> tuple[Commit, bool]:
+    def _append(self, name, source, message, tags, mode: str, reuse: bool
+                ) -> tuple[Commit, bool]:
         dtype = self.dataset_type(name)
         folder = self.path(name)
         with staging_dir(self.root) as stage:
             staged = dtype.stage(Path(source), stage)
+            new_keys = key_digests(dtype, _staged_tables(staged))
             # Objects first, outside the lock: they are content-addressed, so a
             # concurrent writer publishing the same content is harmless.
             self._publish_objects(folder, staged)
             with file_lock(self._lock(name)):
                 existing = self.commits(name)
-                if reuse_source:
-                    for commit in existing:
-                        if commit.source["digest"] == staged.source_digest:
-                            log.info("%s is already commit %d of %s", source, commit.id, name)
-                            return commit, False
+                held = holding(existing, source, staged.source_digest, mode) if reuse else None
+                if held is not None:
+                    log.info("%s is already commit %d of %s", source, held.id, name)
+                    return held, False
+                old = replaced(existing, source, mode)
+                delta = example_delta(new_keys, key_digests(dtype, self._tables(old)))
                 commit_id = max((c.id for c in existing), default=0) + 1
-                commit = self._record(name, commit_id, staged, source, message, tags)
+                commit = self._record(name, commit_id, staged, source, message, tags,
+                                      [c.id for c in old], delta)
                 record = stage / "commit.json"
                 write_json(record, commit.as_dict())
                 os.link(record, folder / "commits" / _commit_file(commit.id))  # fails if taken
                 fsync_dir(folder / "commits")
         log.info("dataset %s: commit %d, %d rows", name, commit.id, commit.rows)
         return commit, True
+
+    def _tables(self, commits: list[Commit]):
+        """The tables of ``commits`` in batches, unvalidated (they were when committed)."""
+        for commit in commits:
+            yield from self.iter_table(commit, validate=False)
 
     def _publish_objects(self, folder: Path, staged: Staged) -> None:
         objects = folder / "objects"
@@ -246,12 +274,13 @@ class Store:
         if not new:
             log.info("content already stored (object %s): no new data written", d[:12])
 
-    def _record(self, name, commit_id, staged: Staged, source, message, tags) -> Commit:
+    def _record(self, name, commit_id, staged: Staged, source, message, tags,
+                supersedes: list[int], delta: dict) -> Commit:
         return Commit(
             dataset=name, id=commit_id, message=message or "", tags=dict(tags or {}),
             created_at=_now(), digest=staged.digest, rows=staged.rows,
             source={"path": str(source), "digest": staged.source_digest},
-            stats=staged.stats, notes=staged.notes,
+            stats=staged.stats, notes=staged.notes, supersedes=supersedes, delta=delta,
         )
 
     def locked(self, name: str):
@@ -260,6 +289,15 @@ class Store:
 
     def _lock(self, name: str) -> Path:
         return self.root / LOCKS / f"{name}.lock"
+
+
+def _staged_tables(staged: Staged):
+    """A staged table in batches, before it is published."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(staged.table).iter_batches(65_536):
+        yield pa.Table.from_batches([batch])
 
 
 def _commit_file(commit_id: int) -> str:

@@ -7,44 +7,93 @@ hold no timestamps, so an unchanged result leaves the file unchanged.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from dlforge.core.errors import DlforgeError
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import SnapshotStore, SplitRule
 from dlforge.data.store import Store
+from dlforge.data.supersede import check_mode
 from dlforge.monitor.retrain import ensure_marker
 
 log = logging.getLogger(__name__)
 
+SOURCE_KEYS = ("path", "build", "message", "tags", "mode")  # of an entry of dataset.sources
+
 
 def ingest(cfg: DictConfig) -> dict:
-    """Commit each of ``dataset.sources`` once, in order (idempotent); a source with a
-    ``build`` target is built first when it is not there (``dlforge.data.sources``)."""
+    """Commit each of ``dataset.sources`` in order, when the store does not hold it as it
+    is now (idempotent); a source with a ``build`` target is built first when it is not
+    there (``dlforge.data.sources``).
+
+    A changed source supersedes its earlier commits (``mode: replace``, the default) or
+    adds to them (``mode: append``): :mod:`dlforge.data.supersede`. The summary gives,
+    per source, its commit, what that commit supersedes and the examples it added and
+    removed (null for commits recorded before deltas were).
+    """
     layout = ExperimentLayout.from_config(cfg)
     store = Store(cfg.paths.store_dir)
     name, type_name = cfg.dataset.name, cfg.dataset.type
     sources = []
-    for source in OmegaConf.to_container(cfg.dataset.sources, resolve=True):
+    for index, source in enumerate(declared_sources(cfg)):
         if source.get("build") and not Path(source["path"]).exists():
             from hydra.utils import instantiate
 
             log.info("building %s <dataset.sources.build>", source["path"])
             instantiate(source["build"], out=source["path"])
         commit, created = store.ingest(name, type_name, source["path"], source.get("message", ""),
-                                       _str_tags(source.get("tags")))
-        log.info("%s: %s commit %d of dataset %s <dataset.sources>", source["path"],
-                 "created" if created else "already", commit.id, name)
+                                       _str_tags(source.get("tags")), source["mode"])
+        _log_source(store, commit, source["path"], created, index)
+        delta = commit.delta or {}
         sources.append({"path": source["path"], "commit": commit.id, "digest": commit.digest,
-                        "rows": commit.rows})
+                        "rows": commit.rows, "supersedes": commit.supersedes,
+                        "added": delta.get("added"), "removed": delta.get("removed")})
     ensure_marker(layout.retrain_marker)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
                "commits": [c.id for c in store.commits(name)]}
     write_json_atomic(layout.ingest_summary, summary)
     return summary
+
+
+def declared_sources(cfg: DictConfig) -> list[dict]:
+    """``dataset.sources`` as plain dicts, each with a path, only known keys and a valid
+    ``mode`` (default ``replace``), checked before anything is built or committed."""
+    sources = OmegaConf.to_container(cfg.dataset.sources, resolve=True)
+    for index, source in enumerate(sources):
+        key = f"dataset.sources[{index}]"
+        if not isinstance(source, dict) or not source.get("path"):
+            raise DlforgeError(f"{key} has no path. Fix: write each source as "
+                               "`- path: ${paths.raw_dir}/FILE` (with message, tags, mode)")
+        for field in source:
+            if field not in SOURCE_KEYS:
+                near = difflib.get_close_matches(field, SOURCE_KEYS, n=1)
+                fix = f"rename it to {near[0]}" if near else "remove it"
+                raise DlforgeError(f"{key}.{field} is not a key of a dataset source (keys: "
+                                   f"{', '.join(SOURCE_KEYS)}). Fix: {fix}")
+        source["mode"] = check_mode(source.get("mode", "replace"), f"{key}.mode")
+    return sources
+
+
+def _log_source(store: Store, commit, path: str, created: bool, index: int) -> None:
+    where = f"<dataset.sources[{index}]>"
+    if not created:
+        log.info("%s: already commit %d of dataset %s %s", path, commit.id, commit.dataset,
+                 where)
+        return
+    delta = commit.delta
+    if commit.supersedes:
+        old = [store.commit_record(commit.dataset, i) for i in commit.supersedes]
+        log.info("%s: %d rows, commit %d supersedes commit %s (%d rows): +%d -%d examples %s",
+                 path, commit.rows, commit.id, ", ".join(str(c.id) for c in old),
+                 sum(c.rows for c in old), delta["added"], delta["removed"], where)
+    else:
+        log.info("%s: %d rows, commit %d of dataset %s: +%d examples %s", path, commit.rows,
+                 commit.id, commit.dataset, delta["added"], where)
 
 
 def snapshot(cfg: DictConfig) -> dict:

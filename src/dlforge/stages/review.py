@@ -4,8 +4,8 @@
     dlforge review --base HEAD~1 --format json
 
 Each side is a set of small files the stages write and git keeps (the frozen
-training config, the snapshot summary, the evaluation's metrics, per-class
-scores and (actual, predicted) rows, the register decision): the base side is
+training config, the ingest and snapshot summaries, the evaluation's metrics,
+per-class scores and (actual, predicted) rows, the register decision): the base side is
 read from the revision's git tree, the head side from the working tree. Only
 regular files are read: a symbolic link (in git or on disk, the file or a folder
 above it) is left out and named among the problems, so a change cannot make the
@@ -66,6 +66,7 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
 
     layout = layout_pattern()
     files = {"config": layout.train.frozen_config, "snapshot": layout.snapshot_summary,
+             "ingest": layout.ingest_summary,
              "metrics": layout.eval.metrics, "per_class": layout.eval.per_class,
              "rows": layout.eval.confusion_csv, "register": layout.register_record,
              "sweep": layout.sweep.summary}
@@ -82,7 +83,8 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
                 f"run the workflow and commit its results there to compare")
     try:
         report["config"] = _config_diff(before["config"], after["config"])
-        report["data"] = _data_delta(before["snapshot"], after["snapshot"])
+        report["data"] = _data_delta(before["snapshot"], after["snapshot"], before["ingest"],
+                                     after["ingest"])
         report["metrics"] = _metric_deltas(before, after)
         report["per_class"] = _regressions(before["per_class"], after["per_class"])
         report["gate"] = _gate(before["register"], after["register"])
@@ -140,7 +142,8 @@ def _redacted(value):
     return value
 
 
-def _data_delta(old: str | None, new: str | None) -> dict | None:
+def _data_delta(old: str | None, new: str | None, old_ingest: str | None = None,
+                new_ingest: str | None = None) -> dict | None:
     if old is None or new is None:
         return None
     before, after = json.loads(old), json.loads(new)
@@ -156,7 +159,20 @@ def _data_delta(old: str | None, new: str | None) -> dict | None:
     delta["labels_moved"] = {label: [old_labels.get(label, 0), new_labels.get(label, 0)]
                              for label in sorted(old_labels.keys() | new_labels.keys())
                              if old_labels.get(label, 0) != new_labels.get(label, 0)}
+    delta["sources"] = _source_deltas(old_ingest, new_ingest)
     return delta
+
+
+def _source_deltas(old: str | None, new: str | None) -> list[dict]:
+    """The sources (ingest summaries) whose commit changed: what the new commit supersedes
+    and the examples it added and removed."""
+    if new is None:
+        return []
+    before = {s["path"]: s["commit"] for s in json.loads(old)["sources"]} if old else {}
+    return [{"path": _redacted(s["path"]), "commit": s["commit"],
+             "supersedes": s.get("supersedes", []), "added": s.get("added"),
+             "removed": s.get("removed")}
+            for s in json.loads(new)["sources"] if before.get(s["path"]) != s["commit"]]
 
 
 def _metric_deltas(before: dict, after: dict) -> list[dict]:
@@ -316,6 +332,7 @@ def to_markdown(report: dict) -> str:
             lines.append(f"**Data**: snapshot {data['old_version']} → {data['new_version']}")
             if data["commits_added"]:
                 lines.append(f"- commits added: {', '.join(map(str, data['commits_added']))}")
+            lines += [_source_line(s) for s in data.get("sources", [])]
             lines += [f"- {key}: {old} → {new}" for key, (old, new) in data["counts"].items()]
             lines += [f"- label `{label}`: {old} → {new}"
                       for label, (old, new) in data["labels_moved"].items()]
@@ -330,6 +347,16 @@ def to_markdown(report: dict) -> str:
             lines += [f"**Plots**: `dvc plots diff {base['name']}` draws both sides of "
                       + ", ".join(f"`{p}`" for p in exp["plots"]), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _source_line(source: dict) -> str:
+    """``- `data/raw/x.csv`: commit 3 supersedes 1: +20 -230 examples``."""
+    line = f"- `{source['path']}`: commit {source['commit']}"
+    if source["supersedes"]:
+        line += f" supersedes {', '.join(map(str, source['supersedes']))}"
+    if source["added"] is not None:
+        line += f": +{source['added']} -{source['removed']} examples"
+    return line
 
 
 def _show(value) -> str:
