@@ -11,7 +11,7 @@ CORES  ?= 2
 TORCH_VERSION  ?= 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run test lint bench services
+.PHONY: run test lint bench services docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
+
+# The documentation site (mkdocs.yml) into site/, strictly: a warning fails it. The
+# build generates the benchmarks page from benchmarks/results/*.json itself
+# (benchmarks/render_docs.py); tests/test_docs.py runs the same build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
