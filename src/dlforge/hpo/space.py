@@ -4,10 +4,13 @@
       optimizer.lr: {type: float, low: 1e-4, high: 1e-2, log: true}
       model.net.dropout: {type: float, low: 0.0, high: 0.5, step: 0.1}
       model.net.hidden_dim: {type: categorical, choices: [128, 256]}
+      datamodule.batch_size: null          # left out of the search
 
 Every key is a dotted path into the training config; a sampled trial becomes
 Hydra overrides of those paths, so a trial trains exactly like ``dlforge train``
-with those overrides.
+with those overrides. Hydra merges the space from three places: conf/hpo/default.yaml
+(keys every model has), the model's config (the keys of its own network) and the
+experiment; a null entry, which a merge cannot delete, leaves a key out.
 """
 
 from __future__ import annotations
@@ -53,27 +56,35 @@ class Param:
 
 
 def parse_space(space: DictConfig | dict, train_cfg: DictConfig) -> list[Param]:
-    """Validate ``hpo.space`` against the training config.
+    """Validate ``hpo.space`` against the training config; null entries are left out.
 
     Raises:
         DlforgeError: naming ``hpo.space.<key>`` and what to change.
     """
     entries = OmegaConf.to_container(space, resolve=True) if isinstance(space, DictConfig) \
         else dict(space)
-    if not entries:
+    params = [_parse(key, spec, train_cfg) for key, spec in entries.items()]
+    params = [param for param in params if param is not None]
+    if not params:
         raise DlforgeError("hpo.space is empty. Fix: declare at least one parameter, e.g. "
                            "optimizer.lr: {type: float, low: 1e-4, high: 1e-2, log: true}")
-    return [_parse(key, spec, train_cfg) for key, spec in entries.items()]
+    return params
 
 
-def _parse(key: str, spec: Any, train_cfg: DictConfig) -> Param:
+def _parse(key: str, spec: Any, train_cfg: DictConfig) -> Param | None:
+    """The parameter of ``hpo.space.<key>``; None for a key left out (``null``)."""
     where = f"hpo.space.{key}"
     if not has_key(train_cfg, key):
-        raise DlforgeError(f"{where}: '{key}' is not a key of the training config. Fix: use a "
-                           "dotted path that `dlforge train experiment=... --cfg job` shows")
+        raise DlforgeError(f"{where}: '{key}' is not a key of the training config (the space "
+                           "comes from conf/hpo/, the model's config and the experiment). Fix: "
+                           "use a dotted path that `dlforge train experiment=... --cfg job` "
+                           f"shows, or leave it out: `hpo: {{space: {{{key}: null}}}}` in the "
+                           "experiment")
     if isinstance(OmegaConf.select(train_cfg, key), DictConfig):
         raise DlforgeError(f"{where}: '{key}' is a config section, not a value. Fix: search a "
                            f"value inside it (e.g. {key}.<field>)")
+    if spec is None:
+        return None
     if not isinstance(spec, dict) or "type" not in spec:
         raise DlforgeError(f"{where}: expected a mapping with 'type' (float, int or categorical)")
     kind = spec["type"]
