@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -43,14 +44,58 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
                                         ).read_text()
     assert "{{" not in (project / "README.md").read_text()
     # The stage graph trains when the project's own code changes.
-    train = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["train-my_proj"]
-    assert "src/my_proj/nets.py" in train["deps"] and "conf/model/my_proj.yaml" in train["deps"]
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    train = stages["train-my_proj"]
+    assert "src/my_proj/nets.py" in train["deps"]
+    # ...and when what it reads of conf/ changes (its config section, from conf/).
+    assert "outputs/my_proj/config/train.json" in train["deps"]
+    assert "conf" in stages["config"]["deps"]
+    assert (project / "outputs/my_proj/config/train.json").is_file()
+    assert "!/outputs/*/config/*.json" in ignored  # the sections stay in git with the results
     # Every stage composes from the project's conf/ plus the packaged base configs,
     # and the experiment trains the project's own network.
     job = yaml.safe_load(dlforge(project, "train", "experiment=my_proj", "--cfg", "job").stdout)
     assert job["model"]["net"]["_target_"] == "my_proj.nets.TextClassifier"
-    assert job["trainer"]["max_epochs"] == 10 and job["optimizer"]["lr"] == 0.003
+    assert job["dataset"]["type"] == "text_intent" and summary["type"] == "text"
+    # The starter's settings are for a first, small dataset (tests/test_init_starters.py).
+    assert job["trainer"]["max_epochs"] == 30 and job["optimizer"]["lr"] == 0.01
+    assert job["datamodule"]["batch_size"] == 16
+    assert job["callbacks"]["early_stopping"]["monitor"] == "val/loss"
     assert not list(tmp_path.glob(".my-proj.init-*")), "the staging folder is left behind"
+
+
+def test_init_type_image_writes_an_image_project(tmp_path):
+    answer = json.loads(dlforge(tmp_path, "init", "shots", "--type", "image").stdout)
+    project = Path(answer["project"])
+    assert answer["type"] == "image" and answer["experiment"] == "shots"
+    assert "put a folder of images per label at data/raw/shots/" in answer["next"][1]
+    job = yaml.safe_load(dlforge(project, "train", "experiment=shots", "--cfg", "job").stdout)
+    assert job["dataset"]["type"] == "image_class"
+    assert job["dataset"]["sources"][0]["path"] == "${paths.raw_dir}/shots"
+    assert job["model"]["net"]["_target_"] == "shots.nets.ImageClassifier"
+    encoder = job["model"]["encoder"]
+    assert encoder["_target_"] == "dlforge.models.preprocessing.ImageEncoder"
+    assert encoder["channels"] is None  # from the train images
+    assert job["trainer"]["max_epochs"] == 30 and job["datamodule"]["batch_size"] == 16
+    assert job["callbacks"]["checkpoint"]["monitor"] == "val/loss"
+    nets = (project / "src/shots/nets.py").read_text()
+    assert "class ImageClassifier" in nets and "class TextClassifier" not in nets
+    readme = (project / "README.md").read_text()
+    assert "data/raw/shots/<label>/" in readme and "ImageEncoder" in readme
+    assert "model.encoder.channels: null" in readme and "{{" not in readme
+    ingest = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["ingest-shots"]
+    assert "data/raw/shots" in ingest["deps"]
+
+
+def test_init_refuses_an_unknown_type_or_one_its_example_is_not(tmp_path):
+    with pytest.raises(DlforgeError, match="--type video: no such project type. Fix: use "
+                                           "one of text, image"):
+        init(tmp_path / "proj", kind="video")
+    with pytest.raises(DlforgeError, match="--example digits is of --type image, not text. "
+                                           "Fix: leave out --type"):
+        init(tmp_path / "proj", "digits", "text")
+    assert init(tmp_path / "proj", "digits", "image")["type"] == "image"
+    assert list(tmp_path.iterdir()) == [tmp_path / "proj"]
 
 
 def test_init_refuses_a_non_empty_or_unwritable_folder_and_writes_nothing(tmp_path):
@@ -70,6 +115,32 @@ def test_init_refuses_a_non_empty_or_unwritable_folder_and_writes_nothing(tmp_pa
     with pytest.raises(DlforgeError, match="--example faces: no such example"):
         init(tmp_path / "proj", "faces")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "full"]
+
+
+@pytest.mark.parametrize(("folder", "why"), [
+    ("json", "a module of Python's standard library"),
+    ("Numpy", "a module of the installed distribution numpy"),
+    ("hydra", "a module of the installed distribution hydra-core"),
+    ("sitecustomize", "a module name Python treats specially"),
+    ("__main__", "a module name Python treats specially"),
+    ("dlforge", "one of dlforge's own packages"),
+    ("hydra-plugins", "one of dlforge's own packages"),
+])
+def test_a_project_name_that_is_importable_already_is_refused(tmp_path, folder, why):
+    name = folder.lower().replace("-", "_")
+    with pytest.raises(DlforgeError) as refused:
+        init(tmp_path / folder)
+    message = str(refused.value)
+    assert f"the project name {name!r} is {why}: src/{name}/ would hide it" in message
+    assert f"Fix: choose another name, e.g. `dlforge init {tmp_path / name}_project`" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("folder", ["_private", "café", "x" * 101])
+def test_a_project_name_must_also_be_an_experiment_name(tmp_path, folder):
+    with pytest.raises(DlforgeError, match="gives no Python package name"):
+        init(tmp_path / folder)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_empty_folder_becomes_the_project(tmp_path):

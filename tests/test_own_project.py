@@ -98,8 +98,8 @@ def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
     experiment = project / "conf/experiment/myproj.yaml"
     experiment.write_text(experiment.read_text().replace("override /model: myproj",
                                                          "override /model: mine")
-                          .replace("max_epochs: 10", "max_epochs: 6\n  enable_progress_bar: false")
-                          + "optimizer:\n  lr: 0.02\ndatamodule:\n  batch_size: 16\n")
+                          .replace("max_epochs: 30", "max_epochs: 6\n  enable_progress_bar: false")
+                          .replace("lr: 0.01", "lr: 0.02"))  # the starter's batch size: 16
     run(project, installed, str(BIN / "dlforge"), "workflow", "dvc")
     run(project, installed, str(BIN / "snakemake"), "--profile", "workflow/profiles/local",
         "--cores", "2")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ import torch
 
 from dlforge.core.errors import DlforgeError
 from dlforge.models.batches import image_batches, text_batches
+
+log = logging.getLogger(__name__)
 
 PAD, UNK = 0, 1
 _TOKEN = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")
@@ -137,13 +140,23 @@ class ImageEncoder:
 
     The size defaults to the most common size in the train split; mean and
     standard deviation per channel are measured on the train split.
+
+    Args:
+        channels: 1 reads every image as grayscale, 3 as RGB; None (the default): from
+            the train images at fit time, 3 when any of them has colour (a grayscale
+            image read as RGB loses nothing), else 1. The fitted value is recorded
+            (``to_dict``), so serving reads images as training did.
+        size: ``(height, width)`` every image is resized to; None: the most common size
+            in the train split.
+        mean: per channel, as measured by :meth:`fit`.
+        std: per channel, as measured by :meth:`fit`.
     """
 
     kind = "image"
     size_limit = "max_image_pixels"  # the serving setting that bounds one input
     batch_input = "a folder of images"  # what batch prediction reads, for messages
 
-    def __init__(self, channels: int = 1, size: Sequence[int] | None = None,
+    def __init__(self, channels: int | None = None, size: Sequence[int] | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         self.channels = channels
         self.size = tuple(size) if size else None  # (H, W)
@@ -160,12 +173,17 @@ class ImageEncoder:
         return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
     def fit(self, images: Sequence[bytes]) -> ImageEncoder:
-        from PIL import Image
+        """Settle the channels and the size from the images' headers, then measure the
+        mean and standard deviation per channel.
 
+        Raises:
+            DlforgeError: when ``channels`` is neither 1, 3 nor None.
+        """
+        sizes, colour = _headers(images)
         if self.size is None:
-            sizes = Counter(Image.open(io.BytesIO(b)).size for b in images)
             width, height = sizes.most_common(1)[0][0]
             self.size = (height, width)
+        self.channels = _fitted_channels(self.channels, colour, sum(sizes.values()))
         # Running sums per channel: memory does not grow with the images measured.
         total = squares = np.zeros(self.channels)
         count = 0
@@ -372,6 +390,48 @@ class ProcessorImageEncoder(ImageEncoder):
                                f"of {self.processor} normalises {len(self.mean)} channels. "
                                f"Fix: set model.encoder.channels={len(self.mean)}")
         return self
+
+
+def _headers(images: Sequence[bytes]) -> tuple[Counter, int]:
+    """(the images' sizes ``(width, height)`` counted, how many have colour), read from
+    their headers only."""
+    from PIL import Image, ImageMode
+
+    sizes, colour = Counter(), 0
+    for data in images:
+        with Image.open(io.BytesIO(data)) as image:
+            sizes[image.size] += 1
+            colour += ImageMode.getmode(image.mode).basemode != "L"  # L, LA, 1, I, F: gray
+    return sizes, colour
+
+
+def _fitted_channels(channels: int | None, colour: int, total: int) -> int:
+    """The channels to read ``total`` train images with, ``colour`` of them in colour:
+    ``channels`` when set (with a warning when it disagrees with the images), else from
+    the images (see :class:`ImageEncoder`).
+
+    Raises:
+        DlforgeError: when ``channels`` is neither 1, 3 nor None.
+    """
+    if channels not in (None, 1, 3):
+        raise DlforgeError(f"model.encoder.channels={channels}: images are read as grayscale "
+                           "(1) or RGB (3). Fix: set model.encoder.channels to 1, 3 or null "
+                           "(from the train images)")
+    found = 3 if colour else 1
+    if channels is None:
+        seen = ("all grayscale:" if not colour else "all in colour:" if colour == total else
+                f"{colour} in colour, {total - colour} grayscale: each")
+        log.info("%d train images measured, %s read as %s <model.encoder.channels=null>",
+                 total, seen, "RGB, 3 channels" if colour else "grayscale, 1 channel")
+    elif channels == 1 and colour:
+        log.warning("model.encoder.channels=1 reads the train images as grayscale, but %d of "
+                    "%d are in colour: their colour is lost. Fix: set model.encoder.channels="
+                    "null (from the train images) or 3", colour, total)
+    elif channels == 3 and not colour:
+        log.warning("model.encoder.channels=3 reads the train images as RGB, but the %d "
+                    "measured are all grayscale: the network gets 3 identical channels. Fix: set "
+                    "model.encoder.channels=null (from the train images) or 1", total)
+    return channels or found
 
 
 class UnreadableInput(DlforgeError):
