@@ -1,7 +1,7 @@
 """dlforge command line.
 
 Usage:
-    dlforge init PATH [--example intent|digits]       a new project, ready for git and DVC
+    dlforge init PATH [--type text|image] [--example intent|digits]   a new project (git, DVC)
     dlforge data {create,commit,list,show,snapshot,fetch,verify} ...   the dataset manager
     dlforge ingest experiment=NAME [overrides...]     commit the experiment's sources
     dlforge snapshot experiment=NAME [overrides...]   build its training snapshot
@@ -13,6 +13,7 @@ Usage:
     dlforge runs {list,show} ...                      training runs: status, metrics
     dlforge models {list,promote,rollback} ...        registered models and their aliases
     dlforge lineage MODEL_URI [--json]                model -> run -> snapshot -> commits -> sources
+    dlforge verify MODEL_URI|experiment=NAME          train again from the record, attest the result
     dlforge predict MODEL_URI --input F --output F    batch predictions to parquet
     dlforge serve [overrides...]                      the LitServe prediction server
     dlforge workflow dvc                              regenerate dvc.yaml and params.yaml
@@ -50,6 +51,7 @@ TOOLS = {
     "runs": "dlforge.cli.runs",
     "models": "dlforge.cli.models",
     "lineage": "dlforge.cli.lineage",
+    "verify": "dlforge.cli.verify",
     "predict": "dlforge.cli.predict",
     "workflow": "dlforge.cli.workflow",
     "review": "dlforge.cli.review",

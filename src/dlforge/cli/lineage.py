@@ -3,12 +3,12 @@
     dlforge lineage models:/intent@champion
     dlforge lineage models:/intent/3 --json
 
-Model version -> training run (params, metrics, cost, code version, config
-hash) -> snapshot version -> commits (ids, messages, tags, timestamps) -> raw
-sources (paths, content hashes). Everything is read from the MLflow tracking
-store (the snapshot manifest is logged with the model), so the chain is
-reachable from any machine that can reach the store, e.g. from the model
-version a served prediction logged.
+Model version (and its last ``dlforge verify``) -> training run (params, metrics,
+cost, code version, config hash) -> snapshot version -> commits (ids, messages,
+tags, timestamps) -> raw sources (paths, content hashes). Everything is read
+from the MLflow tracking store (the snapshot manifest is logged with the
+model), so the chain is reachable from any machine that can reach the store,
+e.g. from the model version a served prediction logged.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def _print_tree(chain: dict) -> None:
     model, run, snap = chain["model"], chain["run"], chain["snapshot"]
     tree = Tree(f"[bold]model[/] {model['name']} v{model['version']} "
                 f"{' '.join('@' + a for a in model['aliases'])}")
+    if chain["attestation"]:
+        tree.add(_attested(chain["attestation"]))
     node = tree.add(f"[bold]run[/] {run['run_id']} ({run['status'].lower()}) experiment "
                     f"{run['experiment']} code {run['git_commit']}"
                     f"{' (dirty)' if run['git_dirty'] == 'true' else ''} config "
@@ -62,6 +64,14 @@ def _print_tree(chain: dict) -> None:
                               f"{commit['message']!r} {commit['tags']}")
         branch.add(f"[bold]source[/] {source['path']} sha256:{source['digest'][:16]}")
     Console(width=160).print(tree)
+
+
+def _attested(found: dict) -> str:
+    """``verified identical (weights) on cpu, torch 2.13.0, 2026-...: ...``: the version's
+    last ``dlforge verify``."""
+    return (f"[bold]verified[/] {found.get('verdict')} ({found.get('compared') or '-'}) on "
+            f"{found.get('device')}, torch {found.get('torch')}, {found.get('date')}: "
+            f"{found.get('details', '')}")
 
 
 # The cost figures shown in the tree (all are in --json): name -> (label, unit, scale)

@@ -49,6 +49,7 @@ class Tag:
     STUDY = "dlforge.study"
     TRIAL = "dlforge.trial"
     TRIAL_STATE = "dlforge.trial_state"
+    VERIFY = "dlforge.verify."  # prefix of a model version's attestation (`dlforge verify`)
 
 
 def setup_tracking_uri(tracking) -> None:

@@ -44,7 +44,7 @@ def fetch_package(client, uri: str, cache: Path) -> tuple[Path, str, str]:
         _discard(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        staged = _download(client, uri, name, version, Path(tmp))
+        staged = download_package(client, uri, name, version, Path(tmp))
         _check(staged, expected, uri)  # before it is published: a refused copy is not cached
         try:
             os.replace(staged, target)  # atomic: a concurrent fetch of the same version
@@ -68,8 +68,8 @@ def registered_digest(client, uri: str, name: str, version: str) -> str:
     return digest
 
 
-def _download(client, uri: str, name: str, version: str, tmp: Path) -> Path:
-    """The version's package folder, copied to ``tmp/package``."""
+def download_package(client, uri: str, name: str, version: str, tmp: Path) -> Path:
+    """The version's package folder, copied to ``tmp/package`` (its files not checked)."""
     import mlflow
 
     source = client.get_model_version_download_uri(name, version)

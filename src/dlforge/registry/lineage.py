@@ -1,5 +1,7 @@
 """A model version's lineage: training run (and its cost) -> snapshot -> commits -> raw sources.
 
+The version's attestation (its ``dlforge.verify.*`` tags, :func:`attestation`) comes with it.
+
 Read from the MLflow tracking store alone (the snapshot manifest is logged
 with the model), so any machine that reaches the store can follow it; the
 ``dlforge lineage`` command prints it.
@@ -11,6 +13,7 @@ import os
 import re
 
 from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.tracking import Tag
 
 URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
 # The training run's cost metrics (dlforge.train.cost.METRIC_PREFIX; serving reads
@@ -58,6 +61,7 @@ def lineage(client, uri: str) -> dict:
         "model": {"name": name, "version": version, "aliases": list(model.aliases),
                   "source": model.source, "created": model.creation_timestamp,
                   "tags": {k: v for k, v in model.tags.items() if k.startswith("dlforge.")}},
+        "attestation": attestation(model.tags),
         "run": {"run_id": run.info.run_id, "status": run.info.status,
                 "experiment": tags.get("dlforge.experiment"),
                 "git_commit": tags.get("dlforge.git_commit"),
@@ -88,3 +92,10 @@ def _cost(metrics: dict) -> dict[str, float]:
     """What the training run cost (its ``cost.*`` metrics, :mod:`dlforge.train.cost`)."""
     return {k.removeprefix(COST_PREFIX): v for k, v in sorted(metrics.items())
             if k.startswith(COST_PREFIX)}
+
+
+def attestation(tags: dict) -> dict[str, str]:
+    """The version's last ``dlforge verify`` (its ``dlforge.verify.*`` tags, without the
+    prefix: verdict, compared, details, torch, cuda, device, date); {} when never verified."""
+    return {k.removeprefix(Tag.VERIFY): v for k, v in sorted(tags.items())
+            if k.startswith(Tag.VERIFY)}
