@@ -1,4 +1,5 @@
-"""The package's layers (DESIGN.md) hold: the import-linter contracts in pyproject.toml."""
+"""The package's layers (docs/development.md#layout) hold: the import-linter contracts
+in pyproject.toml."""
 
 from __future__ import annotations
 

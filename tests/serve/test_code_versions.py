@@ -8,21 +8,15 @@ favours "music", version 2 "restaurant"), their class path is the same.
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
 
-from dlforge.core.config import compose
 from dlforge.models.package import load_package
-from dlforge.serve.api import ModelAPI
-from dlforge.serve.cache import ModelCache
-from dlforge.serve.release import Release
-from dlforge.stages.serve import server_settings
 from tests.models.versions import LABELS, TEXTS, versions_of_one_project
-from tests.serve.test_isolation import NoMetrics, Recorder, run_batch
+from tests.serve.test_isolation import Registry, in_process_api, run_batch
 
 
 def dlforge_predict(folder, project, output) -> list[dict]:
@@ -37,26 +31,9 @@ def dlforge_predict(folder, project, output) -> list[dict]:
 
 
 def test_one_server_answers_each_version_with_its_own_code(tmp_path, monkeypatch):
-    from mlflow.exceptions import MlflowException
-
     _, project, folders = versions_of_one_project(tmp_path, monkeypatch)
-
-    class Registry:
-        def get_model_version(self, name, version):
-            if int(version) not in folders:
-                raise MlflowException(f"no version {version}")
-
-    api = ModelAPI(server_settings(compose("serve", [
-        f"paths.root={tmp_path}", "api_key=null", "models={m: {}}", "default_model=m",
-        "max_batch_size=8", "batch_timeout=0", "refresh_seconds=5"])))
-    api.pre_setup()
-    api.loop.pre_setup(api)
-    api.cache = ModelCache(lambda name, version: load_package(folders[int(version)]), 2)
-    api.releases = {"m": Release(aliases={"champion": "1"})}
-    api.client, api.metrics, api.rng = Registry(), NoMetrics(), random.Random(0)
-    api.prediction_log = api.state = Recorder()
-    api.missing, api.reported = {}, None
-    api._report = lambda: None
+    api = in_process_api(tmp_path, lambda name, version: load_package(folders[int(version)]),
+                         Registry(folders))
     answers = run_batch(api, [{"inputs": TEXTS, "version": v} for v in (1, 2, 1, 2)])
     assert [status for status, _ in answers] == [200] * 4, answers
     alone = {v: dlforge_predict(f, project, tmp_path / f"v{v}.parquet") for v, f in

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from types import SimpleNamespace
 
 import pytest
 from fastapi.responses import JSONResponse
@@ -18,7 +19,7 @@ from dlforge.core.config import compose
 from dlforge.models.preprocessing import UnreadableInput
 from dlforge.serve.api import ModelAPI
 from dlforge.serve.cache import ModelCache
-from dlforge.serve.release import Release
+from dlforge.serve.parts import ServingParts
 from dlforge.serve.schema import PredictRequest
 from dlforge.stages.serve import server_settings
 
@@ -47,7 +48,25 @@ class FakeModel:
                 for x in encoded]
 
 
+class Registry:
+    """The model registry: model "m", its "champion" alias on version 1, ``versions``."""
+
+    def __init__(self, versions=()):
+        self.versions = {str(v) for v in versions}
+
+    def get_registered_model(self, name):
+        return SimpleNamespace(aliases={"champion": "1"})
+
+    def get_model_version(self, name, version):
+        from mlflow.exceptions import MlflowException
+
+        if str(version) not in self.versions:
+            raise MlflowException(f"no version {version}")
+
+
 class Recorder:
+    """The prediction log and the serving state: keeps what is logged and recorded."""
+
     def __init__(self):
         self.records = []
 
@@ -56,6 +75,15 @@ class Recorder:
 
     def record(self, answers):
         self.records += answers
+
+    def rewards(self, model):
+        return {}
+
+    def forget_old(self):
+        return 0
+
+    def report_worker(self, *args):
+        pass
 
 
 class NoMetrics:
@@ -68,27 +96,34 @@ class NoMetrics:
         return self
 
 
-@pytest.fixture
-def api(tmp_path):
-    from mlflow.exceptions import MlflowException
+def in_process_api(tmp_path, loader, registry: Registry, overrides=(), **parts) -> ModelAPI:
+    """A ModelAPI set up as LitServe sets up a worker, over stand-in parts (``parts``
+    replaces any of them); :func:`run_batch` runs its batch path."""
+    settings = server_settings(compose("serve", [
+        f"paths.root={tmp_path}", "api_key=null", "models={m: {}}", "default_model=m",
+        "max_batch_size=8", "batch_timeout=0",
+        "refresh_seconds=3600",  # aliases read once, in setup; none on a request's path
+        *overrides]))
+    recorder = Recorder()
 
-    class Registry:
-        def get_model_version(self, name, version):
-            raise MlflowException(f"no version {version}")
+    def stand_ins(settings, device) -> ServingParts:
+        return ServingParts(**{
+            "client": registry, "cache": ModelCache(loader, 2),
+            "releases": {name: spec.release() for name, spec in settings.models.items()},
+            "prediction_log": recorder, "state": recorder, "metrics": NoMetrics(),
+            "rng": random.Random(0), **parts})
 
-    api = ModelAPI(server_settings(compose("serve", [
-        f"paths.root={tmp_path}", "api_key=null", "models={m: {}}",
-        "default_model=m", "max_batch_size=8", "batch_timeout=0", "refresh_seconds=5",
-        "max_image_pixels=100"])))
+    api = ModelAPI(settings, parts_factory=stand_ins)
     api.pre_setup()
     api.loop.pre_setup(api)  # what LitServe does before it starts the workers
-    api.cache = ModelCache(lambda name, version: FakeModel(), 2)
-    api.releases = {"m": Release(aliases={"champion": "1"})}
-    api.client, api.metrics, api.rng = Registry(), NoMetrics(), random.Random(0)
-    api.prediction_log = api.state = Recorder()
-    api.missing, api.reported = {}, None
-    api._report = lambda: None
+    api.setup("cpu")
     return api
+
+
+@pytest.fixture
+def api(tmp_path):
+    return in_process_api(tmp_path, lambda name, version: FakeModel(), Registry(),
+                          ["max_image_pixels=100"])
 
 
 def run_batch(api: ModelAPI, bodies: list[dict]) -> list[tuple[int, dict]]:
@@ -118,19 +153,19 @@ def test_each_failure_answers_only_its_own_request_in_a_batch(api):
         else:
             assert "detail" in body and "0x" not in body["detail"]
     assert "version 7" in answers[1][1]["detail"] and "nobody" in answers[3][1]["detail"]
-    logged = [r for r in api.prediction_log.records if isinstance(r, dict)]
+    logged = [r for r in api.parts.prediction_log.records if isinstance(r, dict)]
     assert len(logged) == 6  # the good requests' inputs only
 
 
 def test_a_registry_lookup_for_a_missing_version_is_not_repeated_at_once(api):
     calls = []
-    original = api.client.get_model_version
+    original = api.parts.client.get_model_version
 
     def counting(name, version):
         calls.append(version)
         return original(name, version)
 
-    api.client.get_model_version = counting
+    api.parts.client.get_model_version = counting
     for _ in range(5):
         assert run_batch(api, [{"inputs": ["x"], "version": 9}])[0][0] == 404
     assert calls == ["9"]
@@ -139,14 +174,15 @@ def test_a_registry_lookup_for_a_missing_version_is_not_repeated_at_once(api):
     assert calls == ["9", "9"]
 
 
-def test_an_answer_that_cannot_be_logged_is_507_for_its_requests_only(api):
+def test_an_answer_that_cannot_be_logged_is_507_for_its_requests_only(tmp_path):
     class FullDisk(Recorder):
         def write(self, records):
             if any(r["input"]["chars"] == 4 for r in records):
                 raise OSError(28, "No space left on device")
             super().write(records)
 
-    api.prediction_log = FullDisk()
+    api = in_process_api(tmp_path, lambda name, version: FakeModel(), Registry(),
+                         prediction_log=FullDisk())
     answers = run_batch(api, [{"inputs": ["four"]}])
     assert answers[0][0] == 507 and "No space left" in answers[0][1]["detail"]
     assert run_batch(api, [{"inputs": ["five!"]}])[0][0] == 200

@@ -37,7 +37,7 @@ def sweep(cfg: DictConfig, snapshot: Snapshot) -> dict:
     from dlforge.hpo.report import close_parent, open_parent, write_report
     from dlforge.hpo.worker import run_workers, write_sweep_config
     from dlforge.train import tracking
-    from dlforge.train.fit import check_targets
+    from dlforge.train.contract import check_targets
 
     settings = s.SweepSettings.from_config(cfg.hpo, "hpo")
     params = parse_space(cfg.hpo.space, cfg)

@@ -22,20 +22,19 @@ only the request that caused it fails.
 # No `from __future__ import annotations`: LitServe reads decode_request's
 # annotation at run time to build the endpoint's request schema.
 import errno
-import gc
 import logging
 import os
-import random
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 
 import litserve as ls
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
 from dlforge.serve.log import input_digest
+from dlforge.serve.parts import ServingParts, build_parts
 from dlforge.serve.schema import PredictRequest, PredictResponse
 from dlforge.serve.settings import ServeSettings
 
@@ -50,12 +49,15 @@ class ModelAPI(ls.LitAPI):
     Args:
         settings: the resolved ``conf/serve.yaml`` (plain data: this object is
             sent to the inference worker processes).
+        parts_factory: builds a worker's parts in ``setup`` (:mod:`dlforge.serve.parts`);
+            a test hands in its own.
     """
 
-    def __init__(self, settings: ServeSettings):
+    def __init__(self, settings: ServeSettings,
+                 parts_factory: Callable[[ServeSettings, str], ServingParts] = build_parts):
         super().__init__(max_batch_size=settings.max_batch_size,
                          batch_timeout=settings.batch_timeout)
-        self.settings = settings
+        self.settings, self.parts_factory = settings, parts_factory
 
     async def authorize(self) -> None:
         """The endpoint's FastAPI dependency: a no-op, the key is the middleware's job.
@@ -65,48 +67,16 @@ class ModelAPI(ls.LitAPI):
         """
 
     def setup(self, device) -> None:
-        import mlflow
-
-        from dlforge.core.process import die_with_parent
-
-        die_with_parent()  # a server killed with SIGKILL leaves no worker behind
-
-        from dlforge.core.tracking import connect
-        from dlforge.serve.cache import ModelCache
-        from dlforge.serve.log import PredictionLog
-        from dlforge.serve.prometheus import WorkerMetrics
-        from dlforge.serve.state import ServingState
-
-        s = self.settings
-        if str(device).startswith("cpu") and s.cpu_threads:
-            import torch
-
-            torch.set_num_threads(s.cpu_threads)  # workers, not threads, share the cores
-        connect(s.tracking_uri)
-        self.client = mlflow.MlflowClient()
-        self.cache = ModelCache(self._load, s.cache_capacity)
-        self.releases = {name: spec.release() for name, spec in s.models.items()}
-        self.prediction_log = PredictionLog.from_settings(s)
-        self.state = ServingState.from_settings(s)
-        self.metrics = WorkerMetrics(s.metrics_dir)
-        self.rng, self.reported = random.Random(s.routing_seed), None
-        self.missing: dict[tuple[str, str], float] = {}  # versions the registry lacks
+        """In each worker process: its parts (``parts_factory``), the aliases and
+        rewards read once, then again every ``refresh_seconds``."""
         self.device = str(device)
+        self.parts = self.parts_factory(self.settings, self.device)
+        self.reported = None
+        self.missing: dict[tuple[str, str], float] = {}  # versions the registry lacks
         self._refresh()
-        if s.refresh_seconds > 0:  # off the request path: a registry read takes a while
+        if self.settings.refresh_seconds > 0:  # off the request path: a registry read is slow
             threading.Thread(target=self._refresh_forever, name="dlforge-refresh",
                              daemon=True).start()
-        gc.freeze()  # what setup loaded (torch, mlflow) is never garbage: skip it in every GC
-
-    def _load(self, name: str, version: str):
-        from dlforge.models.package import load_package
-        from dlforge.registry.fetch import fetch_package
-
-        folder, _, _ = fetch_package(self.client, f"models:/{name}/{version}",
-                                     Path(self.settings.cache_dir))
-        model = load_package(folder, self.device)
-        self.metrics.loads.labels(name, version).inc()
-        return model
 
     def _refresh_forever(self) -> None:
         while True:
@@ -118,24 +88,25 @@ class ModelAPI(ls.LitAPI):
 
     def _refresh(self) -> None:
         """Re-read aliases and bandit rewards; report what this worker has loaded."""
-        for name, release in self.releases.items():
+        for name, release in self.parts.releases.items():
             try:
-                aliases = self.client.get_registered_model(name).aliases
+                aliases = self.parts.client.get_registered_model(name).aliases
             except Exception as err:  # an unknown model answers 404 per request
                 log.warning("cannot read aliases of %s: %s", name, err)
                 continue
             release.aliases = {a: str(v) for a, v in dict(aliases).items()}
             if release.strategy == "bandit":
-                release.rewards = self.state.rewards(name)
-        self.state.forget_old()
+                release.rewards = self.parts.state.rewards(name)
+        self.parts.state.forget_old()
         self._report(force=True)
 
     def _report(self, force: bool = False) -> None:
         """Tell /info what this worker has loaded, when that changed."""
-        loaded = self.cache.loaded()
+        loaded, releases = self.parts.cache.loaded(), self.parts.releases
         if force or loaded != self.reported:
-            self.state.report_worker(f"{self.device}/{os.getpid()}", os.getpid(), self.device,
-                                     loaded, {n: r.aliases for n, r in self.releases.items()})
+            self.parts.state.report_worker(f"{self.device}/{os.getpid()}", os.getpid(),
+                                           self.device, loaded,
+                                           {n: r.aliases for n, r in releases.items()})
             self.reported = loaded
 
     def health(self) -> bool:
@@ -157,17 +128,17 @@ class ModelAPI(ls.LitAPI):
 
     def _refused(self, request: PredictRequest, status: int, message: str) -> dict:
         name = request.model or self.settings.default_model
-        self.metrics.error(name, None, status)  # no version label: versions are unbounded
+        self.parts.metrics.error(name, None, status)  # no version label: versions are unbounded
         return {"error": (status, message), "request_id": uuid.uuid4().hex}
 
     def _route(self, request: PredictRequest) -> dict:
         name = request.model or self.settings.default_model
-        if name not in self.releases:  # also checked before batching (schema.py)
+        if name not in self.parts.releases:  # also checked before batching (schema.py)
             raise HTTPException(404, f"model {name!r} is not served here (served: "
-                                     f"{sorted(self.releases)})")
+                                     f"{sorted(self.parts.releases)})")
         if not self.settings.refresh_seconds:
             self._refresh()  # 0: before every request (tests, debugging)
-        release, shadow, routed = self.releases[name], None, False
+        release, shadow, routed = self.parts.releases[name], None, False
         if request.version is not None:
             version = str(request.version)
             self._check_version(name, version)
@@ -177,7 +148,7 @@ class ModelAPI(ls.LitAPI):
                 raise _no_alias(name, request.alias, release.aliases)
         else:
             try:
-                route = release.route(self.rng)
+                route = release.route(self.parts.rng)
             except LookupError:
                 raise _no_alias(name, release.alias, release.aliases) from None
             version, shadow = route.version, route.shadow
@@ -190,12 +161,12 @@ class ModelAPI(ls.LitAPI):
         """404 for a version the registry does not have (a loaded one exists: no lookup)."""
         from mlflow.exceptions import MlflowException
 
-        if (name, version) in self.cache.loaded():
+        if (name, version) in self.parts.cache.loaded():
             return
         missing = self.missing.get((name, version))
         if missing is None or time.monotonic() - missing > MISSING_VERSION_SECONDS:
             try:
-                self.client.get_model_version(name, version)
+                self.parts.client.get_model_version(name, version)
                 self.missing.pop((name, version), None)
                 return
             except MlflowException:
@@ -230,7 +201,7 @@ class ModelAPI(ls.LitAPI):
             if len(members) == 1:
                 log.exception("%s v%s failed on request %s", name, version,
                               members[0]["request_id"])
-                self.metrics.error(name, version, 422)
+                self.parts.metrics.error(name, version, 422)
                 return {members[0]["request_id"]: {"error": (
                     422, f"model {name} version {version} could not process these inputs")}}
         out = {}
@@ -243,10 +214,10 @@ class ModelAPI(ls.LitAPI):
         from dlforge.serve.cache import LoadFailed
 
         try:
-            model = self.cache.get(name, version)
+            model = self.parts.cache.get(name, version)
         except LoadFailed as err:
             for _ in members:
-                self.metrics.error(name, version, 503)
+                self.parts.metrics.error(name, version, 503)
             return {r["request_id"]: {"error": (503, f"model unavailable: {err}")}
                     for r in members}
         out, ready, encoded, summaries = {}, [], [], []
@@ -255,7 +226,7 @@ class ModelAPI(ls.LitAPI):
                 mine, about = self._encode(model, r["inputs"])
             except InputError as err:  # an input that does not decode fails its request only
                 out[r["request_id"]] = {"error": (err.status, str(err))}
-                self.metrics.error(name, version, err.status)
+                self.parts.metrics.error(name, version, err.status)
                 continue
             ready.append(r)
             encoded += mine
@@ -263,7 +234,7 @@ class ModelAPI(ls.LitAPI):
         if ready:
             results = model.predict_encoded(encoded, top_k=max(r["top_k"] for r in ready))
             if not shadow:
-                self.metrics.batch_size.labels(name, version).observe(len(encoded))
+                self.parts.metrics.batch_size.labels(name, version).observe(len(encoded))
             out.update(self._answer(name, version, ready, results, summaries, shadow))
         return out
 
@@ -281,7 +252,7 @@ class ModelAPI(ls.LitAPI):
                                     "predictions": predictions, "request_id": r["request_id"]}
             latency = time.time() - r["received"]
             if not shadow:
-                self.metrics.answered(name, version, len(mine), latency)
+                self.parts.metrics.answered(name, version, len(mine), latency)
                 answers += [(r["request_id"], i, name, version, p["label"], r["routed"])
                             for i, p in enumerate(mine)]
             records += [{"request_id": r["request_id"], "time": r["received"], "model": name,
@@ -290,9 +261,9 @@ class ModelAPI(ls.LitAPI):
                          "latency_ms": round(latency * 1000, 2), "shadow": shadow}
                         for x, p, a in zip(r["inputs"], mine, about, strict=True)]
         try:
-            self.prediction_log.write(records)
+            self.parts.prediction_log.write(records)
             if answers:
-                self.state.record(answers)
+                self.parts.state.record(answers)
         except OSError as err:  # an answer that cannot be logged is not given
             status = 507 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 503
             log.error("cannot write the prediction log or state: %s", err)

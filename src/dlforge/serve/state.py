@@ -34,17 +34,8 @@ window), feedback rows as long (at least the 60 s the rate needs);
 :meth:`ServingState.forget_old` drops older ones in small batches, by an index
 on time. Rewards and workers are kept as long as the database.
 
-The state is bounded in bytes, ``max_bytes`` (``state_max_bytes``), however fast
-answers come. After a write, :meth:`ServingState.record` reads the size
-(:meth:`Database.size`; SQLite on every write, two header reads; PostgreSQL, a
-scan, after each 1/CHECK_SHARE of the bound's worth of answers a process records)
-with what every process has committed. Past the limit (the bound less the WAL's
-share) it takes the time of the oldest answers whose share of the size brings it
-1/HEADROOM of the bound below the limit, and deletes the answers up to that time.
-A time, not a count: processes that find the state over at once delete the same
-answers, not twice as many. Only answers go; feedback given and rewards stay, and
-feedback for a dropped answer is refused as for an expired one (404). A database
-already over the bound when it is opened is pruned then, and a SQLite file compacted.
+The state is bounded in bytes, ``max_bytes`` (``state_max_bytes``): past it the
+oldest answers go (:mod:`dlforge.serve.bound`).
 """
 
 from __future__ import annotations
@@ -53,12 +44,13 @@ import json
 import logging
 import math
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlforge.serve.bound import ANSWER_BYTES, MAX_BYTES, SizeBound
 from dlforge.serve.release import Release
 from dlforge.serve.statedb import StateUnavailable, open_database
 
@@ -98,10 +90,6 @@ CREATE INDEX IF NOT EXISTS feedback_rate ON feedback (model, version, rewarded, 
 """
 RATE_SECONDS = 60.0  # max_rewards_per_minute counts the feedback of this many seconds
 PRUNE_BATCH = 5000  # rows deleted per transaction: other writers wait at most this long
-MAX_BYTES = 256 * 2**20  # state_max_bytes of conf/serve.yaml
-HEADROOM = 16  # a prune takes the size 1/16 of max_bytes below its limit
-CHECK_SHARE = 32  # a size that is slow to read is read after 1/32 of max_bytes of answers...
-ANSWER_BYTES = 256  # ...counted at about this many bytes each (PostgreSQL: 241)
 
 
 class FeedbackError(Exception):
@@ -141,16 +129,15 @@ class ServingState:
         self.default_limit = Release.max_rewards_per_minute
         self._db = open_database(location, max_bytes)
         self.location = str(self._db)  # the password redacted: fit for logs and /info
-        self.max_bytes, self._limit = max_bytes, max_bytes - self._db.reserved
-        self._every = 0 if self._db.size_is_cheap else max(
-            1, max_bytes // CHECK_SHARE // ANSWER_BYTES)
-        self._unchecked, self._counting, self._told = 0, threading.Lock(), False
+        self.max_bytes = max_bytes
+        self._bound = SizeBound(self._db, max_bytes, partial(self._drop_up_to, "answers"),
+                                window_seconds)
         # rows deleted per transaction: at most ANSWER_BYTES each, within write_bytes
         writes = self._db.write_bytes
         self._batch = PRUNE_BATCH if writes is None else max(1, min(
             PRUNE_BATCH, writes // ANSWER_BYTES))
         self._create()
-        self._fit()
+        self._bound.fit()
 
     @classmethod
     def from_settings(cls, settings: ServeSettings) -> ServingState:
@@ -178,19 +165,6 @@ class ServingState:
             for statement in INDEXES.split(";"):
                 db.execute(statement)
 
-    def _fit(self) -> None:
-        """Bring a database that is already over the bound (a lower ``max_bytes``, or
-        one an earlier dlforge let grow) under it: prune, then compact a SQLite file."""
-        self._bound()
-        try:
-            given = self._db.compact()
-        except StateUnavailable as err:  # its free pages are still reused: it grows no more
-            log.warning("cannot compact the serving state: %s", err)
-            return
-        if given:
-            log.warning("compacted the serving state %s by %d bytes to stay under "
-                        "state_max_bytes=%d", self.location, given, self.max_bytes)
-
     def close(self) -> None:
         self._db.close()
 
@@ -211,52 +185,7 @@ class ServingState:
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, idx) DO UPDATE SET "
                 "model = excluded.model, version = excluded.version, label = excluded.label, "
                 "time = excluded.time, routed = excluded.routed", rows)
-        if self._due(len(rows)):
-            self._bound()
-
-    def _due(self, added: int) -> bool:
-        """Whether to read the size after ``added`` more answers (see the module)."""
-        if not self._every:
-            return True
-        with self._counting:
-            self._unchecked += added
-            if self._unchecked < self._every:
-                return False
-            self._unchecked = 0
-        return True
-
-    def _bound(self) -> None:
-        """Read the size (with what every process has committed) and, over the limit,
-        drop the oldest answers."""
-        with self._db.transaction(write=False) as db:
-            cutoff = self._cutoff(db)
-        if cutoff is not None:
-            self._prune(cutoff)
-
-    def _cutoff(self, db) -> float | None:
-        """The time up to which the oldest answers go to bring the state 1/HEADROOM of
-        ``max_bytes`` below its limit; None while it is within the limit (or holds
-        no answers to drop)."""
-        used = self._db.size(db)
-        if used <= self._limit:
-            return None
-        count = db.execute("SELECT count(*) FROM answers").fetchone()[0]
-        target = self._limit - self.max_bytes // HEADROOM
-        drop = min(count, math.ceil(count * (used - target) / used))
-        if not drop:
-            return None
-        return db.execute("SELECT time FROM answers ORDER BY time LIMIT 1 OFFSET ?",
-                          (drop - 1,)).fetchone()[0]
-
-    def _prune(self, cutoff: float) -> None:
-        """Drop the answers up to ``cutoff``; say so once (per process)."""
-        if not self._told:
-            self._told = True
-            log.warning("the serving state %s reached state_max_bytes=%d (conf/serve.yaml): "
-                        "the oldest answers are dropped (the first were %.0f s old, "
-                        "feedback_window_seconds=%g); feedback for them answers 404",
-                        self.location, self.max_bytes, time.time() - cutoff, self.window)
-        self._drop_up_to("answers", cutoff)
+        self._bound.recorded(len(rows))
 
     def forget_old(self) -> int:
         """Drop answers older than the feedback window, and feedback as old (but

@@ -19,7 +19,7 @@ never set in the config):
 A key must be a parameter of that signature (``**kwargs`` takes any); Hydra's own
 keys (``_target_``, ``_partial_``, ...) are allowed where Hydra builds the node.
 ``model.net`` is checked with the model contract
-(:func:`dlforge.train.fit.check_model`), which knows what the encoder gives it.
+(:func:`dlforge.train.contract.check_model`), which knows what the encoder gives it.
 Importing a target may import torch: this module is imported by the stages only,
 and imports the targets when it checks.
 """
