@@ -69,7 +69,7 @@ def test_the_bandit_learns_from_the_answers_it_routed_not_from_named_versions(tw
 
 def test_concurrent_feedback_loses_no_update_and_is_taken_once(tmp_path):
     path = tmp_path / "state.db"
-    ServingState(path).record([(f"r{i}", 0, "m", "1", "a") for i in range(40)])
+    ServingState(path).record([(f"r{i}", 0, "m", "1", "a", True) for i in range(40)])
 
     def give(i: int) -> int:
         state = ServingState(path)  # one connection each, as separate processes have
@@ -90,7 +90,7 @@ def test_concurrent_feedback_loses_no_update_and_is_taken_once(tmp_path):
 
 def test_answers_older_than_the_feedback_window_are_forgotten(tmp_path):
     state = ServingState(tmp_path / "state.db", window_seconds=60)
-    state.record([("old", 0, "m", "1", "a"), ("new", 0, "m", "1", "a")])
+    state.record([("old", 0, "m", "1", "a", True), ("new", 0, "m", "1", "a", True)])
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.execute("UPDATE answers SET time = time - 120 WHERE request_id = 'old'")
     assert state.forget_old() == 1

@@ -113,13 +113,11 @@ def db(request, tmp_path):
 
 def test_only_answers_the_bandit_routed_earn_rewards(db):
     state = ServingState(db.url)
-    state.record([("chosen", 0, "m", "1", "a", True), ("named", 0, "m", "2", "a", False),
-                  ("old-form", 0, "m", "1", "a")])
+    state.record([("chosen", 0, "m", "1", "a", True), ("named", 0, "m", "2", "a", False)])
     assert state.feedback("chosen", "b")["rewarded"] is True
     named = state.feedback("named", "b")  # taken (monitoring reads it), not rewarded
     assert (named["reward"], named["rewarded"]) == (0.0, False)
-    assert state.feedback("old-form", "a")["rewarded"] is True  # no flag: routed
-    assert state.rewards("m") == {"1": (1.0, 1.0)}
+    assert state.rewards("m") == {"1": (0.0, 1.0)}
     with pytest.raises(FeedbackError, match="already has feedback") as refused:
         state.feedback("named", "a")
     assert refused.value.status == 409

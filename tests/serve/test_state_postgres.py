@@ -129,8 +129,8 @@ def _give_feedback(url: str, inputs: list[str], start, results) -> None:
 def test_two_processes_giving_feedback_together_lose_no_update(db):
     """Both processes send feedback for every input at once: each is taken exactly
     once, every reward is counted, and the rate limit holds across both."""
-    ServingState(db.url).record([(f"r{i}", 0, "m", "1", "a") for i in range(120)]
-                                + [(f"s{i}", 0, "n", "1", "a") for i in range(60)])
+    ServingState(db.url).record([(f"r{i}", 0, "m", "1", "a", True) for i in range(120)]
+                                + [(f"s{i}", 0, "n", "1", "a", True) for i in range(60)])
     inputs = [f"r{i}" for i in range(120)] + [f"s{i}" for i in range(60)]
     spawn = multiprocessing.get_context("spawn")  # no connection crosses a fork
     start, results = spawn.Barrier(2), spawn.Queue()

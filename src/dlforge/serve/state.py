@@ -174,11 +174,10 @@ class ServingState:
         Args:
             answers: ``(request_id, index, model, version, label, routed)`` tuples;
                 ``routed`` is true only when the bandit strategy chose the version
-                (only those answers earn rewards). A tuple without ``routed`` (the
-                form before it existed) counts as routed.
+                (only those answers earn rewards).
         """
         now = time.time()
-        rows = [(*a[:5], now, int(bool(a[5])) if len(a) > 5 else 1) for a in answers]
+        rows = [(*a[:5], now, int(bool(a[5]))) for a in answers]
         with self._db.transaction() as db:
             db.executemany(
                 "INSERT INTO answers (request_id, idx, model, version, label, time, routed) "
