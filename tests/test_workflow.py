@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,15 +15,17 @@ import pytest
 import yaml
 
 from dlforge.core.config import PACKAGED_CONF
-from dlforge.stages.params import digest, experiment_params, overrides, write_params_file
-from dlforge.stages.workflow import (
-    built_dvc_stages,
-    dvc_yaml,
-    experiment_config,
-    experiments,
-    stages,
-    write_dvc_yaml,
+from dlforge.core.errors import DlforgeError
+from dlforge.stages.dvcfiles import CONFIG_STAGE, built_dvc_stages, dvc_yaml, write_dvc_yaml
+from dlforge.stages.params import (
+    digest,
+    experiment_params,
+    overrides,
+    refresh_params_file,
+    write_params_file,
 )
+from dlforge.stages.sections import section_text, section_values
+from dlforge.stages.workflow import experiment_config, experiments
 from tests.conftest import ROOT, dlforge_serve
 
 BIN = str(Path(sys.executable).parent)
@@ -107,6 +110,140 @@ def test_a_stale_dvc_yaml_is_not_recorded_for_dvc(tmp_path, monkeypatch, caplog)
     assert "dvc.yaml is not the stage graph" in caplog.text
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A copy of the project (both experiments) as after a complete run, without one: each
+    output a placeholder written after what its stage reads, all recorded in dvc.lock."""
+    root = tmp_path_factory.mktemp("built")
+    for name in ("conf", "workflow"):
+        shutil.copytree(ROOT / name, root / name)
+    shutil.copy(ROOT / "Snakefile", root / "Snakefile")
+    shutil.copytree(ROOT / "data" / "raw" / "clinc150", root / "data" / "raw" / "clinc150")
+    run(root, f"{BIN}/dvc", "init", "--no-scm", "-q")
+    run(root, f"{BIN}/dlforge", "workflow", "dvc")  # the config sections too
+    written = time.time() - 1000
+    for path in root.rglob("*"):
+        os.utime(path, (written, written))
+    for stage in yaml.safe_load((root / "dvc.yaml").read_text())["stages"].values():
+        written += 10  # each stage after the one before it
+        for out in (next(iter(o)) if isinstance(o, dict) else o for kind in
+                    ("outs", "metrics", "plots") for o in stage.get(kind, [])):
+            path = root / out
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if "." in path.name:
+                    path.write_text("{}\n" if path.suffix == ".json" else "x\n")
+                else:  # a folder: a model package, the dataset store, the snapshots
+                    path.mkdir()
+                    (path / "placeholder").write_text("x\n")
+                    os.utime(path / "placeholder", (written, written))
+            os.utime(path, (written, written))
+    run(root, f"{BIN}/dvc", "commit", "--force", "--quiet")
+    return root
+
+
+def copy_of(project: Path, where: Path) -> Path:
+    """``project`` copied to ``where``, modification times kept."""
+    shutil.copytree(project, where, symlinks=True)
+    return where
+
+
+def edit(project: Path, text: str) -> None:
+    """Append ``text`` to the intent experiment (conf/experiment/intent.yaml)."""
+    experiment = project / "conf" / "experiment" / "intent.yaml"
+    experiment.write_text(experiment.read_text() + text)
+
+
+# What an edit of the intent experiment makes stale, by what each stage reads of its
+# config: the stage that reads the changed value and, for Snakemake, all that follows.
+EDITS = {
+    "nothing": ("", set()),
+    "training": ("trainer:\n  max_epochs: 3\n", {"sweep", "train", "evaluate", "register"}),
+    "split": ("split:\n  salt: other\n", {"snapshot", "sweep", "train", "evaluate",
+                                          "register"}),
+    "tracking": ("tracking:\n  tracking_uri: sqlite:///elsewhere.db\n", set()),
+}
+
+
+@pytest.mark.parametrize("change", EDITS)
+def test_snakemake_plans_the_stages_that_read_what_an_edit_changed(built, tmp_path, change):
+    project = copy_of(built, tmp_path / "project")
+    text, stale = EDITS[change]
+    edit(project, text)
+    plan = run(project, f"{BIN}/snakemake", "--dry-run", "--cores", "1")
+    planned = {line.removeprefix("rule ").rstrip(":") for line in plan.splitlines()
+               if line.startswith("rule ")}
+    assert planned - {"all"} == stale, plan
+    assert "exp=digits" not in plan  # the other experiment reads nothing that changed
+
+
+@pytest.mark.parametrize("change", EDITS)
+def test_dvc_finds_stale_the_stages_that_read_what_an_edit_changed(built, tmp_path, change):
+    project = copy_of(built, tmp_path / "project")
+    text, stale = EDITS[change]
+    edit(project, text)
+    run(project, f"{BIN}/dvc", "repro", "--single-item", "config")  # DVC's first stage
+    status = run(project, f"{BIN}/dvc", "status")
+    changed = {line.rstrip(":").rsplit("-intent", 1)[0] for line in status.splitlines()
+               if line.endswith("-intent:")}
+    # DVC lists the stages whose own inputs changed; the rest follow when those run.
+    first = {"sweep", "train"} if stale == {"sweep", "train", "evaluate", "register"} else (
+        {"snapshot"} if "snapshot" in stale else set())
+    assert changed == first, status
+    assert "digits" not in status
+    if not stale:
+        assert "Data and pipelines are up to date" in status
+
+
+def test_params_yaml_follows_conf_and_keeps_the_values_set_in_it(built, tmp_path,
+                                                                 monkeypatch):
+    project = copy_of(built, tmp_path / "project")
+    monkeypatch.chdir(project)
+    edit(project, "optimizer:\n  lr: 0.02\n")
+    given = yaml.safe_load(Path("params.yaml").read_text())
+    given["digits"]["trainer"]["max_epochs"] = 2  # as `dvc exp run -S digits.trainer...`
+    Path("params.yaml").write_text(yaml.safe_dump(given))
+    assert refresh_params_file(["intent", "digits"]) is True
+    refreshed = yaml.safe_load(Path("params.yaml").read_text())
+    assert refreshed["intent"]["optimizer"]["lr"] == 0.02  # `dvc params diff` shows it
+    assert overrides("intent") == []  # as dlforge wrote it: conf/ decides
+    assert refreshed["digits"]["trainer"]["max_epochs"] == 2
+    assert overrides("digits") == ["trainer.max_epochs=2"]
+    before = Path("params.yaml").stat().st_mtime_ns
+    assert refresh_params_file(["intent", "digits"]) is False  # current: not written again
+    assert Path("params.yaml").stat().st_mtime_ns == before
+
+
+def test_a_section_holds_no_connection_and_names_a_value_that_does_not_resolve(monkeypatch):
+    from omegaconf import OmegaConf
+
+    monkeypatch.delenv("DLFORGE_UNSET_LR", raising=False)
+    cfg = OmegaConf.create({"experiment_name": "intent", "seed": 1,
+                            "hpo": {"n_trials": 2, "storage": "postgresql://u:pw@db/optuna"},
+                            "optimizer": {"lr": "${oc.env:DLFORGE_UNSET_LR,0.1}"}})
+    text = section_text(section_values(cfg, "sweep"))
+    assert '"hpo.n_trials": 2' in text and '"optimizer.lr": "0.1"' in text
+    assert "storage" not in text and "pw" not in text  # where to connect: no parameter
+    cfg.optimizer.lr = "${oc.env:DLFORGE_UNSET_LR}"
+    with pytest.raises(DlforgeError, match=r"experiment intent: `optimizer`, which `dlforge "
+                                           r"sweep` reads, does not resolve .*Fix: "):
+        section_values(cfg, "sweep")
+
+
+def test_dvcs_first_stage_rewrites_a_stale_dvc_yaml_and_asks_for_another_run(built, tmp_path):
+    project = copy_of(built, tmp_path / "project")
+    without_sweep(project)  # another graph: train no longer reads best.yaml
+    result = subprocess.run([f"{BIN}/dvc", "repro", "--single-item", CONFIG_STAGE],
+                            cwd=project, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert result.returncode != 0
+    assert "dvc.yaml was not the stage graph" in result.stderr + result.stdout
+    assert "Fix: run `dvc repro` again" in result.stderr + result.stdout
+    written = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    assert "sweep-intent" not in written
+    assert "outputs/intent/sweep/best.yaml" not in written["train-intent"]["deps"]
+
+
 def snakemake_plan(cwd: Path) -> dict[str, dict]:
     """Every job of a forced dry run: ``{"rule-exp": {"cmd", "redirect", "log", "deps",
     "outs"}}``, the command without its redirection to the log."""
@@ -129,6 +266,13 @@ def snakemake_plan(cwd: Path) -> dict[str, dict]:
 def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
     planned = snakemake_plan(ROOT)
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    # DVC's first stage writes the config sections, which Snakemake writes when it
+    # reads the rules: every other stage reads its own.
+    config = stages.pop(CONFIG_STAGE)
+    assert [next(iter(o)) for o in config["outs"]] == [
+        f"outputs/{exp}/config/{stage}.json" for exp in ("intent", "digits")
+        for stage in ("ingest", "snapshot", "sweep", "train", "evaluate", "register")
+        if (exp, stage) != ("digits", "sweep")]
     assert set(planned) == set(stages)
     for name, stage in stages.items():
         declared = [next(iter(o)) if isinstance(o, dict) else o for kind in
@@ -138,6 +282,9 @@ def test_snakemake_and_dvc_agree_on_stages_commands_inputs_and_outputs():
         assert planned[name]["cmd"] == stage["cmd"], name
         assert planned[name]["redirect"] == f"{planned[name]['log']} 2>&1", name
         assert planned[name]["deps"] == set(stage["deps"]), name
+        stage_name, exp = name.split("-", 1)
+        assert f"outputs/{exp}/config/{stage_name}.json" in stage["deps"], name
+        assert not any(dep.startswith("conf/") for dep in stage["deps"]), name
         if name.startswith(("train-", "sweep-")):  # each depends on its own section only
             assert stage["params"] == [name.split("-", 1)[1]], name
         assert planned[name]["outs"] == set(declared) - persistent, name
@@ -171,9 +318,10 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, mo
         monkeypatch.setenv(key, "dlforge@example.org")
     run(project, "git", "init", "-q")
     run(project, f"{BIN}/dvc", "init", "-q")
-    run(project, f"{BIN}/dlforge", "workflow", "dvc")  # the sweep is off now
     snakemake(project)
-    # Snakemake recorded what ran in dvc.lock: DVC agrees that nothing is to be done.
+    # The sweep is off now: Snakemake rewrote dvc.yaml as it started, and recorded what
+    # ran in dvc.lock: DVC agrees that nothing is to be done.
+    assert "sweep-intent" not in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
@@ -198,6 +346,17 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, mo
     assert "rule evaluate" in log and "rule register" in log
     frozen = yaml.safe_load((project / "outputs/intent/train/config.yaml").read_text())
     assert frozen["optimizer"]["lr"] == 0.004
+    # The run brought params.yaml up to date and recorded what it built in dvc.lock: DVC
+    # shows the new value and has nothing to do, nor has either front end after
+    # `dlforge workflow dvc`.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["intent"]["optimizer"]["lr"] == 0.004
+    diff = run(project, f"{BIN}/dvc", "params", "diff")
+    assert "intent.optimizer.lr" in diff and "0.004" in diff, diff
+    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
+    run(project, f"{BIN}/dlforge", "workflow", "dvc")
+    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
+    assert "Nothing to be done" in snakemake(project)
     # The results are in git: the review and DVC's diffs show both sides.
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "a higher learning rate")
@@ -286,39 +445,21 @@ def test_dvc_repro_runs_the_same_stages_then_does_nothing(project, monkeypatch):
 @pytest.mark.slow
 def test_snakemake_dry_run_plans_the_dvc_stages(project):
     plan = snakemake(project, "--dry-run", "--quiet", "rules")
-    stages = {name.split("-")[0] for name in dvc_yaml(["intent"])["stages"]}
+    stages = {name.split("-")[0] for name in dvc_yaml(["intent"])["stages"]
+              if name != CONFIG_STAGE}  # DVC's first stage: Snakemake needs no rule for it
     assert all(stage in plan for stage in stages)
 
 
-@pytest.mark.slow
-def test_a_value_set_for_one_experiment_changes_only_its_stages_for_dvc(tmp_path, monkeypatch):
-    """With every stage recorded in dvc.lock (outputs stood in by placeholder files),
-    `dvc exp run -S digits...`'s edit of params.yaml leaves intent's stages unchanged."""
-    for name in ("conf", "workflow"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    monkeypatch.chdir(tmp_path)
-    run(tmp_path, "git", "init", "-q")
-    run(tmp_path, f"{BIN}/dvc", "init", "-q")
-    write_dvc_yaml()
-    write_params_file(["intent", "digits"])
-    for exp in ("intent", "digits"):
-        for stage in stages(exp):
-            for dep in stage.deps:
-                Path(dep).parent.mkdir(parents=True, exist_ok=True)
-                if not Path(dep).exists():
-                    Path(dep).write_text("placeholder\n")
-            for out in stage.dirs + stage.persist:
-                Path(out).mkdir(parents=True, exist_ok=True)
-                (Path(out) / "placeholder").write_text("x\n")
-            for out in (*stage.outs, *stage.markers, *stage.metrics, *stage.plots,
-                        *stage.confusion):
-                Path(out).parent.mkdir(parents=True, exist_ok=True)
-                Path(out).write_text("{}\n" if out.endswith(".json") else "x\n")
-    run(tmp_path, f"{BIN}/dvc", "commit", "--force", "--quiet")
-    assert "Data and pipelines are up to date" in run(tmp_path, f"{BIN}/dvc", "status")
-    params = yaml.safe_load(Path("params.yaml").read_text())
+def test_a_value_set_for_one_experiment_changes_only_its_stages_for_dvc(built, tmp_path):
+    """`dvc exp run -S digits...`'s edit of params.yaml leaves intent's stages unchanged,
+    before and after DVC's first stage writes the config sections."""
+    project = copy_of(built, tmp_path / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
     params["digits"]["trainer"]["max_epochs"] = 2  # what `dvc exp run -S` writes
-    Path("params.yaml").write_text(yaml.safe_dump(params))
-    changed = run(tmp_path, f"{BIN}/dvc", "status")
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    changed = run(project, f"{BIN}/dvc", "status")
     assert "train-digits" in changed and "modified:" in changed
     assert "intent" not in changed, changed
+    run(project, f"{BIN}/dvc", "repro", "--single-item", CONFIG_STAGE)
+    changed = run(project, f"{BIN}/dvc", "status")
+    assert "outputs/digits/config/train.json" in changed and "intent" not in changed, changed

@@ -2,9 +2,20 @@
 # experiment layout, both from dlforge (dlforge.stages.workflow, dlforge.core.layout).
 from snakemake.utils import validate
 
+from dlforge.stages import dvcfiles, sections
 from dlforge.stages import workflow as graph
 
 validate(config, "config.schema.yaml")
+
+# Each stage's config section (dlforge.stages.sections): the values it reads of its
+# config. Where jobs read the project folder, each section is a file and an input of its
+# stage, written now, before Snakemake compares inputs with outputs (a dry run included),
+# and only where its values changed: an edit in conf/ re-runs the stages that read it.
+# Under a default storage provider (the Kubernetes profile) a job's inputs come from
+# storage, so the section's digest is a param of the job instead (section_param).
+SECTION_FILES = workflow.storage_settings.default_storage_provider is None
+if SECTION_FILES:
+    sections.write_sections(config["experiments"])
 
 # The experiment's files with the wildcard {exp}: outputs/{exp}/..., from conf/paths.
 LAYOUT = graph.layout_pattern()
@@ -66,18 +77,24 @@ def paths_overrides(first):
 
 
 def deps(stage_name):
-    """Input function: the files the stage reads, from dlforge.stages.workflow."""
+    """Input function: the files the stage reads, from dlforge.stages.workflow, and its
+    config section's file (see SECTION_FILES)."""
 
     def files(wildcards):
-        return list(graph.stage(wildcards.exp, stage_name).deps)
+        stage = graph.stage(wildcards.exp, stage_name)
+        return [*stage.deps, *([stage.config] if SECTION_FILES else [])]
 
     return files
 
 
-def tracked_params(wildcards):
-    """Param function: the digest of the experiment's section of params.yaml, so that a
-    value set there (`dvc exp run -S`, by hand) re-runs that experiment's rule only."""
-    return graph.tracked_params(wildcards.exp)
+def section_param(stage_name):
+    """Param function: the digest of the stage's config section under a default storage
+    provider (see SECTION_FILES); empty where the section is an input file."""
+
+    def digest(wildcards):
+        return "" if SECTION_FILES else sections.section_digest(wildcards.exp, stage_name)
+
+    return digest
 
 
 def sweep_workers_done(wildcards):

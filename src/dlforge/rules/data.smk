@@ -9,6 +9,7 @@ rule ingest:
         # read by training.
         **outputs("ingest"),
     params:
+        config=section_param("ingest"),
         # A commit added outside the workflow changes this and re-runs the stage.
         external_commits=lambda wildcards: graph.external_commits(wildcards.exp),
         paths=paths_overrides(first_output("ingest")),
@@ -25,6 +26,7 @@ rule snapshot:
     output:
         **outputs("snapshot"),
     params:
+        config=section_param("snapshot"),
         paths=paths_overrides(first_output("snapshot")),
     log:
         log_file("snapshot"),

@@ -25,9 +25,15 @@ include: "train.smk"
 include: "registry.smk"
 
 
+# Where the project has a dvc.yaml, params.yaml and dvc.yaml follow conf/ before any job
+# runs (dlforge.stages.dvcfiles): what DVC's first stage does in `dvc repro`.
+onstart:
+    dvcfiles.prepare_run()
+
+
 # In a DVC project, record what ran in dvc.lock as `dvc repro` would: `dvc status`
 # after a Snakemake run is then clean, and `dvc metrics diff` has both sides.
 onsuccess:
-    built = graph.built_dvc_stages(config["experiments"])
+    built = dvcfiles.built_dvc_stages(config["experiments"])
     if built:
         shell("dvc commit --force --quiet " + " ".join(built))

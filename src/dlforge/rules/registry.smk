@@ -9,6 +9,7 @@ rule evaluate:
     output:
         **outputs("evaluate"),
     params:
+        config=section_param("evaluate"),
         paths=paths_overrides(first_output("evaluate")),
     log:
         log_file("evaluate"),
@@ -23,6 +24,7 @@ rule register:
     output:
         **outputs("register"),
     params:
+        config=section_param("register"),
         paths=paths_overrides(first_output("register")),
     log:
         log_file("register"),

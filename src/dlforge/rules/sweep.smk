@@ -16,6 +16,7 @@ rule sweep_worker:
     output:
         touch(WORKER_DONE),
     params:
+        config=section_param("sweep"),
         paths=paths_overrides(WORKER_DONE),
     log:
         log_file("sweep-worker-{worker}"),
@@ -36,7 +37,7 @@ rule sweep:
     output:
         **outputs("sweep"),
     params:
-        tracked=tracked_params,
+        config=section_param("sweep"),
         paths=paths_overrides(first_output("sweep")),
     log:
         log_file("sweep"),

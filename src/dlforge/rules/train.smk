@@ -10,7 +10,7 @@ rule train:
     output:
         **outputs("train"),
     params:
-        tracked=tracked_params,
+        config=section_param("train"),
         paths=paths_overrides(first_output("train")),
     log:
         log_file("train"),

@@ -1,14 +1,13 @@
 """The stage graph, defined once for both workflow front ends.
 
 ``stages(exp)`` lists each stage of an experiment with its command, the files it
-depends on (sources and the config files it composes) and what it writes
-(:data:`OUTPUTS`, placed by :class:`~dlforge.core.layout.ExperimentLayout`). The
-Snakemake rules (packaged: :data:`RULES`) take their inputs and outputs from
-here, and ``dlforge workflow dvc`` writes ``dvc.yaml`` from the same list, so
-the two cannot drift apart (a test checks that the committed ``dvc.yaml`` is
+depends on (sources, earlier stages' outputs, the project's code), its config
+section (the resolved values it reads: :mod:`dlforge.stages.sections`) and what
+it writes (:data:`OUTPUTS`, placed by :class:`~dlforge.core.layout.ExperimentLayout`).
+The Snakemake rules (packaged: :data:`RULES`) take their inputs and outputs from
+here, and :mod:`dlforge.stages.dvcfiles` writes ``dvc.yaml`` from the same list,
+so the two cannot drift apart (a test checks that the committed ``dvc.yaml`` is
 current).
-
-    dlforge workflow dvc      # regenerate dvc.yaml after editing workflow/config.yaml
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import os
 import shlex
 from dataclasses import dataclass
@@ -28,25 +26,14 @@ import yaml
 from dlforge.core.config import PACKAGED_CONF
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.memo import memo
-from dlforge.stages.params import PARAMS_FILE, digest
-
-log = logging.getLogger(__name__)
 
 WORKFLOW_CONFIG = Path("workflow/config.yaml")
 # The packaged Snakemake rules: a project's Snakefile includes this file.
 RULES = str(Path(__file__).resolve().parents[1] / "rules" / "dlforge.smk")
-# What the stage graph is computed from: a change in any of them recomputes it.
-_GRAPH_SOURCES = ("conf", str(WORKFLOW_CONFIG), str(PACKAGED_CONF), "src")
+# What the stage graph and the config sections are computed from: a change in any of
+# them recomputes both.
+GRAPH_SOURCES = ("conf", str(WORKFLOW_CONFIG), str(PACKAGED_CONF), "src")
 PROJECT_CODE = Path("src")  # the project's own code: what training builds its model from
-_TRAIN_GROUPS = ("paths", "experiment", "datamodule", "model", "optimizer", "scheduler",
-                 "trainer", "callbacks", "tracking", "hpo", "hpo/sampler", "hpo/pruner")
-CONF_GROUPS = {"ingest": ("paths", "dataset", "experiment"),
-               "snapshot": ("paths", "split", "dataset", "experiment"),
-               "sweep": _TRAIN_GROUPS,
-               "train": _TRAIN_GROUPS,
-               "evaluate": ("paths", "dataset", "experiment", "tracking"),
-               "register": ("paths", "experiment", "tracking", "registry")}
-ENTRY_CONFIGS = {"sweep": ("sweep", "train")}  # entry configs that include others
 
 
 @dataclass(frozen=True)
@@ -90,16 +77,21 @@ class Stage:
     """One stage of one experiment.
 
     Attributes:
-        deps: files read (sources, config files, earlier stages' outputs).
+        deps: files read (sources, earlier stages' outputs, the project's code).
+        config: the stage's config section: the values it reads of its config, resolved
+            (:mod:`dlforge.stages.sections`), written before any stage runs; the stage
+            re-runs when it changes.
         params: the sections of ``params.yaml`` read (the experiment's: DVC tracks
-            them as params; Snakemake re-runs the rule when their values change).
+            them as params, so that ``dvc exp run -S`` sets them and ``dvc exp show``
+            and ``dvc params diff`` list them).
         outs: small summary files written (tracked by both front ends, not cached).
         dirs: folders written whole (a model package); cached by DVC.
         persist: folders the stage appends to and never deletes (the dataset
             store, the snapshots); DVC caches them, Snakemake leaves them alone.
         markers: small files the stage creates when missing and other commands
-            update (the retrain request of ``dlforge monitor``): outputs of both
-            front ends, kept by DVC between runs.
+            update (the retrain request of ``dlforge monitor``), or rewrites only when
+            their content changes (the config sections): outputs of both front ends,
+            kept by DVC between runs.
         metrics: JSON metrics files (``dvc metrics``), also written by the stage.
         plots: CSV files of per-epoch values (``dvc plots``).
         confusion: CSV files of (actual, predicted) rows (``dvc plots``, confusion).
@@ -108,6 +100,7 @@ class Stage:
     name: str
     cmd: str
     deps: tuple[str, ...]
+    config: str = ""
     params: tuple[str, ...] = ()
     outs: tuple[str, ...] = ()
     dirs: tuple[str, ...] = ()
@@ -138,7 +131,7 @@ def stages(exp: str) -> list[Stage]:
             for s in _stage_records(exp)]
 
 
-@memo(*_GRAPH_SOURCES)
+@memo(*GRAPH_SOURCES)
 def _stage_records(exp: str) -> list[dict]:
     """The stages as plain data (kept on disk: composing the configs takes seconds)."""
     return [dataclasses.asdict(s) for s in _build_stages(exp)]
@@ -172,13 +165,13 @@ def _build_stages(exp: str) -> list[Stage]:
 
 
 def _stage(exp: str, name: str, layout: ExperimentLayout, reads: list, **fields) -> Stage:
-    """Stage ``name`` of ``exp``: it reads ``reads`` and its config files, writes its
+    """Stage ``name`` of ``exp``: it reads ``reads`` and its config section, writes its
     :data:`OUTPUTS` where ``layout`` puts them."""
     written: dict[str, tuple[str, ...]] = {}
     for out in OUTPUTS[name]:
         written[out.kind] = (*written.get(out.kind, ()), _place(layout, out))
-    return Stage(name, f"dlforge {name} experiment={exp}",
-                 deps=(*map(_norm, reads), *_conf_files(exp, name)), **written, **fields)
+    return Stage(name, f"dlforge {name} experiment={exp}", deps=tuple(map(_norm, reads)),
+                 config=_norm(layout.config_section(name)), **written, **fields)
 
 
 def rule_outputs(stage_name: str) -> dict[str, tuple[str, str]]:
@@ -194,7 +187,7 @@ def layout_pattern() -> ExperimentLayout:
     return ExperimentLayout.from_paths(_pattern_paths())
 
 
-@memo(*_GRAPH_SOURCES)
+@memo(*GRAPH_SOURCES)
 def _pattern_paths() -> dict:
     from omegaconf import OmegaConf
 
@@ -250,7 +243,7 @@ def stage(exp: str, name: str) -> Stage:
     return next(s for s in stages(exp) if s.name == name)
 
 
-@memo(*_GRAPH_SOURCES)
+@memo(*GRAPH_SOURCES)
 def sweep_workers(exp: str) -> int:
     """``hpo.n_workers``: the sweep rule's threads (one core per worker)."""
     return int(experiment_config(exp, "train").hpo.n_workers)
@@ -272,7 +265,7 @@ def external_commits(exp: str) -> str:
                     if _norm(c["source"]["path"]) not in where["declared"])
 
 
-@memo(*_GRAPH_SOURCES)
+@memo(*GRAPH_SOURCES)
 def _dataset_sources(exp: str) -> dict:
     """The experiment's dataset folder in the store and its declared source paths."""
     cfg = experiment_config(exp)
@@ -282,88 +275,6 @@ def _dataset_sources(exp: str) -> dict:
 
 def experiments(config_file: Path = WORKFLOW_CONFIG) -> list[str]:
     return list(yaml.safe_load(config_file.read_text())["experiments"])
-
-
-def dvc_yaml(exps: list[str]) -> dict:
-    """``dvc.yaml`` for the given experiments: one DVC stage per (stage, experiment)."""
-    out: dict = {}
-    for exp in exps:
-        for s in stages(exp):
-            stage = {"cmd": s.cmd, "deps": list(s.deps)}
-            if s.params:
-                stage["params"] = list(s.params)  # sections of params.yaml
-            outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
-            outs += [{m: {"cache": False, "persist": True}} for m in s.markers]
-            outs += [{p: {"persist": True}} for p in s.persist]
-            stage["outs"] = outs
-            if s.metrics:
-                stage["metrics"] = [{m: {"cache": False}} for m in s.metrics]
-            plots = [{p: {"cache": False, "x": "epoch"}} for p in s.plots]
-            plots += [{p: {"cache": False, "template": "confusion", "x": "actual",
-                           "y": "predicted"}} for p in s.confusion]
-            if plots:
-                stage["plots"] = plots
-            out[f"{s.name}-{exp}"] = stage
-    return {"stages": out}
-
-
-def tracked_params(exp: str) -> str:
-    """The digest of ``exp``'s section of params.yaml ("" without one): a Snakemake param
-    of the sweep and train rules, so that a value set there re-runs that experiment only."""
-    try:
-        section = (yaml.safe_load(PARAMS_FILE.read_text()) or {}).get(exp)
-    except (OSError, yaml.YAMLError, AttributeError):
-        return ""
-    return digest(section) if isinstance(section, dict) else ""
-
-
-def built_dvc_stages(exps: list[str]) -> list[str]:
-    """The dvc.yaml stages whose outputs all exist and were written since dvc.lock was (or
-    that it lacks), in a DVC project (none elsewhere): what a Snakemake run records in
-    dvc.lock (``dvc commit``), so that ``dvc status`` after it is clean. A run that
-    wrote nothing records nothing, and costs no DVC call."""
-    if not (Path(".dvc").is_dir() and Path("dvc.yaml").is_file()):
-        return []
-    if yaml.safe_load(Path("dvc.yaml").read_text()) != dvc_yaml(exps):
-        log.warning("dvc.yaml is not the stage graph of workflow/config.yaml and conf/: "
-                    "nothing recorded for DVC. Fix: run `dlforge workflow dvc`, then "
-                    "`dvc commit`")
-        return []
-    lock = Path("dvc.lock")
-    recorded, text = (lock.stat().st_mtime, lock.read_text()) if lock.is_file() else (0.0, "")
-    built = []
-    for exp in exps:
-        for s in stages(exp):
-            files = [Path(f) for f in (*s.files, *s.persist)]
-            if all(f.exists() for f in files) and (
-                    f"{s.name}-{exp}:" not in text
-                    or any(f.stat().st_mtime > recorded for f in files)):
-                built.append(f"{s.name}-{exp}")  # not recorded yet, or written since
-    return built
-
-
-def write_dvc_yaml(path: Path = Path("dvc.yaml")) -> Path:
-    header = ("# Generated by `dlforge workflow dvc` from dlforge.stages.workflow.stages and\n"
-              "# workflow/config.yaml: edit those, not this file.\n")
-    body = yaml.safe_dump(dvc_yaml(experiments()), sort_keys=False, width=100)
-    path.write_text(header + body)
-    return path
-
-
-def _conf_files(exp: str, stage_name: str) -> list[str]:
-    """The config files ``stage_name`` composes for ``exp``, where the search path finds
-    them. A packaged file counts only where it lies inside the project (dlforge
-    installed from a checkout of itself); elsewhere it changes with dlforge's version."""
-    from dlforge.core.config import config_file
-
-    choices = experiment_config(exp, stage_name).hydra.runtime.choices
-    entries = ENTRY_CONFIGS.get(stage_name, (stage_name,))
-    names = [*(f"{name}.yaml" for name in entries), "stage.yaml"]
-    names += [f"{group}/{choices[group]}.yaml" for group in CONF_GROUPS[stage_name]
-              if choices.get(group)]
-    here = Path.cwd()
-    files = [found for name in names if (found := config_file(name)) is not None]
-    return [os.path.relpath(f) for f in files if f.is_relative_to(here)]
 
 
 def _project_code() -> list[str]:
@@ -378,7 +289,7 @@ def _project_code() -> list[str]:
 
 def _source_files(sources) -> list[str]:
     """The sources ingest reads; a source built by ingest itself (``build``) depends
-    on its config only, which is already a dependency."""
+    on its config only, which is in ingest's config section."""
     return [_norm(s.path) for s in sources if not s.get("build")]
 
 
