@@ -39,6 +39,7 @@ http {{
         listen 127.0.0.1:{port};
         location / {{
             proxy_pass http://dlforge;
+            proxy_set_header Host $host;  # the name the client asked for (a loopback one)
             add_header X-Upstream $upstream_addr always;  # which replica answered
         }}
     }}
