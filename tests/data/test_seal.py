@@ -279,15 +279,21 @@ def test_a_manifest_that_names_another_snapshot_is_refused(experiment):
         experiment_snapshot(cfg)
 
 
-def test_a_snapshot_from_before_seals_opens_for_the_experiment_with_a_warning(
-        experiment, caplog):
+def test_an_unsealed_snapshot_is_refused_for_the_experiment_until_it_is_rebuilt(experiment):
+    """Built before seals, or a copy stripped of its marks: the stages never read it
+    unchecked, and `dlforge snapshot` rebuilds it from the store and seals it."""
     from dlforge.stages.common import experiment_snapshot
 
     cfg, folder = experiment
     seal_path(Path(cfg.paths.store_dir), "toy", folder.name).unlink()
     edit_manifest(folder, store=None, sealed=None)
 
-    with caplog.at_level(logging.WARNING):
-        snapshot = experiment_snapshot(cfg)
-        assert len(snapshot.inputs("train")) == snapshot.counts["train"]
-    assert f"snapshot {folder} has no seal in its store ({cfg.paths.store_dir})" in caplog.text
+    with pytest.raises(DlforgeError) as info:
+        experiment_snapshot(cfg)
+    assert f"snapshot {folder} has no seal in the store {cfg.paths.store_dir}" in str(info.value)
+    assert "Fix: run `dlforge data snapshot toy`" in str(info.value)
+
+    store = Store(cfg.paths.store_dir)  # what the fix runs: rebuilt and sealed
+    assert SnapshotStore(cfg.paths.snapshot_dir, store).build("toy").path == folder
+    snapshot = experiment_snapshot(cfg)
+    assert len(snapshot.inputs("train")) == snapshot.counts["train"]

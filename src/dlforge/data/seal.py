@@ -215,8 +215,9 @@ def missing_seal(manifest: dict, store_root: Path | None) -> str:
 def check_sealed(folder: Path, manifest: dict, store_root: Path) -> None:
     """Raise unless the snapshot in ``folder`` may be read with the seals of ``store_root``,
     the store its reader knows: its manifest must name the folder's own dataset and
-    version, claim no seal that the store lacks, and give the sealed labels. An unsealed
-    snapshot (from before seals) is logged once, as a warning.
+    version and give the sealed labels, and the store must hold its seal: a snapshot from
+    before seals (or a copy stripped of its marks) is refused with the command that
+    rebuilds and seals it.
     """
     name, version = manifest.get("dataset"), manifest.get("version")
     rebuild = (f"Fix: delete {folder} and build it again from the store with `dlforge data "
@@ -230,9 +231,13 @@ def check_sealed(folder: Path, manifest: dict, store_root: Path) -> None:
     if record is None and claims_seal(manifest):
         raise DlforgeError(f"snapshot {folder} {missing_seal(manifest, store_root)}: it is "
                            f"not used. {rebuild}")
-    if record is None:
-        warn_unsealed(folder, name, store_root)
-    elif problem := meaning_problem(record, manifest):
+    if record is None:  # from before seals, or a copy made to look so: never read unchecked
+        raise DlforgeError(f"snapshot {folder} has no seal in the store {store_root}, so its "
+                           "splits cannot be checked against what the store built: it is not "
+                           f"used. Fix: run `dlforge data snapshot {name}` (or `dlforge "
+                           "snapshot experiment=...`): it rebuilds the snapshot from the store "
+                           "and seals it")
+    if problem := meaning_problem(record, manifest):
         raise DlforgeError(f"snapshot {folder}: {problem} (seal: "
                            f"{seal_path(store_root, name, version)}): it was changed after it "
                            f"was built from the store and is not used. {rebuild}")

@@ -94,7 +94,23 @@ def importable_as(name: str) -> str | None:
     installed = {module.lower(): dists for module, dists in packages_distributions().items()}
     if name in installed:
         return f"a module of the installed distribution {', '.join(sorted(installed[name]))}"
+    found = _installed_module(name)
+    if found:
+        return f"a module Python imports already, from {found}"
     return None
+
+
+def _installed_module(name: str) -> str | None:
+    """Where Python finds a top-level module ``name`` outside the working folder (the
+    standard library's ``test``, a module on PYTHONPATH), or None."""
+    from importlib.machinery import PathFinder
+
+    here = Path.cwd().resolve()
+    paths = [p for p in sys.path if p and Path(p).resolve() != here]
+    spec = PathFinder.find_spec(name, paths)
+    if spec is None:
+        return None
+    return spec.origin or ", ".join(spec.submodule_search_locations or []) or "sys.path"
 
 
 def init(path: Path, example: str | None = None, kind: str | None = None) -> dict:
