@@ -135,7 +135,9 @@ def test_the_command_prints_json_and_markdown(repo):
     assert set(report["experiments"]) == {"intent", "digits"}
     markdown = subprocess.run([*command, "--experiment", "intent"], cwd=repo, check=True,
                               capture_output=True, text=True).stdout
-    assert markdown.startswith("## dlforge review: `HEAD`") and "### digits" not in markdown
+    verdict, _, title = markdown.splitlines()[:3]
+    assert verdict == "**Verdict: pass**" and title.startswith("## dlforge review: `HEAD`")
+    assert "### digits" not in markdown
     failed = subprocess.run([*command[:-1], "nope"], cwd=repo, capture_output=True, text=True)
     assert failed.returncode != 0 and "no such revision" in failed.stderr
 

@@ -208,3 +208,23 @@ def test_a_missing_requirement_is_named_with_the_install_command(light_venv, pro
     command = shlex.split(result.stderr.split("Fix: ", 1)[1])
     assert command[:2] == ["pip", "install"]
     assert [Requirement(r) for r in command[2:]] == [Requirement(r) for r in review_extra()]
+
+
+@pytest.mark.slow
+def test_the_workflows_check_fails_its_step_on_stale_results(light_venv, workflow, tmp_path,
+                                                            monkeypatch):
+    from tests.test_review_check import commit, git, make_project, set_lr
+
+    monkeypatch.chdir(tmp_path)
+    make_project()
+    git("update-ref", "refs/remotes/origin/main", "HEAD")  # the base branch, as checked out
+    env = {**os.environ, "PATH": f"{light_venv / 'bin'}:{os.environ['PATH']}",
+           "BASE_REF": "main"}
+    review = ["bash", "-eo", "pipefail", "-c", step(workflow[1], "Review")["run"]]
+    assert run(*review, cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "review.md").read_text().startswith("**Verdict: pass**")
+    set_lr(0.01)
+    commit("lr 0.01, not run")
+    failed = run(*review, cwd=tmp_path, env=env, check=False)
+    assert failed.returncode == 1, failed.stderr
+    assert (tmp_path / "review.md").read_text().startswith("**Verdict: stale**")

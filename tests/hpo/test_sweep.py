@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import yaml
 from omegaconf import OmegaConf
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.record import text_digest
 from dlforge.hpo.best import write_best
 from dlforge.stages.config import apply_best
+from dlforge.stages.sections import section_text, section_values
 from dlforge.stages.sweep import sweep
 from dlforge.stages.train import train
 from tests.hpo.conftest import load_study, runs, summary
@@ -37,6 +40,10 @@ def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
     assert all(len(t["intermediate"]) == 3 and t["epochs"] == 3 for t in written["trials"])
     for plot in ("history.png", "importances.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
+    snapshot = tmp_path / "outputs/intent/snapshot.json"
+    assert written["record"] == result["record"]  # the summary carries its run record
+    assert written["record"]["upstream"] == {"snapshot": text_digest(snapshot.read_bytes())}
+    assert written["record"]["snapshot"] == json.loads(snapshot.read_text())["version"]
 
     found = runs(mlflow_dir, f"sweep-{tmp_path.name}")
     (parent,) = [r for r in found if r.data.tags.get("mlflow.parentRunId") is None]
@@ -139,8 +146,13 @@ def test_train_uses_best_yaml_when_the_experiment_enables_the_sweep(sweep_cfg, t
     write_best(best, ["optimizer.lr=0.0042", "model.net.hidden_dim=24"], "test")
     frozen = OmegaConf.load(train(cfg)["config"])
     assert (frozen.optimizer.lr, frozen.model.net.hidden_dim) == (0.0042, 24)
+    # Its record: the config as composed (best.yaml is a result it read, by its digest).
+    section = text_digest(section_text(section_values(cfg, "train")))
+    assert frozen.record.config == section and frozen.record.upstream.sweep == text_digest(
+        best.read_bytes())
     unswept = sweep_cfg("launch=false", "hpo.enabled=false")
-    assert OmegaConf.load(train(unswept)["config"]).optimizer.lr == 0.02
+    frozen = OmegaConf.load(train(unswept)["config"])
+    assert frozen.optimizer.lr == 0.02 and "sweep" not in frozen.record.upstream
 
     # A value given on the command line wins over best.yaml.
     tuned = apply_best(sweep_cfg("hpo.enabled=true", "optimizer.lr=0.5"), best,

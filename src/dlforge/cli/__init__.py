@@ -17,7 +17,7 @@ Usage:
     dlforge predict MODEL_URI --input F --output F    batch predictions to parquet
     dlforge serve [overrides...]                      the LitServe prediction server
     dlforge workflow dvc                              regenerate dvc.yaml and params.yaml
-    dlforge review [--base REV] [--format F]          what a change did, from results in git
+    dlforge review [--base REV] [--format F] [--check] what a change did; --check gates on it
 
 Stage commands are Hydra applications: they take overrides (``split.train=0.7``),
 ``--cfg job`` prints the resolved config, ``--help`` lists the config groups.

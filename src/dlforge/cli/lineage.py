@@ -4,11 +4,16 @@
     dlforge lineage models:/intent/3 --json
 
 Model version (and its last ``dlforge verify``) -> training run (params, metrics,
-cost, code version, config hash) -> snapshot version -> commits (ids, messages,
+cost, commit, config hash) -> snapshot version -> commits (ids, messages,
 tags, timestamps) -> raw sources (paths, content hashes). Everything is read
 from the MLflow tracking store (the snapshot manifest is logged with the
 model), so the chain is reachable from any machine that can reach the store,
 e.g. from the model version a served prediction logged.
+
+The run's commit is found in the git repository of the current folder (run it
+from the project's root): the first commit, oldest first among the last 500,
+whose src/ and committed config section (outputs/<exp>/config/train.json) are
+what the run recorded; "uncommitted" where none is.
 """
 
 from __future__ import annotations
@@ -48,8 +53,7 @@ def _print_tree(chain: dict) -> None:
     if chain["attestation"]:
         tree.add(_attested(chain["attestation"]))
     node = tree.add(f"[bold]run[/] {run['run_id']} ({run['status'].lower()}) experiment "
-                    f"{run['experiment']} code {run['git_commit']}"
-                    f"{' (dirty)' if run['git_dirty'] == 'true' else ''} config "
+                    f"{run['experiment']} {commit_text(run['commit'])} config "
                     f"{(run['config_hash'] or '')[:12]}")
     node.add("params: " + ", ".join(f"{k}={run['params'][k]}" for k in RUN_PARAMS
                                     if k in run["params"]))
@@ -64,6 +68,19 @@ def _print_tree(chain: dict) -> None:
                               f"{commit['message']!r} {commit['tags']}")
         branch.add(f"[bold]source[/] {source['path']} sha256:{source['digest'][:16]}")
     Console(width=160).print(tree)
+
+
+def commit_text(commit: dict) -> str:
+    """``commit 3f2a1b…``, or why there is none."""
+    if commit["id"]:
+        return f"commit {commit['id'][:12]}"
+    if commit["status"] == "uncommitted":
+        scope = (f"the last {commit['searched']} commits (history searched no further)"
+                 if commit["truncated"] else f"the {commit['searched']} commits of HEAD")
+        return f"uncommitted (no commit among {scope} holds the trained code and config)"
+    if commit["status"] == "unrecorded":
+        return "commit unknown (trained before runs carried a record)"
+    return "commit unknown (not run in the project's git repository)"
 
 
 def _attested(found: dict) -> str:

@@ -50,6 +50,8 @@ class Tag:
     TRIAL = "dlforge.trial"
     TRIAL_STATE = "dlforge.trial_state"
     VERIFY = "dlforge.verify."  # prefix of a model version's attestation (`dlforge verify`)
+    RECORD_CODE = "dlforge.record.code"  # the training's run record (dlforge.core.record)
+    RECORD_CONFIG = "dlforge.record.config"
 
 
 def setup_tracking_uri(tracking) -> None:

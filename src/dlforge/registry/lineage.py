@@ -5,14 +5,23 @@ The version's attestation (its ``dlforge.verify.*`` tags, :func:`attestation`) c
 Read from the MLflow tracking store alone (the snapshot manifest is logged
 with the model), so any machine that reaches the store can follow it; the
 ``dlforge lineage`` command prints it.
+
+The commit of the training (``run.commit``, :func:`commit_of`) is resolved in the
+project's git repository (the current folder) from the run's record: the first
+commit whose ``src/`` and committed training config section have the digests the
+run recorded (``dlforge.record.code``, ``dlforge.record.config``), or none
+("uncommitted"). The commit checked out when it trained (``run.git_commit``) may
+have held other code: uncommitted edits are never credited to it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from dlforge.core.errors import DlforgeError, NotFound
+from dlforge.core.layout import ExperimentLayout
 from dlforge.core.tracking import Tag
 
 URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))")
@@ -64,6 +73,7 @@ def lineage(client, uri: str) -> dict:
         "attestation": attestation(model.tags),
         "run": {"run_id": run.info.run_id, "status": run.info.status,
                 "experiment": tags.get("dlforge.experiment"),
+                "commit": commit_of(model.run_id, tags),
                 "git_commit": tags.get("dlforge.git_commit"),
                 "git_dirty": tags.get("dlforge.git_dirty"),
                 "config_hash": tags.get("dlforge.config_hash"),
@@ -80,6 +90,40 @@ def lineage(client, uri: str) -> dict:
                                            "digest")} for c in manifest["commits"]],
         "sources": [{"commit": c["id"], **c["source"]} for c in manifest["commits"]],
     }
+
+
+def commit_of(run_id: str, tags: dict) -> dict:
+    """The commit that holds run ``run_id``'s recorded code and config, in the repository
+    of the current folder: ``{"id", "status", "searched", "truncated"}``, the status
+    ``committed``, ``uncommitted``, ``unrecorded`` (a run made before runs carried a
+    record) or ``no repository`` (outside one, or the run's outputs lie outside it)."""
+    from dlforge.core import gitrepo
+    from dlforge.core.commits import find_commit
+
+    config = tags.get(Tag.RECORD_CONFIG)
+    if config is None:
+        return {"id": None, "status": "unrecorded"}
+    section = _section_path(run_id, tags)
+    if not gitrepo.inside_repository() or Path(section).parts[:1] == (os.pardir,):
+        return {"id": None, "status": "no repository"}  # not this project's run
+    found = find_commit(tags.get(Tag.RECORD_CODE), config, section)
+    return {"id": found.commit, "status": "committed" if found.commit else "uncommitted",
+            "searched": found.searched, "truncated": found.truncated}
+
+
+def _section_path(run_id: str, tags: dict) -> str:
+    """Where the run's training config section is committed, relative to the current
+    folder: by the paths of its frozen config, else the default layout."""
+    import mlflow
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    try:
+        frozen = yaml.safe_load(mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml"))
+        path = ExperimentLayout.from_paths(frozen["paths"]).config_section("train")
+    except (MlflowException, OSError, yaml.YAMLError, KeyError, TypeError):
+        path = Path("outputs", str(tags.get(Tag.EXPERIMENT)), "config", "train.json")
+    return os.path.relpath(path) if path.is_absolute() else os.path.normpath(path)
 
 
 def _label_counts(manifest: dict) -> dict[str, dict[str, int]]:

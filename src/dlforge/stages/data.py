@@ -1,8 +1,9 @@
 """The data stages of the workflow: ``dlforge ingest`` and ``dlforge snapshot``.
 
 Each is a plain function of the composed config that returns its summary and
-writes it under ``paths.exp_dir`` for Snakemake/DVC to track. The summaries
-hold no timestamps, so an unchanged result leaves the file unchanged.
+writes it under ``paths.exp_dir`` for Snakemake/DVC to track, with its run record
+(:mod:`dlforge.stages.record`). The summaries hold no timestamps, so an unchanged
+result leaves the file unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dlforge.data.snapshot import SnapshotStore, SplitRule
 from dlforge.data.store import Store
 from dlforge.data.supersede import check_mode
 from dlforge.monitor.retrain import ensure_marker
+from dlforge.stages.record import stage_record
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def ingest(cfg: DictConfig) -> dict:
                         "added": delta.get("added"), "removed": delta.get("removed")})
     ensure_marker(layout.retrain_marker)  # training's input; `dlforge monitor` raises requests
     summary = {"dataset": name, "type": type_name, "sources": sources,
-               "commits": [c.id for c in store.commits(name)]}
+               "commits": [c.id for c in store.commits(name)],
+               "record": stage_record(cfg, "ingest")}
     write_json_atomic(layout.ingest_summary, summary)
     return summary
 
@@ -107,7 +110,7 @@ def snapshot(cfg: DictConfig) -> dict:
     summary = {"dataset": ref.dataset, "version": ref.version, "path": str(ref.path),
                "commits": [c["id"] for c in manifest["commits"]],
                "labels": len(manifest["labels"]), "counts": manifest["counts"],
-               "label_counts": _label_counts(manifest)}
+               "label_counts": _label_counts(manifest), "record": stage_record(cfg, "snapshot")}
     write_json_atomic(layout.snapshot_summary, summary)
     return summary
 

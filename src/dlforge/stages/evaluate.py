@@ -3,7 +3,8 @@
 Reads the last finished training (``paths.train_dir``: its frozen config, run
 and package), evaluates the package on the test split of the snapshot it was
 trained on (:func:`dlforge.registry.evaluate.evaluate_package`), writes the
-results to ``paths.eval_dir`` and logs them to the training run in MLflow.
+results to ``paths.eval_dir`` (``metrics.json`` with its run record,
+:mod:`dlforge.stages.record`) and logs them to the training run in MLflow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dlforge.core.layout import ExperimentLayout
 from dlforge.data.snapshot import Snapshot
 from dlforge.registry.evaluate import evaluate_package, log_to_run
 from dlforge.stages.common import trained
+from dlforge.stages.record import attach, stage_record
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,11 @@ def evaluate(cfg: DictConfig) -> dict:
         raise DlforgeError(f"the model's labels differ from snapshot {snapshot.version}'s: "
                            "the package and training config are out of step. Fix: re-run "
                            f"`dlforge train experiment={cfg.experiment_name}`")
+    made_from = stage_record(cfg, "evaluate", snapshot.version)  # before it writes
     headline = evaluate_package(model, snapshot, layout.eval, int(cfg.batch_size),
                                 cfg.threshold, cfg.dataset.get("oos_label"))
+    attach(layout.eval.metrics, made_from)
+    headline["record"] = made_from
     setup_tracking_uri(cfg.tracking)
     log_to_run(mlflow.MlflowClient(), train["run_id"], layout.eval, headline)
     log.info("evaluated %s on %d test examples: %s", cfg.experiment_name, headline["examples"],

@@ -5,7 +5,8 @@ Reads the last finished training (``paths.train_dir``) and its evaluation
 ``registry.model_name`` and gates it with ``registry.gate``
 (:func:`dlforge.registry.register.register_candidate`), with the experiment's
 ``model_card`` text for the version's model card, and writes the decision and
-its reason to ``paths.exp_dir/register.json``.
+its reason to ``paths.exp_dir/register.json``, with its run record
+(:mod:`dlforge.stages.record`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dlforge.data.snapshot import Snapshot
 from dlforge.registry.card import TEXT_KEYS
 from dlforge.registry.register import Candidate, Gate, register_candidate
 from dlforge.stages.common import trained
+from dlforge.stages.record import stage_record
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +40,14 @@ def register(cfg: DictConfig) -> dict:
     layout = ExperimentLayout.from_config(cfg)
     train = trained(cfg)
     metrics = _evaluation(cfg, layout.eval.metrics, train)
+    made_from = stage_record(cfg, "register", train["snapshot"])
     _check_gate_metric(gate, metrics, layout.eval.metrics)
     candidate = Candidate(layout.train.model, train["run_id"], train["experiment_name"],
                           Snapshot.open(train["snapshot_path"], store=cfg.paths.store_dir), metrics,
                           oos_label=cfg.dataset.get("oos_label"), card_text=_card_text(cfg))
     setup_mlflow(cfg.tracking)
     record = register_candidate(mlflow.MlflowClient(), cfg.registry.model_name, candidate, gate)
+    record["record"] = made_from
     write_json_atomic(layout.register_record, record)
     log.info("registered %s version %s: %s", record["model"], record["version"],
              record["reason"])

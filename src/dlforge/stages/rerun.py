@@ -30,7 +30,8 @@ from dlforge.registry.attest import Unavailable
 from dlforge.train.cost import METRIC_PREFIX
 
 # Keys of a frozen config that belong to its own run, not to what is trained.
-RUN_KEYS = ("run_id", "config_hash", "resume_from", "snapshot", "snapshot_path", "hydra")
+RUN_KEYS = ("run_id", "config_hash", "resume_from", "snapshot", "snapshot_path", "hydra",
+            "record")
 GPU_SECONDS = METRIC_PREFIX + "gpu_seconds"  # recorded by a run that trained on GPUs
 PULL = "Fix: run `dvc pull` (the project's data/ as DVC tracks it), then verify again"
 

@@ -18,6 +18,10 @@ gate's verdict and the champion's move. A problem with one experiment (no
 results on one side, an unreadable file) is reported there and the others are
 still reviewed. The bootstrap draws per-outcome counts (``registry.scores``), so
 its memory does not grow with the test split.
+
+The review ends in a verdict (:mod:`dlforge.stages.verdict`): whether each head
+result is current by its run record (:mod:`dlforge.stages.staleness`) and whether
+a metric regressed past its tolerance (:mod:`dlforge.stages.tolerance`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ import yaml
 from dlforge.core.config import dotted
 from dlforge.core.urls import redact
 from dlforge.stages.revision import NotARegularFile, Side, default_base, repository_root, resolve
+from dlforge.stages.staleness import check_experiment
+from dlforge.stages.tolerance import CLASS_F1, regressions, tolerances
+from dlforge.stages.verdict import check_lines, verdict, verdict_line
 
 BOOTSTRAP_SAMPLES = 2000
 CONFIDENCE = 0.95
@@ -42,7 +49,7 @@ ROW_METRICS = ("accuracy", "macro_f1")  # computed again from the (actual, predi
 # Folders and a run's bookkeeping, not what was trained (the snapshot is in the data delta).
 URL_IN_TEXT = re.compile(r"[^\s'\"]+://[^\s'\"]+")  # a URL quoted in an error message
 IGNORED_KEYS = ("paths.", "hydra.", "run_id", "config_hash", "resume_from", "snapshot_path",
-                "snapshot")
+                "snapshot", "record.")
 
 
 def review(base: str | None = None, experiments: list[str] | None = None) -> dict:
@@ -50,18 +57,27 @@ def review(base: str | None = None, experiments: list[str] | None = None) -> dic
     tree, run from the project's root.
 
     Raises:
-        DlforgeError: outside a git repository, or for a revision git does not know.
+        DlforgeError: outside a git repository, for a revision git does not know, or for
+            a conf/review.yaml that is not what the review reads.
     """
     repository_root()
     base_rev = resolve(base) if base else default_base()
     old, new = Side(base or base_rev[:12], base_rev), Side("working tree")
-    names = experiments or list(dict.fromkeys([*_experiments(old), *_experiments(new)]))
+    limits = tolerances()
+    head = _experiments(new)
+    names = experiments or list(dict.fromkeys([*_experiments(old), *head]))
+    reviewed = {name: review_experiment(name, old, new, limits) for name in names}
+    for name in names:  # an experiment only the base lists is gone from the head: not stale
+        if name not in head and not experiments:
+            reviewed[name]["no_results"] = False
     return {"base": {"name": old.name, "commit": base_rev}, "head": new.name,
-            "experiments": {name: review_experiment(name, old, new) for name in names}}
+            "tolerance": limits, "verdict": verdict(reviewed), "experiments": reviewed}
 
 
-def review_experiment(name: str, old: Side, new: Side) -> dict:
-    """One experiment's part of the review (problems are reported, not raised)."""
+def review_experiment(name: str, old: Side, new: Side, limits: dict | None = None) -> dict:
+    """One experiment's part of the review (problems are reported, not raised), with
+    its check: stale and unrecorded results, regressions past ``limits``
+    (:func:`~dlforge.stages.tolerance.tolerances`)."""
     from dlforge.stages.workflow import layout_pattern
 
     layout = layout_pattern()
@@ -75,7 +91,7 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
     try:
         before, after = (_read_all(side, paths, report["problems"]) for side in (old, new))
     except OSError as err:
-        return {"problems": [f"cannot read the results of {name} ({err})"]}
+        return {"problems": [f"cannot read the results of {name} ({err})"], "no_results": True}
     for side, texts in ((old, before), (new, after)):
         if texts["metrics"] is None:
             report["problems"].append(
@@ -89,9 +105,15 @@ def review_experiment(name: str, old: Side, new: Side) -> dict:
         report["per_class"] = _regressions(before["per_class"], after["per_class"])
         report["gate"] = _gate(before["register"], after["register"])
         report["sweep"] = _sweep(after["sweep"])
+        limit = (limits or {}).get(CLASS_F1)
+        classes = [] if limit is None else _regressions(before["per_class"],
+                                                        after["per_class"], limit)
+        report["regressions"] = regressions(report["metrics"], classes, limits or {})
     except (ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
         report["problems"].append(f"a result file of {name} is not what the stages write "
                                   f"({_describe(err)}); re-run its stages")
+    report.update(check_experiment(name, old, new, layout))
+    report["no_results"] = after["metrics"] is None
     report["plots"] = [str(p).replace("{exp}", name) for p in
                        (layout.train.history, layout.eval.confusion_csv)]
     return report
@@ -246,7 +268,9 @@ def _same(a, b) -> bool:
     return len(a) == len(b) and bool((a == b).all())
 
 
-def _regressions(old: str | None, new: str | None) -> list[dict]:
+def _regressions(old: str | None, new: str | None, threshold: float = REGRESSION) -> list[dict]:
+    """The classes (with at least ``MIN_SUPPORT`` test examples) whose F1 dropped by more
+    than ``threshold``, the largest drop first."""
     if old is None or new is None:
         return []
     before = {r["label"]: r for r in csv.DictReader(io.StringIO(old))}
@@ -256,7 +280,7 @@ def _regressions(old: str | None, new: str | None) -> list[dict]:
         if was is None or int(float(row["support"])) < MIN_SUPPORT:
             continue
         drop = float(was["f1"]) - float(row["f1"])
-        if drop > REGRESSION:
+        if drop > threshold:
             found.append({"label": row["label"], "old_f1": round(float(was["f1"]), 4),
                           "new_f1": round(float(row["f1"]), 4),
                           "support": int(float(row["support"]))})
@@ -302,12 +326,14 @@ def _experiments(side: Side) -> list[str]:
 def to_markdown(report: dict) -> str:
     """The review as Markdown for a pull-request comment."""
     base = report["base"]
-    lines = [f"## dlforge review: `{base['name']}` ({base['commit'][:8]}) → {report['head']}", ""]
+    lines = [verdict_line(report["verdict"]), "",
+             f"## dlforge review: `{base['name']}` ({base['commit'][:8]}) → {report['head']}", ""]
     for name, exp in report["experiments"].items():
         lines += [f"### {name}", ""]
         lines += [f"> {problem}" for problem in exp.get("problems", [])]
         if exp.get("problems"):
             lines.append("")
+        lines += check_lines(exp)
         if gate := exp.get("gate"):
             old, new = gate["champion"]
             move = f"champion v{old} → v{new}" if old != new else f"champion stays v{new}"

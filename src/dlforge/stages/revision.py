@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
+from dlforge.core.gitrepo import git
 
 GIT_FILE_MODES = ("100644", "100755")  # regular files; 120000 is a symbolic link
 
@@ -129,19 +129,3 @@ def resolve(rev: str) -> str:
         raise DlforgeError(f"--base {rev}: git knows no such revision. Fix: name a commit, "
                            "branch or tag (`git log --oneline` lists them), e.g. HEAD~1")
     return result.stdout.strip()
-
-
-def git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``git ARGS`` in the current folder, its output as text.
-
-    Raises:
-        DlforgeError: git is missing, or (with ``check``) the command failed.
-    """
-    try:
-        result = subprocess.run(["git", *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise DlforgeError("git is not installed: dlforge review reads results from git. "
-                           "Fix: install git") from None
-    if check and result.returncode != 0:
-        raise DlforgeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
-    return result

@@ -40,6 +40,7 @@ def write_outputs(cfg: DictConfig, trainer, weights: dict, data, history: list[d
         **{k: round(float(v), 6) for k, v in test.items()},
         "train_seconds": round(seconds, 2),
         "samples_per_second": round(samples / seconds, 1) if seconds else None,
+        **({"record": OmegaConf.to_container(cfg.record)} if cfg.get("record") else {}),
     }
     write_json_atomic(files.metrics, metrics)
     _log_artifacts(cfg.run_id, files, metrics)

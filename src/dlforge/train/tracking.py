@@ -38,8 +38,10 @@ def config_hash(cfg: dict) -> str:
 def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | None) -> str:
     """Start the training run (or re-open ``resume_run``); return its id.
 
-    ``frozen`` (:func:`as_dict`) is recorded as params, less the paths and
-    :data:`~dlforge.core.secrets.CONNECTION_KEYS`, and as the ``config.yaml`` artifact.
+    ``frozen`` (:func:`as_dict`) is recorded as params, less the paths, its run record
+    and :data:`~dlforge.core.secrets.CONNECTION_KEYS`, and as the ``config.yaml``
+    artifact; the record's code and config digests are tags (:func:`record_tags`), which
+    ``dlforge lineage`` resolves to a commit.
     """
     import mlflow
 
@@ -48,6 +50,8 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     if resume_run:
         client.update_run(resume_run, status="RUNNING")
         client.set_tag(resume_run, Tag.PID, str(os.getpid()))  # the live process now
+        for key, value in record_tags(frozen).items():  # what the resumed run trains now
+            client.set_tag(resume_run, key, value)
         log.info("resuming MLflow run %s", resume_run)
         return resume_run
     tags = {
@@ -57,13 +61,14 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
         Tag.SNAPSHOT: manifest["version"],
         Tag.COMMITS: ",".join(str(c["id"]) for c in manifest["commits"]),
         Tag.CONFIG_HASH: config_hash(frozen),
+        **record_tags(frozen),
         **process_tags(),
         **{k: secrets.scrub(str(v)) for k, v in (cfg.tracking.get("tags") or {}).items()},
     }
     run = client.create_run(experiment_id, run_name=cfg.tracking.get("run_name"), tags=tags)
     run_id = run.info.run_id
     params = secrets.params(flatten({k: v for k, v in frozen.items()
-                                     if k not in ("paths", "hydra", "hpo")}))
+                                     if k not in ("paths", "hydra", "hpo", "record")}))
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(params)
         log_snapshot_input(manifest, Path(frozen["snapshot_path"]))
@@ -73,6 +78,14 @@ def open_run(cfg: DictConfig, frozen: dict, manifest: dict, resume_run: str | No
     log.info("MLflow run %s in experiment %s <tracking.tracking_uri=%s>", run_id,
              cfg.tracking.experiment, redact(cfg.tracking.tracking_uri))
     return run_id
+
+
+def record_tags(frozen: dict) -> dict[str, str]:
+    """The tags of the run record ``frozen`` carries (the train stage's): the digests of
+    the project's code and of the training's config section; none without a record."""
+    record = frozen.get("record") or {}
+    found = {Tag.RECORD_CODE: record.get("code"), Tag.RECORD_CONFIG: record.get("config")}
+    return {k: str(v) for k, v in found.items() if v is not None}
 
 
 def log_snapshot_input(manifest: dict, path: Path) -> None:
