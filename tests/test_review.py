@@ -291,3 +291,26 @@ def test_a_broken_result_file_is_named_without_quoting_a_secret(repo):
     problems += review("HEAD")["experiments"]["intent"]["problems"]
     assert any("postgresql://u:***@h/db" in p for p in problems), problems
     assert not any("yaml-pw" in p or "csv-pw" in p for p in problems), problems
+
+
+def test_the_review_shows_the_change_in_cost_beside_the_change_in_metrics(repo):
+    """A batch-size change costs more CPU time: the review says how much, from the cost
+    each training recorded in train/metrics.json."""
+    def record_cost(cpu: float, rss: int, extra: dict | None = None) -> None:
+        path = repo / "outputs/intent/train/metrics.json"
+        path.write_text(json.dumps({"test/acc": 0.9, "cost": {
+            "cpu_seconds": cpu, "wall_seconds": cpu / 2, "peak_rss_bytes": rss, **(extra or {})}}))
+
+    record_cost(100.0, 2**30)
+    commit(repo, "base with its cost")
+    record_cost(150.0, 2**30 + 2**20, {"energy_joules": 900.0})
+
+    report = review("HEAD")
+    cost = {row["figure"]: row for row in report["experiments"]["intent"]["cost"]}
+    assert cost["cpu_seconds"]["delta"] == 50.0 and cost["cpu_seconds"]["ratio"] == 1.5
+    assert cost["energy_joules"]["old"] is None and cost["energy_joules"]["delta"] is None
+    assert "gpu_seconds" not in cost  # recorded on neither side: not shown
+    markdown = to_markdown(report)
+    assert "| cpu_seconds | 100.0 s | 150.0 s | +50.0 s (×1.50) |" in markdown
+    assert "| peak_rss_bytes | 1024.0 MiB | 1025.0 MiB | +1.0 MiB (×1.00) |" in markdown
+    assert "| energy_joules | — | 900.0 J |  |" in markdown

@@ -36,6 +36,7 @@ import yaml
 
 from dlforge.core.config import dotted
 from dlforge.core.urls import redact
+from dlforge.stages.costs import cost_deltas, cost_lines
 from dlforge.stages.revision import NotARegularFile, Side, default_base, repository_root, resolve
 from dlforge.stages.staleness import check_experiment
 from dlforge.stages.tolerance import CLASS_F1, regressions, tolerances
@@ -85,7 +86,7 @@ def review_experiment(name: str, old: Side, new: Side, limits: dict | None = Non
              "ingest": layout.ingest_summary,
              "metrics": layout.eval.metrics, "per_class": layout.eval.per_class,
              "rows": layout.eval.confusion_csv, "register": layout.register_record,
-             "sweep": layout.sweep.summary}
+             "sweep": layout.sweep.summary, "train_metrics": layout.train.metrics}
     paths = {key: str(path).replace("{exp}", name) for key, path in files.items()}
     report: dict = {"problems": []}
     try:
@@ -102,6 +103,7 @@ def review_experiment(name: str, old: Side, new: Side, limits: dict | None = Non
         report["data"] = _data_delta(before["snapshot"], after["snapshot"], before["ingest"],
                                      after["ingest"])
         report["metrics"] = _metric_deltas(before, after)
+        report["cost"] = cost_deltas(before["train_metrics"], after["train_metrics"])
         report["per_class"] = _regressions(before["per_class"], after["per_class"])
         report["gate"] = _gate(before["register"], after["register"])
         report["sweep"] = _sweep(after["sweep"])
@@ -350,6 +352,7 @@ def to_markdown(report: dict) -> str:
                 lines.append(f"| {m['metric']} | {_show(m['old'])} | {_show(m['new'])} | "
                              f"{m['delta']:+.4f} | {interval} |")
             lines.append("")
+        lines += cost_lines(exp.get("cost") or [])
         if config := exp.get("config"):
             lines += ["**Config changes**", "", "| key | base | head |", "|---|---|---|"]
             lines += [f"| `{c['key']}` | {_show(c['old'])} | {_show(c['new'])} |" for c in config]
