@@ -15,20 +15,12 @@ from dlforge.cli import main
 from dlforge.core.record import code_digest, make_record, text_digest
 from dlforge.stages.sections import section, section_text
 from tests.conftest import ROOT
+from tests.helpers import commit, git
 from tests.test_review import LABELS, write_results
 from tests.test_review_light import NEVER_IMPORTED
 
 STAGES = ("snapshot", "train", "evaluate", "register")
 EXPERIMENT = Path("conf/experiment/intent.yaml")
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
-
-
-def commit(message: str) -> None:
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
 
 
 def write(path: Path, text: str) -> str:

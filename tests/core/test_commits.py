@@ -3,25 +3,15 @@ recorded run's code and config (what `dlforge lineage` names)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from dlforge.core.commits import find_commit, tree_code_digest
 from dlforge.core.record import code_digest, text_digest
+from tests.helpers import commit, git
 
 SECTION = "outputs/intent/config/train.json"
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
-
-
-def commit(message: str) -> str:
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
-    return git("rev-parse", "HEAD").strip()
 
 
 def write(path: str, text: str) -> None:

@@ -4,7 +4,6 @@ from it: the commit whose tree holds the trained code and config, or "uncommitte
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import mlflow
@@ -17,18 +16,9 @@ from dlforge.core.tracking import Tag, connect
 from dlforge.registry.lineage import lineage
 from dlforge.stages.sections import section_text, section_values
 from tests.conftest import ROOT
+from tests.helpers import commit, git
 
 SECTION = Path("outputs/intent/config/train.json")
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], check=True, capture_output=True, text=True).stdout
-
-
-def commit(message: str) -> str:
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message)
-    return git("rev-parse", "HEAD").strip()
 
 
 def digest(path: str) -> str:
