@@ -11,7 +11,7 @@ CORES  ?= 2
 TORCH_VERSION  ?= 2.13.0
 TORCH_PIP_ARGS ?=
 
-.PHONY: run test lint bench services docs
+.PHONY: run test test-fast lint bench services docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ services:
 
 test: $(STAMP) $(SAMPLE) services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --durations=25
+
+# The inner loop: the `unit` tests only, no servers started (tests/conftest.py gives
+# every test one of `unit`, `integration`, `e2e` by where it lives). Before a push,
+# `make test`.
+test-fast: $(STAMP) $(SAMPLE)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto -m unit --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,5 +1,6 @@
 """Shared fixtures: a store in a temporary folder, small sources, a CLI runner, a toy
-project that trains, evaluates and registers models."""
+project that trains, evaluates and registers models; and each test's kind (``unit``,
+``integration`` or ``e2e``), a marker given by where the test lives."""
 
 from __future__ import annotations
 
@@ -20,6 +21,36 @@ from dlforge.data import SnapshotStore, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
+TESTS = ROOT / "tests"
+
+# Whole pipelines and projects: the workflow, DVC, starters, secrets, the light review.
+E2E_FILES = {"test_dvc_remote.py", "test_own_project.py", "test_init_starters.py",
+             "test_secrets_flow.py", "test_review_light.py"}
+# Tests that train, start PostgreSQL or use MLflow, approximated by folder.
+INTEGRATION_DIRS = {"train", "hpo", "registry", "serve", "monitor", "gpu"}
+INTEGRATION_FILES = {"models/test_pretrained.py"}
+
+
+def kind_of(item: pytest.Item) -> str:
+    """``e2e``, ``integration`` or ``unit``: the first that fits, in that order.
+
+    ``slow`` tests (real server processes, fresh venvs, whole pipelines) are e2e
+    wherever they live; a test that asks for the ``postgres`` fixture is integration.
+    """
+    rel = item.path.relative_to(TESTS).as_posix()
+    if (item.get_closest_marker("slow") or rel in E2E_FILES
+            or rel.startswith("test_workflow")):
+        return "e2e"
+    if (rel.split("/")[0] in INTEGRATION_DIRS or rel in INTEGRATION_FILES
+            or "postgres" in item.fixturenames):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with its kind, so that ``-m unit`` is the inner loop."""
+    for item in items:
+        item.add_marker(kind_of(item))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,131 @@
+"""The test suite's time: the whole run, the slowest tests, and the time summed over workers.
+
+Usage:
+    python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
+    python benchmarks/bench_suite.py                       # the whole suite, -n auto
+    python benchmarks/bench_suite.py -- -m unit -n auto    # what `make test-fast` runs
+
+Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` (PYTEST_ARGS: ``-n
+auto`` when none are given) in this interpreter and shows its output as it goes,
+less the per-test durations. From pytest's durations and its final line it records
+pytest's own seconds, the counts of passed, failed, skipped and erroring tests, the
+10 slowest phases (setup, call or teardown of one test), and the seconds of every
+phase summed: with pytest-xdist the time the workers spent, which the run's wall
+time divides by the parallelism it got. Beside them: the machine's CPUs, its load
+average at the start and at the end (another job on the machine slows the suite),
+and Python's version.
+
+Writes benchmarks/results/suite.json (--out) and prints the 10 slowest and the
+total; exits with pytest's exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_PYTEST_ARGS = ["-n", "auto"]
+SLOWEST = 10
+
+# "12.34s call     tests/serve/test_live.py::test_x[a b]" (pytest's --durations lines)
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)s (setup|call|teardown)\s+(\S.*)$")
+HEADER = re.compile(r"^=+ slowest (\d+ )?durations =+$")
+# "3 failed, 930 passed, 12 skipped, 2 warnings in 812.34s (0:13:32)", with -q or
+# between "=" rules
+FINAL = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+|no tests ran) in (\d+(?:\.\d+)?)s\b")
+COUNTS = ("passed", "failed", "skipped", "errors", "xfailed", "xpassed", "deselected")
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """This script's arguments, and pytest's (everything after ``--``)."""
+    if "--" not in argv:
+        return argv, list(DEFAULT_PYTEST_ARGS)
+    at = argv.index("--")
+    return argv[:at], argv[at + 1:]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=RESULTS / "suite.json")
+    return parser.parse_args(argv)
+
+
+def parse_output(lines: list[str]) -> dict:
+    """pytest's seconds, counts and every phase's duration, from its output lines."""
+    phases, seconds, counts = [], None, dict.fromkeys(COUNTS, 0)
+    for line in lines:
+        if match := DURATION.match(line.strip()):
+            phases.append({"test": match[3], "phase": match[2], "seconds": float(match[1])})
+        elif match := FINAL.match(line.strip()):
+            seconds = float(match[2])
+            for number, word in re.findall(r"(\d+) (\w+)", match[1]):
+                key = "errors" if word == "error" else word  # "1 error", "2 errors"
+                if key in counts:
+                    counts[key] = int(number)
+    return {"pytest_s": seconds, "tests": counts, "phases": phases}
+
+
+def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
+    """Run pytest, echoing its output less the durations; (exit status, lines, wall s)."""
+    command = [sys.executable, "-m", "pytest", *pytest_args,
+               "--durations=0", "--durations-min=0", "-q"]
+    start = time.monotonic()
+    lines = []
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as process:
+        for line in process.stdout:
+            lines.append(line)
+            if not (DURATION.match(line.strip()) or HEADER.match(line.strip())):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    return process.returncode, lines, time.monotonic() - start
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    own, pytest_args = split_argv(sys.argv[1:] if argv is None else argv)
+    args = parse_args(own)
+    started, load_start = datetime.now(UTC), load_average()
+    code, lines, wall = run_pytest(pytest_args)
+    parsed = parse_output(lines)
+    phases = sorted(parsed["phases"], key=lambda p: p["seconds"], reverse=True)
+    report = {
+        "benchmark": "bench_suite",
+        "command": shlex.join(["python", "benchmarks/bench_suite.py", "--", *pytest_args]),
+        "date": started.isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_start": load_start, "load_average_end": load_average()},
+        "exit_status": code,
+        "pytest_s": parsed["pytest_s"],
+        "wall_s": round(wall, 2),
+        "worker_s": round(sum(p["seconds"] for p in phases), 2),
+        "tests": parsed["tests"],
+        "slowest": phases[:SLOWEST],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nslowest {SLOWEST}:")
+    for phase in report["slowest"]:
+        print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")
+    print(f"pytest {report['pytest_s']} s (wall {report['wall_s']} s), "
+          f"{report['worker_s']} s summed over tests; wrote {args.out}")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
