@@ -297,3 +297,11 @@ def test_an_unsealed_snapshot_is_refused_for_the_experiment_until_it_is_rebuilt(
     assert SnapshotStore(cfg.paths.snapshot_dir, store).build("toy").path == folder
     snapshot = experiment_snapshot(cfg)
     assert len(snapshot.inputs("train")) == snapshot.counts["train"]
+
+
+def test_the_workflow_tracks_the_folder_the_store_keeps_seals_in():
+    """The snapshot stage's outputs hold the seals, so they travel with the snapshots."""
+    from dlforge.data.seal import SEALS
+    from dlforge.stages import workflow
+
+    assert workflow.SEALS == SEALS

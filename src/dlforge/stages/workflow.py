@@ -146,7 +146,8 @@ def _build_stages(exp: str) -> list[Stage]:
         _stage(exp, "ingest", layout, _source_files(cfg.dataset.sources),
                persist=(_norm(f"{cfg.paths.store_dir}/{dataset}"),)),
         _stage(exp, "snapshot", layout, [layout.ingest_summary],
-               persist=(_norm(f"{cfg.paths.snapshot_dir}/{dataset}"),)),
+               persist=(_norm(f"{cfg.paths.snapshot_dir}/{dataset}"),
+                        _norm(f"{cfg.paths.store_dir}/{SEALS}/{dataset}"))),
     ]
     code = _project_code()
     if swept:
@@ -201,6 +202,9 @@ def _pattern_paths() -> dict:
 # dataset store, the snapshots). Where jobs share no filesystem, they live on a
 # volume every job mounts (the workflow config's `shared_dir`).
 STATE_PATHS = ("store_dir", "snapshot_dir")
+# Where the store keeps the seals of the snapshots it built (dlforge.data.seal.SEALS):
+# the snapshot stage's, so that they travel with the snapshots (`dvc push`/`pull`).
+SEALS = ".seals"
 
 
 def job_paths(declared: str, staged: str, shared_dir: str | None = None) -> str:
