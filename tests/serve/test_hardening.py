@@ -134,7 +134,8 @@ def test_slow_and_oversized_connections_are_cut_while_predictions_go_on(live):
     slow = []
     for _ in range(300):  # headers and 13 of 1000 body bytes, then nothing
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"POST /predict HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+        sock.sendall(b"POST /predict HTTP/1.1\r\nhost: localhost\r\n"
+                     b"content-type: application/json\r\n"
                      b"content-length: 1000\r\n\r\n" + b'{"inputs": ["')
         slow.append(sock)
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
