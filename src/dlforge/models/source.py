@@ -20,13 +20,19 @@ unpickled.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
 import sys
 import sysconfig
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from importlib.metadata import (
+    PackageNotFoundError,
+    distribution,
+    packages_distributions,
+    version,
+)
 from pathlib import Path
 
 from dlforge.core.errors import DlforgeError
@@ -56,11 +62,31 @@ def describe(cls: type) -> tuple[dict, Path | None]:
     """The source record of ``cls`` for model.json, and the code to carry (the
     top-level package folder or single module file; None for a distribution)."""
     top = cls.__module__.split(".")[0]
-    names = sorted(set(packages_distributions().get(top, [])))
+    names = _distributions_providing(top)
     if names:
         return {"distribution": names[0], "version": version(names[0])}, None
     root = _code_root(cls, top)
     return {"code": top}, root
+
+
+@functools.cache
+def _distributions_providing(top: str) -> list[str]:
+    """The installed distributions that provide the top-level module ``top``, sorted.
+    Mapping every distribution's files takes seconds, so once per process."""
+    return sorted(set(packages_distributions().get(top, [])))
+
+
+def _provides(name: str, top: str) -> bool:
+    """Whether the installed distribution ``name`` provides the top-level module
+    ``top``: as its ``top_level.txt`` declares, else as its files show (the rule of
+    :func:`importlib.metadata.packages_distributions`, for one distribution)."""
+    dist = distribution(name)
+    declared = (dist.read_text("top_level.txt") or "").split()
+    if declared:
+        return top in declared
+    return any(file.parts[0] == top or (len(file.parts) == 1 and file.suffix == ".py"
+                                        and file.stem == top)
+               for file in dist.files or [])
 
 
 def _code_root(cls: type, top: str) -> Path:
@@ -199,7 +225,7 @@ def _check_distribution(where: Path, path: str, top: str, source: dict) -> None:
         raise DlforgeError(f"{where}: the model class {path} comes from the distribution "
                            f"{name}=={recorded}, which is not installed here. Fix: "
                            f"pip install '{name}=={recorded}'") from None
-    if name not in packages_distributions().get(top, []):
+    if not _provides(name, top):
         raise DlforgeError(f"{where}: the class {path} is not part of the distribution {name} "
                            f"the package records, nor code the package carries. "
                            f"{REPACKAGE}")
