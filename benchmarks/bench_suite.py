@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
     python benchmarks/bench_suite.py                       # the whole suite, -n auto
     python benchmarks/bench_suite.py -- -m unit -n auto    # what `make test-fast` runs
+    python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` (PYTEST_ARGS: ``-n
 auto`` when none are given) in this interpreter and shows its output as it goes,
@@ -59,6 +60,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS / "suite.json")
+    parser.add_argument("--phases", type=Path, metavar="FILE",
+                        help="also write every phase's seconds to FILE (JSON), slowest "
+                             "first, to see where the time goes by file or fixture")
     return parser.parse_args(argv)
 
 
@@ -119,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.phases:
+        args.phases.write_text(json.dumps(phases, indent=1) + "\n")
     print(f"\nslowest {SLOWEST}:")
     for phase in report["slowest"]:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")
