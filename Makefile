@@ -42,13 +42,13 @@ services:
 		$$SUDO sh -c 'systemctl disable --now nginx postgresql 2>/dev/null || true'; fi
 
 test: $(STAMP) $(SAMPLE) services
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --durations=25
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --dist worksteal --durations=25
 
 # The inner loop: the `unit` tests only, no servers started (tests/conftest.py gives
 # every test one of `unit`, `integration`, `e2e` by where it lives). Before a push,
 # `make test`.
 test-fast: $(STAMP) $(SAMPLE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto -m unit --durations=10
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --dist worksteal -m unit --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -2,19 +2,19 @@
 
 Usage:
     python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
-    python benchmarks/bench_suite.py                       # the whole suite, -n auto
-    python benchmarks/bench_suite.py -- -m unit -n auto    # what `make test-fast` runs
+    python benchmarks/bench_suite.py                       # the whole suite, as `make test`
+    python benchmarks/bench_suite.py -- -m unit -n auto --dist worksteal   # `make test-fast`
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
-Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` (PYTEST_ARGS: ``-n
-auto`` when none are given) in this interpreter and shows its output as it goes,
-less the per-test durations. From pytest's durations and its final line it records
-pytest's own seconds, the counts of passed, failed, skipped and erroring tests, the
-10 slowest phases (setup, call or teardown of one test), and the seconds of every
-phase summed: with pytest-xdist the time the workers spent, which the run's wall
-time divides by the parallelism it got. Beside them: the machine's CPUs, its load
-average at the start and at the end (another job on the machine slows the suite),
-and Python's version.
+Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
+(PYTEST_ARGS: ``-n auto --dist worksteal``, as ``make test``, when none are given)
+and shows its output as it goes, less the per-test durations. From pytest's
+durations and its final line it records pytest's own seconds, the counts of
+passed, failed, skipped and erroring tests, the 10 slowest phases (setup, call or
+teardown of one test), and the seconds of every phase summed: with pytest-xdist
+the time the workers spent, which the run's wall time divides by the parallelism
+it got. Beside them: the machine's CPUs, its load average at the start and at the
+end (another job on the machine slows the suite), and Python's version.
 
 Writes benchmarks/results/suite.json (--out) and prints the 10 slowest and the
 total; exits with pytest's exit status.
@@ -36,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_PYTEST_ARGS = ["-n", "auto"]
+DEFAULT_PYTEST_ARGS = ["-n", "auto", "--dist", "worksteal"]  # as `make test`
 SLOWEST = 10
 
 # "12.34s call     tests/serve/test_live.py::test_x[a b]" (pytest's --durations lines)

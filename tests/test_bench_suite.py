@@ -36,4 +36,4 @@ def test_pytest_arguments_follow_the_double_dash_and_default_to_the_whole_suite(
     bench = _bench_suite()
     assert bench.split_argv(["--out", "x.json", "--", "-m", "unit"]) == (
         ["--out", "x.json"], ["-m", "unit"])
-    assert bench.split_argv([]) == ([], ["-n", "auto"])
+    assert bench.split_argv([]) == ([], ["-n", "auto", "--dist", "worksteal"])  # as make test

@@ -7,10 +7,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from dlforge.core.config import PACKAGED_CONF, compose
-from dlforge.stages.project import init
 from dlforge.stages.strict import check_config
 from dlforge.stages.workflow import experiments
 from tests.conftest import ROOT
+from tests.initialised import initialised
 
 ENTRY = ["ingest", "snapshot"]
 SHIPPED = [*(ROOT / "conf").rglob("*.yaml"), *PACKAGED_CONF.rglob("*.yaml")]
@@ -75,7 +75,9 @@ def test_serving_passes_the_strict_check():
 @pytest.mark.slow
 @pytest.mark.parametrize(("example", "kind"), [(None, "text"), (None, "image"),
                                                ("intent", None), ("digits", None)])
-def test_every_project_template_passes_the_strict_check(tmp_path, monkeypatch, example, kind):
-    summary = init(tmp_path / f"proj_{example or kind}", example=example, kind=kind)
+def test_every_project_template_passes_the_strict_check(tmp_path_factory, monkeypatch, example,
+                                                       kind):
+    # The check only reads the project: the one tests/test_init.py reads too.
+    summary = initialised(tmp_path_factory, example=example, kind=kind)
     monkeypatch.chdir(summary["project"])
     check_stages(summary["experiment"])

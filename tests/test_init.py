@@ -13,6 +13,7 @@ import yaml
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.project import init
 from tests.conftest import ROOT
+from tests.initialised import initialised, initialised_copy
 
 BIN = Path(sys.executable).parent
 
@@ -152,8 +153,9 @@ def test_an_empty_folder_becomes_the_project(tmp_path):
 
 
 @pytest.mark.parametrize("example", ["intent", "digits"])
-def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path, example):
-    project = Path(init(tmp_path / "sample", example)["project"])
+def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path_factory, example):
+    # Read only: the project tests/test_config.py checks too.
+    project = Path(initialised(tmp_path_factory, example)["project"])
     same = ["Snakefile", "workflow/profiles/local/config.yaml",
             "workflow/profiles/slurm/config.yaml", "workflow/profiles/kubernetes/config.yaml",
             "workflow/profiles/kubernetes/volume.yaml",
@@ -169,8 +171,8 @@ def test_the_sample_project_is_what_init_writes_for_its_example(tmp_path, exampl
 
 
 def test_a_project_config_overriding_a_group_that_does_not_exist_is_named_with_the_fix(
-        tmp_path):
-    project = Path(init(tmp_path / "proj")["project"])
+        tmp_path, tmp_path_factory):
+    project = initialised_copy(tmp_path_factory, tmp_path / "proj", kind="text")
     experiment = project / "conf/experiment/proj.yaml"
     experiment.write_text(experiment.read_text().replace(
         "  - override /model: proj\n", "  - override /model: proj\n  - override /trainr: ddp\n"))

@@ -89,13 +89,24 @@ def make_project() -> None:
     commit("lr 0.003")
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    """:func:`make_project` in a temporary folder, the current one."""
-    root = tmp_path / "proj"
+@pytest.fixture(scope="module")
+def made_project(tmp_path_factory) -> Path:
+    """:func:`make_project`, made once for the module (composing each stage's section
+    takes seconds): copy it, never change it."""
+    root = tmp_path_factory.mktemp("review-check") / "proj"
     root.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        make_project()
+    return root
+
+
+@pytest.fixture
+def project(made_project, tmp_path, monkeypatch) -> Path:
+    """A copy of :func:`made_project` (git history included) in a temporary folder, the
+    current one."""
+    root = Path(shutil.copytree(made_project, tmp_path / "proj", symlinks=True))
     monkeypatch.chdir(root)
-    make_project()
     return root
 
 

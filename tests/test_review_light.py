@@ -17,7 +17,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from dlforge import __version__
-from dlforge.stages.project import init
+from tests.initialised import initialised
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,8 +71,9 @@ def project(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> tuple[Path, dict]:
-    """The review workflow of a new project: its path and its YAML."""
-    project = Path(init(tmp_path_factory.mktemp("init") / "proj")["project"])
+    """The review workflow of a new project: its path and its YAML (read only: the
+    project is shared with the other tests that read a new text project)."""
+    project = Path(initialised(tmp_path_factory, kind="text")["project"])
     path = project / ".github/workflows/dlforge-review.yml"
     return path, yaml.safe_load(path.read_text())
 
@@ -100,7 +101,10 @@ def light_venv(tmp_path_factory, workflow) -> Path:
     run(sys.executable, "-m", "venv", venv)
     env = {key: value for key, value in os.environ.items() if key != "DLFORGE_INDEX_URL"}
     env.update(PATH=f"{venv / 'bin'}:{env['PATH']}",
-               DLFORGE_SPEC=str(next((work / "dist").glob("dlforge-*.whl"))))
+               DLFORGE_SPEC=str(next((work / "dist").glob("dlforge-*.whl"))),
+               # What is installed is the same; pip only skips writing bytecode for it
+               # (imports compile what they use) and asking for a newer pip.
+               PIP_NO_COMPILE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     run("bash", "-e", "-c", step(workflow[1], "Install")["run"], env=env)
     return venv
 
