@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -174,22 +176,31 @@ def project(tmp_path, mlflow_dir):
     return make_project(tmp_path, mlflow_dir)
 
 
-def make_project(tmp_path: Path, mlflow_dir: Path):
-    """The toy project of :func:`project` in ``tmp_path`` (for fixtures of wider scope)."""
+def make_project(tmp_path: Path, mlflow_dir: Path, name: str | None = None,
+                 snapshot: bool = True):
+    """The toy project of :func:`project` in ``tmp_path`` (for fixtures of wider scope).
+
+    ``name`` (default: the folder's name) names its model and experiment; ``snapshot``
+    False takes the snapshot already in the folder (a copied project).
+    """
     from dlforge.core.config import compose
     from dlforge.stages.evaluate import evaluate
     from dlforge.stages.register import register
     from dlforge.stages.train import train
     from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
-    make_snapshot(tmp_path, toy_rows(400))
+    if snapshot:
+        make_snapshot(tmp_path, toy_rows(400))
+    name = name or tmp_path.name
 
     class Project:
         root = tmp_path
-        model_name = f"toy-{tmp_path.name}"
+        label = name
+        model_name = f"toy-{name}"
         tracking_uri = f"sqlite:///{mlflow_dir}/mlflow.db"
         common = ["experiment=intent", f"paths.root={tmp_path}", f"paths.mlflow_dir={mlflow_dir}",
-                  "dataset.name=toy", f"tracking.experiment=registry-{tmp_path.name}"]
+                  "dataset.name=toy", f"tracking.experiment=registry-{name}"]
+        records: list[dict] = []  # register records of the releases made before a copy
 
         def config(self, stage: str, *overrides: str):
             model = [] if any(o.startswith("model=") for o in overrides) else SMALL_MODEL
@@ -209,6 +220,83 @@ def make_project(tmp_path: Path, mlflow_dir: Path):
             return self.run("register", *gate)
 
     return Project()
+
+
+# The standard two versions: v1 (champion) learns the toy task, v2 (candidate) barely trains.
+TWO_VERSIONS = (("optimizer.lr=0.02",), ("optimizer.lr=0.000001", "seed=3"))
+
+
+@pytest.fixture(scope="session")
+def two_versions_template(tmp_path_factory):
+    """A toy project with the two standard versions registered in its own MLflow store
+    (``root/mlruns``), trained once per pytest worker; never handed to a test (tests get
+    copies, see :func:`two_versions`). Its ``records`` are the two register records."""
+    root = tmp_path_factory.mktemp("two-versions")
+    project = make_project(root, root / "mlruns")
+    project.records = [project.release(*overrides) for overrides in TWO_VERSIONS]
+    return project
+
+
+@pytest.fixture
+def two_versions(two_versions_template, tmp_path):
+    """This test's own copy of the two standard versions (v1 champion, v2 candidate):
+    folder, MLflow store and artefacts under tmp_path, the last training (v2's) in
+    ``outputs/intent/train``; ``records`` holds the two register records. MLflow's
+    default client points at the copy's store, as after a release in the test itself."""
+    from dlforge.core.tracking import connect
+
+    project = copy_project(two_versions_template, tmp_path / "project")
+    connect(project.tracking_uri)  # never the template's store, which every test shares
+    return project
+
+
+def copy_project(template, dest: Path):
+    """A copy of ``template``'s folder at ``dest`` (data, outputs, MLflow store and
+    artefacts) with every absolute path that named the template's folder moved to
+    ``dest``; a project over it, under the template's model name."""
+    shutil.copytree(template.root, dest, symlinks=True)
+    old, new = str(template.root).encode(), str(dest).encode()
+    for path in dest.rglob("*"):
+        if not path.is_file() or path.is_symlink() or path.suffix == ".db":
+            continue
+        data = path.read_bytes()
+        if old in data and _is_text(data):  # checkpoints (zip) name no path anyone reads
+            path.write_bytes(data.replace(old, new))
+    store = dest / "mlruns" / "mlflow.db"
+    move_paths_in_sqlite(store, str(template.root), str(dest))
+    copy = make_project(dest, dest / "mlruns", name=template.label, snapshot=False)
+    copy.records = [dict(record) for record in template.records]
+    return copy
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def move_paths_in_sqlite(database: Path, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in every text value of every table of ``database``.
+
+    MLflow's SQLite store keeps absolute artefact locations (experiments, runs, logged
+    models, model versions' source and storage location, ...): a copied store must
+    point at its own copy of the artefacts, never at the original's.
+    """
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        tables = [row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]:
+                db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                           f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                           (old, new, old))
+        left = [table for table in tables if any(
+            db.execute(f'SELECT 1 FROM "{table}" WHERE instr("{column}", ?) > 0 LIMIT 1',
+                       (old,)).fetchone()
+            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')])]
+    assert not left, f"{database}: {old} is still named in {left}"
 
 
 def kill_after(process: subprocess.Popen, seconds: float) -> None:

@@ -38,8 +38,8 @@ def like_training(n: int) -> tuple[list[str], list[str]]:
     return [text for text, _ in rows], [label for _, label in rows]
 
 
-def test_traffic_like_the_train_split_is_no_drift(project):
-    project.release()
+def test_traffic_like_the_train_split_is_no_drift(two_versions):
+    project = two_versions  # v1 champion, v2 candidate
     marker = ensure_marker(project.root / "outputs/intent/retrain.json")  # as ingest leaves it
     before = marker.read_bytes()
     write(project, served(project, *like_training(150)))
@@ -64,8 +64,8 @@ def test_traffic_like_the_train_split_is_no_drift(project):
     assert artifacts == {"report.json", "labels.png", "inputs.png"}
 
 
-def test_drifting_traffic_requests_a_retrain_on_every_run(project):
-    project.release()
+def test_drifting_traffic_requests_a_retrain_on_every_run(two_versions):
+    project = two_versions  # v1 champion, v2 candidate
     ensure_marker(project.root / "outputs/intent/retrain.json")  # request 0
     texts = [" ".join(f"zorp{i}{j}" for j in range(20)) for i in range(80)]
     write(project, served(project, texts, ["music"] * 80))
@@ -81,8 +81,8 @@ def test_drifting_traffic_requests_a_retrain_on_every_run(project):
     assert retrain_request(project.root / "outputs/intent/retrain.json") == 2
 
 
-def test_little_traffic_feedback_and_damaged_lines(project):
-    project.release()
+def test_little_traffic_feedback_and_damaged_lines(two_versions):
+    project = two_versions  # v1 champion, v2 candidate
     cfg = project.config("monitor")
     empty = monitor(cfg)
     assert empty["status"] == "no traffic" and empty["drift"] is None
@@ -108,7 +108,7 @@ def test_little_traffic_feedback_and_damaged_lines(project):
 
 
 def test_without_a_champion_the_trained_package_is_the_reference(project):
-    project.run("train")
+    project.run("train", "trainer.max_epochs=1")  # a package is needed, not its quality
     summary = monitor(project.config("monitor"))
     assert summary["status"] == "no traffic"
     report = json.loads((project.root / "outputs/intent/monitor/report.json").read_text())

@@ -16,10 +16,14 @@ from dlforge.registry import register as gate_module
 from dlforge.registry.fetch import fetch_package
 from tests.user_models import as_format_1
 
+# Candidates here are judged, never promoted (the gate's margin holds them): one epoch will do.
+CANDIDATE = ("optimizer.lr=0.02", "trainer.max_epochs=1")
+
 
 def test_the_champion_is_evaluated_again_on_the_candidates_test_split_once(
-        project, monkeypatch, tmp_path):
-    first = project.release("optimizer.lr=0.02")
+        two_versions, monkeypatch, tmp_path):
+    project = two_versions
+    first = project.records[0]  # v1, champion (v2 is the standard candidate)
     assert first["champion"] == "1"
     # New data arrives as another snapshot: another test split for the same labels.
     ref = SnapshotStore(project.root / "data/snapshots", Store(project.root / "data/store")
@@ -29,7 +33,7 @@ def test_the_champion_is_evaluated_again_on_the_candidates_test_split_once(
         {"dataset": "toy", "version": ref.version, "path": str(ref.path)}))
 
     held = ("registry.gate.margin=1.0",)  # v1 stays champion: each candidate meets it
-    second = project.release("optimizer.lr=0.02", "seed=3", gate=held)
+    second = project.release(*CANDIDATE, "seed=3", gate=held)
     assert second["snapshot"] == ref.version
     assert second["champion"] == "1" and "champion v1's" in second["reason"]
     assert f"(re-evaluated on snapshot {ref.version})" in second["reason"], second["reason"]
@@ -50,15 +54,16 @@ def test_the_champion_is_evaluated_again_on_the_candidates_test_split_once(
         raise AssertionError("the champion was evaluated again")
 
     monkeypatch.setattr(gate_module, "_evaluate_champion", again)
-    third = project.release("optimizer.lr=0.02", "seed=4", gate=held)
+    third = project.release(*CANDIDATE, "seed=4", gate=held)
     assert third["champion"] == "1"
     assert f"(re-evaluated on snapshot {ref.version})" in third["reason"], third["reason"]
 
 
-def test_a_champion_that_no_longer_loads_is_judged_by_its_own_evaluation(project):
+def test_a_champion_that_no_longer_loads_is_judged_by_its_own_evaluation(two_versions):
     """A champion registered by an older dlforge (package format 1) does not block
     the next registration: the gate takes its own test score and says why."""
-    first = project.release("optimizer.lr=0.02")
+    project = two_versions
+    first = project.records[0]  # v1, champion (v2 is the standard candidate)
     connect(project.tracking_uri)
     client = mlflow.MlflowClient()
     stored = client.get_model_version_download_uri(project.model_name, "1")
@@ -71,7 +76,7 @@ def test_a_champion_that_no_longer_loads_is_judged_by_its_own_evaluation(project
     (project.root / "outputs/intent/snapshot.json").write_text(json.dumps(
         {"dataset": "toy", "version": ref.version, "path": str(ref.path)}))
 
-    second = project.release("optimizer.lr=0.02", "seed=3", gate=("registry.gate.margin=1.0",))
-    assert second["version"] == "2" and second["champion"] == first["champion"] == "1"
+    second = project.release(*CANDIDATE, "seed=3", gate=("registry.gate.margin=1.0",))
+    assert second["version"] == "3" and second["champion"] == first["champion"] == "1"
     assert ("(on its own test split: its package does not load here: package format 1, and "
             "this dlforge reads format 2) by more than") in second["reason"], second["reason"]

@@ -32,8 +32,8 @@ def predictions(project, ref: str) -> list:
     return model.predict(TEXTS)[["label", "score"]].values.tolist()
 
 
-def test_evaluate_writes_metrics_plots_and_logs_them_to_the_training_run(project):
-    project.run("train")
+def test_evaluate_writes_metrics_plots_and_logs_them_to_the_training_run(two_versions):
+    project = two_versions  # evaluated again here: the last training, version 2's
     result = project.run("evaluate")
     out = project.root / "outputs/intent/eval"
     # The accuracy is the package's, recomputed here from its predictions.
@@ -65,7 +65,7 @@ def test_evaluate_writes_metrics_plots_and_logs_them_to_the_training_run(project
 def test_stages_out_of_order_name_the_command_to_run(project):
     with pytest.raises(DlforgeError, match="Fix: run `dlforge train experiment=intent`"):
         project.run("evaluate")
-    project.run("train")
+    project.run("train", "trainer.max_epochs=1")  # the order is under test, not the model
     with pytest.raises(DlforgeError, match="Fix: run `dlforge evaluate experiment=intent`"):
         project.run("register")
     project.run("evaluate")
@@ -73,14 +73,15 @@ def test_stages_out_of_order_name_the_command_to_run(project):
         project.run("register", "registry.gate.metric=auc")
 
 
-def test_gate_promotion_rollback_and_every_version_keeps_its_own_artifacts(project):
-    first = project.release("optimizer.lr=0.02")
+def test_gate_promotion_rollback_and_every_version_keeps_its_own_artifacts(two_versions):
+    project = two_versions
+    # The two standard releases (tests/conftest.py TWO_VERSIONS), as registered.
+    first, second = project.records
     assert (first["version"], first["champion"], first["promote"]) == ("1", "1", True)
     assert first["reason"] == "no champion yet"
     before = predictions(project, "/1")
 
     # A worse model is registered as candidate; the champion stays.
-    second = project.release("optimizer.lr=0.000001", "seed=3")
     assert (second["version"], second["champion"], second["promote"]) == ("2", "1", False)
     assert "does not beat champion v1" in second["reason"]
     written = json.loads((project.root / "outputs/intent/register.json").read_text())
@@ -116,8 +117,8 @@ def test_gate_promotion_rollback_and_every_version_keeps_its_own_artifacts(proje
     assert float(version.tags["dlforge.metric.accuracy"]) == third["gate"]["value"]
 
 
-def test_a_fresh_process_loads_the_champion_with_mlflow_alone(project):
-    project.release()
+def test_a_fresh_process_loads_the_champion_with_mlflow_alone(two_versions, tmp_path):
+    project = two_versions  # v1 champion; the last training is v2's
     code = ("import json, sys, mlflow\n"
             f"mlflow.set_tracking_uri({project.tracking_uri!r})\n"
             f"model = mlflow.pyfunc.load_model('models:/{project.model_name}@champion')\n"
@@ -128,13 +129,17 @@ def test_a_fresh_process_loads_the_champion_with_mlflow_alone(project):
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    package = load_package(project.root / "outputs/intent/train/model")
+    from dlforge.registry.fetch import fetch_package
+
+    folder, _, _ = fetch_package(client(project), f"models:/{project.model_name}/1",
+                                 tmp_path / "fetched")
+    package = load_package(folder)
     assert out["labels"] == [p["label"] for p in package.predict(TEXTS)]
     assert len(json.loads(out["top"])) == 2 and out["heavy"] == []
 
 
-def test_a_tampered_registered_model_is_refused(project):
-    project.release()
+def test_a_tampered_registered_model_is_refused(two_versions):
+    project = two_versions
     c = client(project)
     stored = c.get_model_version_download_uri(project.model_name, "1")  # the registry's copy
     (weights,) = Path(stored.removeprefix("file://")).rglob("weights.safetensors")
@@ -143,22 +148,20 @@ def test_a_tampered_registered_model_is_refused(project):
         mlflow.pyfunc.load_model(f"models:/{project.model_name}/1")
 
 
-def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(project, capsys):
-    project.release()
-    result = subprocess.run(
-        [sys.executable, "-m", "dlforge", "lineage", f"models:/{project.model_name}@champion",
-         "--json", "--tracking-uri", project.tracking_uri],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    chain = json.loads(result.stdout)
+def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(two_versions, capsys):
+    project = two_versions  # followed from v2 (candidate), the last training in outputs/
+    uri = f"models:/{project.model_name}@candidate"
+    capsys.readouterr()
+    assert main(["lineage", uri, "--json", "--tracking-uri", project.tracking_uri]) == 0
+    chain = json.loads(capsys.readouterr().out)
     state = json.loads((project.root / "outputs/intent/train/run.json").read_text())
     snapshot = json.loads((project.root / "outputs/intent/snapshot.json").read_text())
     assert chain["model"] | {"tags": None, "source": None, "created": None} == {
-        "name": project.model_name, "version": "1", "aliases": ["candidate", "champion"],
+        "name": project.model_name, "version": "2", "aliases": ["candidate"],
         "tags": None, "source": None, "created": None}
     assert chain["run"]["run_id"] == state["run_id"]
     assert chain["run"]["config_hash"] == state["config_hash"]
-    assert chain["run"]["git_commit"] and chain["run"]["params"]["optimizer.lr"] == "0.02"
+    assert chain["run"]["git_commit"] and chain["run"]["params"]["optimizer.lr"] == "1e-06"
     assert chain["snapshot"]["version"] == snapshot["version"]
     (commit,) = chain["commits"]
     assert commit["id"] == 1 and commit["created_at"]
@@ -171,8 +174,7 @@ def test_lineage_goes_from_model_to_run_snapshot_commits_and_sources(project, ca
     cost = json.loads((project.root / "outputs/intent/train/metrics.json").read_text())["cost"]
     assert chain["run"]["cost"] == pytest.approx(cost) and cost["cpu_seconds"] > 0
     capsys.readouterr()
-    assert main(["lineage", f"models:/{project.model_name}@champion",
-                 "--tracking-uri", project.tracking_uri]) == 0
+    assert main(["lineage", uri, "--tracking-uri", project.tracking_uri]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert f"cost: CPU {cost['cpu_seconds']:.1f} s, wall {cost['wall_seconds']:.1f} s, " \
         f"peak RSS {cost['peak_rss_bytes'] / 2**20:.1f} MiB" in text

@@ -67,7 +67,8 @@ def release_promote_rollback(project, capsys, tracking_uri: str, artifacts: Path
     under ``artifacts``. The first release's register record."""
     project.common.append(f"tracking.tracking_uri={tracking_uri}")
     first = project.release("optimizer.lr=0.02")
-    second = project.release("optimizer.lr=0.000001", "seed=3")
+    # barely trained, and not promoted: one epoch is enough to show it
+    second = project.release("optimizer.lr=0.000001", "seed=3", "trainer.max_epochs=1")
     assert (first["champion"], second["version"], second["promote"]) == ("1", "2", False)
 
     store = ["--tracking-uri", tracking_uri]
@@ -135,8 +136,8 @@ def test_a_missing_database_driver_names_the_extra_to_install(project, monkeypat
     assert "s3cret" not in str(caught.value)
 
 
-def test_mlflow_models_serve_serves_the_champion(project, tmp_path):
-    project.release()
+def test_mlflow_models_serve_serves_the_champion(two_versions, tmp_path):
+    project = two_versions  # v1 champion, v2 candidate
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m",

@@ -43,15 +43,8 @@ def running(settings):
 
 
 @pytest.fixture
-def two_versions(project):
-    """v1 (champion) learns the toy task; v2 (candidate) barely trains."""
-    project.release("optimizer.lr=0.02")
-    project.release("optimizer.lr=0.000001", "seed=3")
-    return project
-
-
-@pytest.fixture
 def served(two_versions):
-    """A client of a blue-green server over the two versions."""
+    """A client of a blue-green server over this test's copy of the two standard versions
+    (``two_versions`` in tests/conftest.py: v1 champion, v2 candidate); (client, project)."""
     with running(server_config(two_versions)) as client:
         yield client, two_versions

@@ -1,6 +1,6 @@
 """``dlforge serve`` under hostile clients and lost processes, on a real loopback port.
 
-One server per test module (training its two model versions takes a while):
+One copy of the two standard model versions per test module, a server per test:
 bad clients beside good ones, slow and oversized connections, then the worker
 and the HTTP process killed under load.
 """
@@ -17,7 +17,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dlforge_serve, make_project
+from tests.conftest import ROOT, copy_project, dlforge_serve
 from tests.serve.conftest import TEXTS
 
 pytestmark = pytest.mark.slow
@@ -26,11 +26,9 @@ READ_TIMEOUT = 3  # seconds, so that the slow connections are cut within the tes
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory, mlflow_dir):
-    project = make_project(tmp_path_factory.mktemp("hardening"), mlflow_dir)
-    project.release("optimizer.lr=0.02")
-    project.release("optimizer.lr=0.000001", "seed=3")
-    return project
+def versions(tmp_path_factory, two_versions_template):
+    """The module's copy of the two standard versions (v1 champion, v2 candidate)."""
+    return copy_project(two_versions_template, tmp_path_factory.mktemp("hardening") / "project")
 
 
 @pytest.fixture

@@ -59,7 +59,8 @@ def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(serv
         response = client.post("/predict", json=body)
         assert (response.status_code, words in response.text) == (status, True), response.text
     # Version 2's stored files are damaged: it answers 503, version 1 keeps serving.
-    stored = mlflow.MlflowClient().get_model_version_download_uri(project.model_name, "2")
+    stored = mlflow.MlflowClient(project.tracking_uri).get_model_version_download_uri(
+        project.model_name, "2")
     (weights,) = Path(stored.removeprefix("file://")).rglob("weights.safetensors")
     weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
     broken = client.post("/predict", json={"inputs": TEXTS, "version": 2})
@@ -76,9 +77,8 @@ def test_bad_requests_get_a_clear_status_and_message_and_the_server_goes_on(serv
     assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
 
 
-def test_a_configured_api_key_is_required_except_for_health(project):
-    project.release()
-    with running(server_config(project, "api_key=s3cret")) as client:
+def test_a_configured_api_key_is_required_except_for_health(two_versions):
+    with running(server_config(two_versions, "api_key=s3cret")) as client:
         assert client.post("/predict", json={"inputs": TEXTS}).status_code == 401
         wrong = client.post("/predict", json={"inputs": TEXTS}, headers={"X-API-Key": "nope"})
         assert wrong.status_code == 401 and "API key" in wrong.json()["detail"]
@@ -157,10 +157,9 @@ def test_info_shows_what_is_loaded_and_a_full_cache_evicts_and_reloads(two_versi
     assert loads[("dlforge_model_loads_total", v1)] == 2  # evicted, then loaded again
 
 
-def test_a_full_queue_answers_503_at_once_and_the_server_goes_on(project):
-    project.release()
+def test_a_full_queue_answers_503_at_once_and_the_server_goes_on(two_versions):
     # Each admitted request waits up to a second for its batch to fill.
-    cfg = server_config(project, "max_pending_requests=2", "max_batch_size=64",
+    cfg = server_config(two_versions, "max_pending_requests=2", "max_batch_size=64",
                         "batch_timeout=1.0")
     with running(cfg) as client, ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: client.post("/predict", json={"inputs": TEXTS}),
