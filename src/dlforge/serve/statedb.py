@@ -48,6 +48,7 @@ import contextlib
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -58,6 +59,7 @@ from dlforge.core.urls import redact
 SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg2://")
 WAL_SHARE = 16  # SQLite's WAL is emptied past 1/16 of state_max_bytes...
 WAL_PAGES = 1000  # ...or SQLite's default of 1000 pages, whichever is smaller
+CHECKPOINT_SECONDS = 5  # how long a writer tries again a checkpoint that reports busy
 # PostgreSQL bytes per answer outside its row (pg_column_size): its line pointer, its
 # entries in the primary key and time indexes, and B-tree page slack (measured on
 # PostgreSQL 16: 241 bytes on disk per answer of 100 row bytes, 32-character ids)
@@ -293,12 +295,19 @@ class SQLite(Database):
         past its size, but start it again only when no other connection is reading,
         which several writers at once (each taking a read lock as it begins) make
         rare: it grew without end. TRUNCATE waits for the readers of the moment and
-        keeps writers out until the WAL is empty; a checkpoint that another connection
-        runs, or a lock held past the timeout, leaves it to the next write."""
+        keeps writers out until the WAL is empty. A checkpoint that reports busy
+        (another connection's checkpoint, or a lock held past the busy timeout) is
+        tried again until the WAL is back within its size (another connection's
+        checkpoint may empty it), for at most CHECKPOINT_SECONDS: the bound counts
+        on the WAL staying within its reserve."""
         wal = Path(f"{self.location}-wal")
+        deadline = time.monotonic() + CHECKPOINT_SECONDS
         with contextlib.suppress(FileNotFoundError, sqlite3.OperationalError):
-            if self.write_bytes and wal.stat().st_size > self.write_bytes:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            while self.write_bytes and wal.stat().st_size > self.write_bytes:
+                busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                if not busy or time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
 
     def _outside_transaction(self, *statements: str) -> None:
         with self._slots:
