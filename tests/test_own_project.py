@@ -126,13 +126,21 @@ def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
               "model = mlflow.pyfunc.load_model('models:/myproj@champion')\n"
               "texts = ['will it rain in oslo today', 'book a flight to lima']\n"
               "print(model.predict(texts)['label'].tolist())\n")
-    predicted = run(elsewhere, env, sys.executable, "-c", script).strip().splitlines()[-1]
+    # The load runs while the server starts: each process spends its first seconds
+    # importing torch and MLflow.
+    loading = subprocess.Popen([sys.executable, "-c", script], cwd=elsewhere, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        with dlforge_serve(elsewhere, "models={myproj: {}}") as (url, _):
+            answer = httpx.post(f"{url}/predict",
+                                json={"inputs": ["find a restaurant in rome"]}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"][0]["label"] == "food", answer.json()
+        out, err = loading.communicate(timeout=900)
+    finally:
+        loading.kill()  # ended already, unless the serving failed
+    assert loading.returncode == 0, (out + err)[-5000:]
+    predicted = out.strip().splitlines()[-1]
     assert predicted == "['weather', 'travel']", predicted
-
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    with dlforge_serve(elsewhere, "models={myproj: {}}") as (url, _):
-        answer = httpx.post(f"{url}/predict", json={"inputs": ["find a restaurant in rome"]},
-                            timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"][0]["label"] == "food", answer.json()

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,39 +25,27 @@ from dlforge.stages.params import (
 )
 from dlforge.stages.sections import section_text, section_values
 from dlforge.stages.workflow import experiment_config, experiments
+from tests import workflow_fixtures
 from tests.conftest import ROOT, dlforge_serve
+from tests.workflow_fixtures import (
+    BIN,
+    copy_of,
+    dvc_ran,
+    planned_rules,
+    quick_project,
+    run,
+    set_sweep,
+    snakemake,
+    without_sweep,
+)
 
-BIN = str(Path(sys.executable).parent)
+pipeline = workflow_fixtures.pipeline  # the fixture: the project after a real Snakemake run
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A copy of the project's workflow, configs and sample data."""
-    for name in ("conf", "workflow"):
-        shutil.copytree(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
-    shutil.copytree(ROOT / "data" / "raw" / "clinc150", tmp_path / "data" / "raw" / "clinc150")
-    for part in (tmp_path / "data" / "raw" / "clinc150").glob("part-*.csv"):
-        part.write_text("".join(part.read_text().splitlines(keepends=True)[::20]))  # 5%
-    experiment = tmp_path / "conf" / "experiment" / "intent.yaml"
-    quick = experiment.read_text().replace("n_trials: 8", "n_trials: 1").replace(
-        "n_workers: 2", "n_workers: 1").replace("max_epochs: 6", "max_epochs: 1")
-    experiment.write_text(quick + "trainer:\n  max_epochs: 1\n  enable_progress_bar: false\n")
-    # The intent experiment only (digits has tests of its own), in both front ends.
-    (tmp_path / "workflow" / "config.yaml").write_text("experiments:\n  - intent\n")
-    run(tmp_path, f"{BIN}/dlforge", "workflow", "dvc")
-    return tmp_path
-
-
-def run(project: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
-
-
-def snakemake(project: Path, *args: str) -> str:
-    return run(project, f"{BIN}/snakemake", "--profile", "workflow/profiles/local", *args)
+    """A quick copy of the project (see :func:`quick_project`), not yet run."""
+    return quick_project(tmp_path)
 
 
 def test_dvc_yaml_is_generated_from_the_stage_graph():
@@ -140,12 +127,6 @@ def built(tmp_path_factory) -> Path:
             os.utime(path, (written, written))
     run(root, f"{BIN}/dvc", "commit", "--force", "--quiet")
     return root
-
-
-def copy_of(project: Path, where: Path) -> Path:
-    """``project`` copied to ``where``, modification times kept."""
-    shutil.copytree(project, where, symlinks=True)
-    return where
 
 
 def edit(project: Path, text: str) -> None:
@@ -304,27 +285,17 @@ def test_each_stage_job_logs_to_its_own_file_not_to_hydras_job_log():
 DRIFTED = "zorblat quuxify the frobnicated glimmerwocks " * 4  # long, out of vocabulary
 
 
-def without_sweep(project: Path) -> None:
-    """Turn the intent experiment's sweep off (the DVC test runs it; this keeps time)."""
-    experiment = project / "conf" / "experiment" / "intent.yaml"
-    experiment.write_text(experiment.read_text().replace("enabled: true", "enabled: false"))
+DVC = f"{BIN}/dvc"
+UP_TO_DATE = "Data and pipelines are up to date"
 
 
 @pytest.mark.slow
-def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, monkeypatch):
-    without_sweep(project)
-    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(key, "dlforge@example.org")
-    run(project, "git", "init", "-q")
-    run(project, f"{BIN}/dvc", "init", "-q")
-    snakemake(project)
-    # The sweep is off now: Snakemake rewrote dvc.yaml as it started, and recorded what
-    # ran in dvc.lock: DVC agrees that nothing is to be done.
+def test_a_snakemake_run_registers_a_champion_and_leaves_nothing_to_do(pipeline, tmp_path):
+    project = copy_of(pipeline, tmp_path / "project")
+    # The sweep is off: Snakemake rewrote dvc.yaml as it started, and recorded what ran
+    # in dvc.lock: DVC agrees that nothing is to be done.
     assert "sweep-intent" not in yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "baseline")
+    assert UP_TO_DATE in run(project, DVC, "status")
     summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
     assert summary["commits"] == [1, 2] and summary["counts"]["input_rows"] == 535
     assert sum(summary["label_counts"].values()) == sum(
@@ -335,28 +306,79 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, mo
     assert not (project / "outputs/intent/sweep").exists()
     registered = json.loads((project / "outputs/intent/register.json").read_text())
     assert registered["champion"] == registered["version"] == "1"  # the run ends with a champion
-    assert "Nothing to be done" in snakemake(project)
-    # The project's copy of a packaged config replaces it: training alone re-runs.
+    assert "Nothing to be done" in snakemake(project, "--dry-run")
+    # A deleted output is made again by its stage, and what reads it follows; nothing
+    # before it runs, in either front end.
+    (project / "outputs/intent/eval/confusion.png").unlink()
+    assert planned_rules(snakemake(project, "--dry-run")) == {"evaluate", "register"}
+    rerun = dvc_ran(run(project, DVC, "repro", "--dry"))
+    assert "evaluate-intent" in rerun and not rerun & {"ingest-intent", "snapshot-intent",
+                                                       "train-intent"}, rerun
+
+
+@pytest.mark.slow
+def test_a_commit_added_by_hand_re_runs_ingest_and_snapshot_once(pipeline, tmp_path):
+    from dlforge.data import Store
+
+    project = copy_of(pipeline, tmp_path / "project")
+    extra = project / "extra.csv"
+    extra.write_text("please add this example,new_intent\n")
+    # What `dlforge data commit clinc150 --source extra.csv` does in the project.
+    Store(project / "data" / "store").commit("clinc150", str(extra))
+    assert planned_rules(snakemake(project, "--dry-run")) == {
+        "ingest", "snapshot", "train", "evaluate", "register"}
+    # The data stages for real (the stages after them are planned above).
+    assert planned_rules(snakemake(project, "--until", "snapshot")) == {"ingest", "snapshot"}
+    assert json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())[
+        "commits"] == [1, 2, 3]
+    # Once: what is left to do is what reads the new snapshot.
+    assert planned_rules(snakemake(project, "--dry-run")) == {"train", "evaluate", "register"}
+
+
+def serve_drifted_traffic(project: Path) -> None:
+    """Serve the project's champion and send it traffic unlike its training data."""
+    with dlforge_serve(project) as (url, _):
+        for _ in range(8):
+            answer = httpx.post(f"{url}/predict", json={"inputs": [DRIFTED] * 10}, timeout=30)
+            assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.slow
+def test_the_monitoring_loop_and_a_config_edit_retrain_and_both_front_ends_follow(
+        pipeline, tmp_path):
+    project = copy_of(pipeline, tmp_path / "project")
+    # The loop: serve the champion, send traffic unlike the training data, monitor
+    # finds drift and raises a retrain request: the workflow retrains, nothing before.
+    serve_drifted_traffic(project)
+    run(project, f"{BIN}/dlforge", "monitor", "experiment=intent")
+    report = json.loads((project / "outputs/intent/monitor/report.json").read_text())
+    assert report["decision"]["drift"] is True, report["decision"]
+    assert json.loads((project / "outputs/intent/retrain.json").read_text())["request"] == 1
+    assert planned_rules(snakemake(project, "--dry-run")) == {"train", "evaluate", "register"}
+    # The project's copy of a packaged config replaces it: training alone re-runs
+    # (once, for the request too).
     optimizer = project / "conf/optimizer/adamw.yaml"
     optimizer.parent.mkdir()
     packaged = (PACKAGED_CONF / "optimizer/adamw.yaml").read_text()
     optimizer.write_text(packaged.replace("lr: 0.003", "lr: 0.004"))
-    log = snakemake(project)
-    assert "rule train" in log and "rule ingest" not in log and "rule snapshot" not in log
-    assert "rule evaluate" in log and "rule register" in log
+    assert planned_rules(snakemake(project)) == {"train", "evaluate", "register"}
     frozen = yaml.safe_load((project / "outputs/intent/train/config.yaml").read_text())
+    base = yaml.safe_load((pipeline / "outputs/intent/train/config.yaml").read_text())
     assert frozen["optimizer"]["lr"] == 0.004
+    assert frozen["seed"] == base["seed"] + 1  # seeded by the request
+    after = json.loads((project / "outputs/intent/register.json").read_text())
+    assert after["version"] == "2"  # a new version
     # The run brought params.yaml up to date and recorded what it built in dvc.lock: DVC
     # shows the new value and has nothing to do, nor has either front end after
     # `dlforge workflow dvc`.
     params = yaml.safe_load((project / "params.yaml").read_text())
     assert params["intent"]["optimizer"]["lr"] == 0.004
-    diff = run(project, f"{BIN}/dvc", "params", "diff")
+    diff = run(project, DVC, "params", "diff")
     assert "intent.optimizer.lr" in diff and "0.004" in diff, diff
-    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
+    assert UP_TO_DATE in run(project, DVC, "status")
     run(project, f"{BIN}/dlforge", "workflow", "dvc")
-    assert "Data and pipelines are up to date" in run(project, f"{BIN}/dvc", "status")
-    assert "Nothing to be done" in snakemake(project)
+    assert UP_TO_DATE in run(project, DVC, "status")
+    assert "Nothing to be done" in snakemake(project, "--dry-run")
     # The results are in git: the review and DVC's diffs show both sides.
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "a higher learning rate")
@@ -364,82 +386,41 @@ def test_snakemake_runs_incrementally_and_closes_the_monitoring_loop(project, mo
                              "json"], cwd=project, capture_output=True, text=True, check=True)
     intent = json.loads(review.stdout)["experiments"]["intent"]
     assert {"key": "optimizer.lr", "old": 0.003, "new": 0.004} in intent["config"]
+    assert {"key": "seed", "old": base["seed"], "new": base["seed"] + 1} in intent["config"]
+    # The sweep's sampler follows the seed (hpo.sampler.seed: ${seed}); nothing else moved.
+    assert {c["key"] for c in intent["config"]} == {"optimizer.lr", "seed", "hpo.sampler.seed"}
     accuracy = next(m for m in intent["metrics"] if m["metric"] == "accuracy")
     assert accuracy["paired"] is True and len(accuracy["interval"]) == 2
     assert intent["gate"]["version"] == "2" and intent["gate"]["reason"]
-    assert {c["key"] for c in intent["config"]} == {"optimizer.lr"}
-    metrics = run(project, f"{BIN}/dvc", "metrics", "diff", "HEAD~1", "--all")
+    metrics = run(project, DVC, "metrics", "diff", "HEAD~1", "--all")
     assert "outputs/intent/eval/metrics.json" in metrics and "accuracy" in metrics
-    plots = run(project, f"{BIN}/dvc", "plots", "diff", "HEAD~1", "--json")
+    plots = run(project, DVC, "plots", "diff", "HEAD~1", "--json")
     assert "outputs/intent/train/history.csv" in plots and "confusion.csv" in plots
-    # A commit added by hand re-runs ingest and snapshot, once.
-    extra = project / "extra.csv"
-    extra.write_text("please add this example,new_intent\n")
-    run(project, f"{BIN}/dlforge", "data", "commit", "clinc150", "--source", str(extra))
-    log = snakemake(project)
-    assert "rule ingest" in log and "rule snapshot" in log and "rule train" in log
-    assert json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())[
-        "commits"] == [1, 2, 3]
-    assert "Nothing to be done" in snakemake(project)
-    # A deleted output is made again by its stage, and what reads it follows.
-    (project / "outputs/intent/eval/confusion.png").unlink()
-    log = snakemake(project)
-    assert "rule evaluate" in log and "rule train" not in log and "rule snapshot" not in log
-    assert (project / "outputs/intent/eval/confusion.png").is_file()
-    # The loop: serve the champion, send traffic unlike the training data, monitor
-    # finds drift and raises a retrain request, the workflow retrains and registers.
-    before = json.loads((project / "outputs/intent/register.json").read_text())["version"]
-    with dlforge_serve(project) as (url, _):
-        for _ in range(8):
-            answer = httpx.post(f"{url}/predict", json={"inputs": [DRIFTED] * 10}, timeout=30)
-            assert answer.status_code == 200, answer.text
-    run(project, f"{BIN}/dlforge", "monitor", "experiment=intent")
-    report = json.loads((project / "outputs/intent/monitor/report.json").read_text())
-    assert report["decision"]["drift"] is True, report["decision"]
-    assert json.loads((project / "outputs/intent/retrain.json").read_text())["request"] == 1
-    log = snakemake(project)
-    assert "rule train" in log and "rule register" in log and "rule ingest" not in log
-    after = json.loads((project / "outputs/intent/register.json").read_text())
-    assert int(after["version"]) == int(before) + 1  # a new version, seeded by the request
-    assert "Nothing to be done" in snakemake(project)
 
 
 @pytest.mark.slow
-def test_dvc_repro_runs_the_same_stages_then_does_nothing(project, monkeypatch):
-    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(key, "dlforge@example.org")
-    run(project, "git", "init", "-q")
-    run(project, f"{BIN}/dvc", "init", "-q")
-    first = run(project, f"{BIN}/dvc", "repro")
-    for stage in ("ingest", "snapshot", "sweep", "train", "evaluate", "register"):
-        assert f"Running stage '{stage}-intent'" in first
-    summary = json.loads((project / "outputs" / "intent" / "snapshot.json").read_text())
-    assert summary["commits"] == [1, 2]
+def test_dvc_runs_the_stages_itself_then_does_nothing(pipeline, tmp_path):
+    """On the project Snakemake built, its sweep turned on: a parameter of the
+    experiment's section set with DVC re-runs the sweep and training, run by DVC
+    itself, and not the data stages; then `dvc repro` has nothing to do."""
+    project = copy_of(pipeline, tmp_path / "project")
+    set_sweep(project, True)
+    run(project, f"{BIN}/dlforge", "workflow", "dvc")  # dvc.yaml gains sweep-intent
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "with a sweep")
+    tried = run(project, DVC, "exp", "run", "-S", "intent.trainer.max_epochs=2")
+    ran = dvc_ran(tried)
+    assert {"sweep-intent", "train-intent", "evaluate-intent", "register-intent"} <= ran, tried
+    assert not ran & {"ingest-intent", "snapshot-intent"}, tried
     best = (project / "outputs/intent/sweep/best.yaml").read_text()
     frozen = (project / "outputs/intent/train/config.yaml").read_text()
     assert f"lr: {best.split('optimizer.lr=')[1].split()[0]}" in frozen  # trained with it
-    registered = json.loads((project / "outputs/intent/register.json").read_text())
-    assert registered["champion"] == registered["version"] == "1"
-    second = run(project, f"{BIN}/dvc", "repro")
-    assert "Running stage" not in second
-    # A deleted output: its stage runs again, and nothing before it.
-    (project / "outputs/intent/eval/confusion.png").unlink()
-    third = run(project, f"{BIN}/dvc", "repro")
-    assert "Running stage 'evaluate-intent'" in third and "'train-intent'" not in third.replace(
-        "Stage 'train-intent' didn't change", "")
-    # A parameter of the experiment's section set with DVC re-runs its training, not the
-    # data stages.
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "baseline")
-    tried = run(project, f"{BIN}/dvc", "exp", "run", "-S", "intent.trainer.max_epochs=2")
-    assert "Running stage 'train-intent'" in tried and "Running stage 'sweep-intent'" in tried
-    assert "Running stage 'ingest-intent'" not in tried
-    assert "Running stage 'snapshot-intent'" not in tried
-    assert "max_epochs: 2" in (project / "outputs/intent/train/config.yaml").read_text()
-    shown = json.loads(subprocess.run([f"{BIN}/dvc", "exp", "show", "--json"], cwd=project,
+    assert "max_epochs: 2" in frozen
+    assert json.loads((project / "outputs/intent/register.json").read_text())["version"] == "2"
+    shown = json.loads(subprocess.run([DVC, "exp", "show", "--json"], cwd=project,
                                       capture_output=True, text=True, check=True).stdout)
     assert "'max_epochs': 2" in str(shown) and "'intent'" in str(shown)
+    assert "Running stage" not in run(project, DVC, "repro")
 
 
 @pytest.mark.slow

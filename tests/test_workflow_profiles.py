@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from dlforge.stages.dvcfiles import CONFIG_STAGE
-from tests import test_workflow
+from tests import test_workflow, workflow_fixtures
 from tests.conftest import ROOT
-from tests.test_workflow import BIN, run, snakemake, without_sweep
+from tests.workflow_fixtures import BIN, copy_of, run, without_sweep
 
 project = test_workflow.project  # the fixture: a copy of the project, intent only, quick
+pipeline = workflow_fixtures.pipeline  # the fixture: that project after a Snakemake run
 
 SLURM = "workflow/profiles/slurm"
 KUBERNETES = "workflow/profiles/kubernetes"
@@ -330,10 +331,9 @@ def report_results(html: Path) -> dict[str, dict]:
 
 
 @pytest.mark.slow
-def test_report_holds_the_metrics_and_plots_of_a_run(project):
-    without_sweep(project)
+def test_report_holds_the_metrics_and_plots_of_a_run(pipeline, tmp_path):
+    project = copy_of(pipeline, tmp_path / "project")  # as a complete run left it
     target = "outputs/intent/eval/metrics.json"  # train and evaluate: what the report shows
-    snakemake(project, target)
     run(project, f"{BIN}/snakemake", "--report", "report.html", target)
     results = report_results(project / "report.html")
     expected = {"outputs/intent/train/metrics.json": ("intent", "training"),
