@@ -49,10 +49,21 @@ def kind_of(item: pytest.Item) -> str:
     return "unit"
 
 
+KINDS = ("e2e", "integration", "unit")  # the order the tests run in
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its kind, so that ``-m unit`` is the inner loop."""
+    """Mark every test with its kind, so that ``-m unit`` is the inner loop; and run
+    the longest kinds first (each file's tests stay together, in their order).
+
+    ``make test`` gives each xdist worker a contiguous half of this order and lets
+    an idle worker take the end of another's queue (``--dist worksteal``): long
+    tests at the end would leave one worker idle while the other finishes them.
+    """
+    kinds = {item.nodeid: kind_of(item) for item in items}
     for item in items:
-        item.add_marker(kind_of(item))
+        item.add_marker(kinds[item.nodeid])
+    items.sort(key=lambda item: KINDS.index(kinds[item.nodeid]))  # stable
 
 
 @pytest.fixture(autouse=True)
@@ -321,10 +332,25 @@ def png_header(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL server on loopback for this pytest worker (see tests/services.py)."""
-    from tests.services import postgres_server
+def run_folder(config: pytest.Config) -> Path:
+    """The folder every process of this test run shares: the main process's base
+    temp folder (each xdist worker's own is a folder inside it)."""
+    base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own factory
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
-    with postgres_server() as server:
-        yield server
+
+@pytest.fixture(scope="session")
+def postgres(request):
+    """The test run's one PostgreSQL server on loopback, started by the first worker
+    that needs it (tests/services.py); a fresh database per test: ``database()``."""
+    from tests.services import shared_postgres
+
+    return shared_postgres(run_folder(request.config))
+
+
+def pytest_sessionfinish(session):
+    """The main process stops the run's PostgreSQL server once every worker is done."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.services import stop_shared_postgres
+
+        stop_shared_postgres(run_folder(session.config))
