@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import time
 from pathlib import Path
 
 import mlflow
@@ -20,7 +18,7 @@ from optuna.trial import TrialState
 from dlforge.core.config import compose
 from dlforge.core.layout import TrainFiles
 from dlforge.core.tracking import setup_tracking_uri
-from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows, wait_for  # noqa: F401 - re-exported
 
 SWEEP_FAST = ["hpo.n_trials=3", "hpo.n_workers=1", "hpo/pruner=none", "hpo/sampler=random"]
 
@@ -68,18 +66,6 @@ def runs(mlflow_dir: Path, experiment: str) -> list:
 
 def summary(sweep_dir: Path) -> dict:
     return json.loads((sweep_dir / "summary.json").read_text())
-
-
-def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120):
-    """Poll ``condition`` until it returns something true, and return that; fail
-    with a process's stderr if one ends first."""
-    deadline = time.monotonic() + seconds
-    while not (found := condition()):
-        for process in processes:
-            assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-    return found
 
 
 def stop_one_mid_training(trials, mlflow_dir: Path) -> optuna.trial.FrozenTrial | None:

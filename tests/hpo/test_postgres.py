@@ -7,17 +7,21 @@
 - the heartbeat settings, a missing driver and an unreachable server give errors
   that name the hpo.* key.
 
-"Another host": each sweep process runs with ``socket.gethostname`` replaced
-(:data:`AS_HOST`), the name the sweep records as a trial's owner and compares to
-tell its own machine's killed workers (seen at once, by pid) from other hosts'
-(seen only through their heartbeat).
+"Another host": each sweep runs with ``socket.gethostname`` replaced (:data:`AS_HOST`
+in a ``dlforge sweep`` process, monkeypatched in this one), the name the sweep
+records as a trial's owner and compares to tell its own machine's killed workers
+(seen at once, by pid) from other hosts' (seen only through their heartbeat).
+The sweep that retries a killed host's trial runs the same command's config in
+this process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +35,7 @@ from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
 from dlforge.hpo import study as s
 from dlforge.hpo.storage import close_storages
+from dlforge.stages.config import stage_overrides
 from dlforge.stages.sweep import sweep
 from tests.conftest import ROOT
 from tests.hpo.conftest import runs, stop_one_mid_training, wait_for
@@ -61,16 +66,30 @@ while True:
 """
 
 
-def start_sweep(root: Path, mlflow_dir: Path, storage: str, host: str,
-                *overrides: str) -> subprocess.Popen:
-    args = ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
+def sweep_args(root: Path, mlflow_dir: Path, storage: str, *overrides: str) -> list[str]:
+    return ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
             "dataset.name=toy", f"tracking.experiment=sweep-pg-{root.name}", *FAST,
             *SMALL_MODEL, "hpo/sampler=random", "hpo/pruner=none", "hpo.n_workers=1",
             "~callbacks.early_stopping", f"hpo.storage={storage}", *QUICK_HEARTBEAT,
             *CHEAP, *overrides]
-    return subprocess.Popen([sys.executable, "-c", AS_HOST, "sweep", *args], cwd=ROOT,
+
+
+def start_sweep(root: Path, mlflow_dir: Path, storage: str, host: str,
+                *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", AS_HOST, "sweep",
+                             *sweep_args(root, mlflow_dir, storage, *overrides)], cwd=ROOT,
                             env={**os.environ, "DLFORGE_TEST_HOST": host},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def sweep_here(monkeypatch, host: str, root: Path, mlflow_dir: Path, storage: str,
+               *overrides: str) -> dict:
+    """Run what ``dlforge sweep`` with these overrides runs in ROOT, in this process,
+    on a machine named ``host``; return its summary."""
+    monkeypatch.chdir(ROOT)  # params.yaml's values, as the command reads them
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    args = sweep_args(root, mlflow_dir, storage, *overrides)
+    return sweep(compose("sweep", stage_overrides("sweep", args)))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -135,31 +154,33 @@ def test_sweep_processes_on_one_postgres_study_reach_n_trials_exactly(postgres, 
 
 @pytest.mark.slow
 def test_a_sigkilled_workers_trial_is_retried_by_a_worker_on_another_host(postgres, tmp_path,
-                                                                           mlflow_dir):
+                                                                           mlflow_dir, caplog,
+                                                                           monkeypatch):
     make_snapshot(tmp_path, toy_rows(600))
     storage = postgres.database()
-    doomed, survivor = (start_sweep(tmp_path, mlflow_dir, storage, host, "hpo.n_trials=3")
-                        for host in ("host-a", "host-b"))
+    doomed = start_sweep(tmp_path, mlflow_dir, storage, "host-a", "hpo.n_trials=1")
 
     def on_host_a():
         return [t for t in trials(storage) if t.user_attrs.get("dlforge.host") == "host-a"]
 
-    killed = wait_for(lambda: stop_one_mid_training(on_host_a(), mlflow_dir), doomed, survivor)
+    killed = wait_for(lambda: stop_one_mid_training(on_host_a(), mlflow_dir), doomed)
     os.kill(doomed.pid, signal.SIGKILL)  # its host is gone: no pid to look at from host-b
     doomed.wait()
-    # host-b cannot leave while host-a's trial is running: it may be retried there.
-    assert survivor.poll() is None
-    (err,) = finish(survivor)
+    # The study is full while host-a's trial runs: host-b waits for it to go stale
+    # rather than leave, then trains it again.
+    with caplog.at_level(logging.INFO, logger="dlforge"):
+        sweep_here(monkeypatch, "host-b", tmp_path, mlflow_dir, storage, "hpo.n_trials=1")
 
-    assert f"trial {killed.number} went stale" in err and "was interrupted" not in err
+    assert f"trial {killed.number} went stale" in caplog.text
+    assert "was interrupted" not in caplog.text
     after = {t.number: t for t in trials(storage)}
     assert after[killed.number].state == TrialState.FAIL
     (retry,) = [t for t in after.values() if t.user_attrs.get("dlforge.retry_of") == killed.number]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert retry.user_attrs["dlforge.host"] == "host-b"
     # n_trials finished trials exactly; the lost one does not count.
-    assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 3
-    assert len(after) == 4
+    assert sum(t.state == TrialState.COMPLETE for t in after.values()) == 1
+    assert len(after) == 2
     killed_runs = [r for r in runs(mlflow_dir, f"sweep-pg-{tmp_path.name}")
                    if r.data.tags.get("dlforge.trial") == str(killed.number)]
     # Killed in the middle of training: its run is KILLED and carries the study's verdict.

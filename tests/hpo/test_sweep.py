@@ -21,12 +21,13 @@ from tests.hpo.test_budget import check_sweep_cost
 
 LR = {"optimizer.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True},
       "model.net.hidden_dim": {"type": "categorical", "choices": [8, 16]}}
+TWO_EPOCHS = ["trainer.max_epochs=2"]  # a study's outputs need epochs, not a good model
 
 
 def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
         sweep_cfg, tmp_path, mlflow_dir):
     out = tmp_path / "outputs/intent/sweep"
-    result = sweep(sweep_cfg(space=LR))
+    result = sweep(sweep_cfg(*TWO_EPOCHS, space=LR))
     assert result["counts"] == {"COMPLETE": 3}
     study = load_study(out)
     best = study.best_trial
@@ -37,7 +38,7 @@ def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
     assert overrides[1] == f"model.net.hidden_dim={best.params['model.net.hidden_dim']}"
     written = summary(out)
     assert written["best"]["value"] == best.value and len(written["trials"]) == 3
-    assert all(len(t["intermediate"]) == 3 and t["epochs"] == 3 for t in written["trials"])
+    assert all(len(t["intermediate"]) == 2 and t["epochs"] == 2 for t in written["trials"])
     for plot in ("history.png", "importances.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     snapshot = tmp_path / "outputs/intent/snapshot.json"
@@ -58,9 +59,9 @@ def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
     check_sweep_cost(written, parent, by_trial)
 
     # Run again: the study is full, nothing is trained. A larger budget continues it.
-    again = sweep(sweep_cfg(space=LR))
+    again = sweep(sweep_cfg(*TWO_EPOCHS, space=LR))
     assert again["counts"] == {"COMPLETE": 3} and again["study"] == result["study"]
-    more = sweep(sweep_cfg("hpo.n_trials=4", space=LR))
+    more = sweep(sweep_cfg(*TWO_EPOCHS, "hpo.n_trials=4", space=LR))
     assert more["counts"] == {"COMPLETE": 4} and more["study"] == result["study"]
     parents = [r for r in runs(mlflow_dir, f"sweep-{tmp_path.name}")
                if r.data.tags.get("dlforge.stage") == "sweep"
@@ -69,7 +70,7 @@ def test_a_sweep_writes_best_overrides_summary_plots_and_nested_mlflow_runs(
 
 
 def test_a_changed_training_config_starts_a_new_study(sweep_cfg):
-    first = sweep(sweep_cfg("hpo.n_trials=1", space=LR))
+    first = sweep(sweep_cfg("hpo.n_trials=1", "trainer.max_epochs=1", space=LR))
     second = sweep(sweep_cfg("hpo.n_trials=1", "trainer.max_epochs=2", space=LR))
     assert first["study"] != second["study"]
     assert second["counts"] == {"COMPLETE": 1}

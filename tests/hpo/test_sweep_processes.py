@@ -1,9 +1,14 @@
 """Sweeps across processes: SIGKILL mid-sweep with two workers, then the same
-command finishes the study; a DDP trial pruned on all its ranks at once."""
+command finishes the study; a DDP trial pruned on all its ranks at once.
+
+A real ``dlforge sweep`` process is started where it is killed or where two must
+run side by side; the sweep after a kill runs the same command's config in this
+process (:func:`same_command`)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,9 +18,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
+from dlforge.core.config import compose
+from dlforge.core.errors import DlforgeError
 from dlforge.core.process import pid_alive
+from dlforge.stages.config import stage_overrides
 from dlforge.stages.sweep import sweep
 from tests.conftest import ROOT
 from tests.hpo.conftest import load_study, runs, stop_one_mid_training, summary, wait_for
@@ -24,14 +33,24 @@ from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
 pytestmark = pytest.mark.slow
 
 
-def start_sweep(root: Path, mlflow_dir: Path, *overrides: str) -> subprocess.Popen:
-    args = ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
+def sweep_args(root: Path, mlflow_dir: Path, *overrides: str) -> list[str]:
+    return ["experiment=intent", f"paths.root={root}", f"paths.mlflow_dir={mlflow_dir}",
             "dataset.name=toy", f"tracking.experiment=sweep-faults-{root.name}", *FAST,
             *SMALL_MODEL, "hpo/sampler=random", "hpo/pruner=none", "hpo.n_trials=3",
             "hpo.n_workers=2", "hpo.overrides.trainer.max_epochs=3", "~callbacks.early_stopping",
             *overrides]
-    return subprocess.Popen([sys.executable, "-m", "dlforge", "sweep", *args], cwd=ROOT,
+
+
+def start_sweep(root: Path, mlflow_dir: Path, *overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dlforge", "sweep",
+                             *sweep_args(root, mlflow_dir, *overrides)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def same_command(root: Path, mlflow_dir: Path, *overrides: str) -> DictConfig:
+    """The config that ``dlforge sweep`` with these overrides composes in ROOT
+    (params.yaml's values, then the command line), to sweep in this process."""
+    return compose("sweep", stage_overrides("sweep", sweep_args(root, mlflow_dir, *overrides)))
 
 
 def states(sweep_dir: Path) -> dict[int, optuna.trial.FrozenTrial]:
@@ -43,8 +62,11 @@ def states(sweep_dir: Path) -> dict[int, optuna.trial.FrozenTrial]:
         return {}
 
 
-def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, mlflow_dir):
-    make_snapshot(tmp_path, toy_rows(3000))
+def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, mlflow_dir,
+                                                                     caplog, monkeypatch):
+    monkeypatch.chdir(ROOT)  # where `dlforge sweep` ran: its params.yaml
+    # The third trial starts when the first ends: a trial is then caught mid-training.
+    make_snapshot(tmp_path, toy_rows(1000))
     out = tmp_path / "outputs/intent/sweep"
     process = start_sweep(tmp_path, mlflow_dir)
 
@@ -66,10 +88,9 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
         assert time.monotonic() < deadline, "a sweep worker outlived the killed sweep"
         time.sleep(0.1)
 
-    again = start_sweep(tmp_path, mlflow_dir)
-    _, err = again.communicate(timeout=600)
-    assert again.returncode == 0, err[-3000:]
-    assert "was interrupted" in err
+    with caplog.at_level(logging.INFO, logger="dlforge"):
+        sweep(same_command(tmp_path, mlflow_dir))  # its two workers are processes again
+    assert "was interrupted" in caplog.text
     after = states(out)
     for number, trial in complete.items():  # completed trials are kept, never re-run
         assert after[number].state == TrialState.COMPLETE
@@ -102,18 +123,21 @@ def test_sigkill_mid_sweep_then_the_same_command_completes_the_study(tmp_path, m
 
 
 def test_a_ddp_trial_is_pruned_on_every_rank_at_the_same_epoch(sweep_cfg, tmp_path):
-    space = {"optimizer.lr": {"type": "categorical", "choices": [0.02, 1e-6]}}
+    # A threshold no epoch reaches: the one trial is pruned at its first epoch, a
+    # decision rank 0 takes and every rank must follow. A study with no completed
+    # trial then fails, after writing its summary.
     cfg = sweep_cfg("trainer=ddp", "trainer.devices=2", "trainer.enable_progress_bar=false",
-                    "hpo/pruner=median", "hpo.pruner.n_startup_trials=1",
-                    "hpo.pruner.n_warmup_steps=0", "hpo.n_trials=2", "trainer.max_epochs=3",
-                    "~callbacks.early_stopping", space=space,
-                    enqueue=[{"optimizer.lr": 0.02}, {"optimizer.lr": 1e-6}])
-    result = sweep(cfg)  # a rank that stopped alone would leave the other one hanging
-    assert result["counts"] == {"COMPLETE": 1, "PRUNED": 1}
-    (pruned,) = [t for t in summary(tmp_path / "outputs/intent/sweep")["trials"]
-                 if t["state"] == "PRUNED"]
-    assert pruned["params"] == {"optimizer.lr": 1e-6} and pruned["epochs"] < 3
-    folder = Path(load_study(tmp_path / "outputs/intent/sweep").trials[1].user_attrs["dlforge.dir"])
+                    "hpo.n_trials=1", "trainer.max_epochs=3", "~callbacks.early_stopping")
+    with open_dict(cfg):
+        cfg.hpo.pruner = OmegaConf.create({"_target_": "optuna.pruners.ThresholdPruner",
+                                           "lower": 1.01})
+    # A rank that stopped alone would leave the other one hanging.
+    with pytest.raises(DlforgeError, match=r"no trial .* completed \(\{'PRUNED': 1\}\)"):
+        sweep(cfg)
+    (pruned,) = summary(tmp_path / "outputs/intent/sweep")["trials"]
+    assert pruned["state"] == "PRUNED" and pruned["epochs"] < 3
+    assert pruned["pruned_epoch"] == pruned["epochs"] - 1
+    folder = Path(load_study(tmp_path / "outputs/intent/sweep").trials[0].user_attrs["dlforge.dir"])
     digests = {json.loads(p.read_text())["weights_sha256"] for p in folder.glob("ranks/*.json")}
     assert len(list(folder.glob("ranks/*.json"))) == 2
     assert len(digests) == 1  # both ranks stopped at the same step

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,19 @@ def write_images(folder: Path, per_class: int = 40) -> Path:
             noisy = np.clip(pattern() + rng.normal(0, 40, (8, 8)), 0, 255).astype("uint8")
             Image.fromarray(noisy, mode="L").save(folder / label / f"{i}.png")
     return folder
+
+
+def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120,
+             poll: float = 0.2):
+    """Poll ``condition`` every ``poll`` seconds until it returns something true, and
+    return that; fail with a process's stderr if one ends first, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        for process in processes:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(poll)
+    return found
 
 
 # hpo.enabled=false: train these settings, not the intent experiment's swept ones

@@ -120,7 +120,7 @@ def test_a_worker_that_dies_is_reported_with_the_example_it_was_reading(image_sn
 def test_training_with_workers_gives_the_weights_of_training_without(train_cfg, tmp_path):
     weights = []
     for workers in (0, 2):
-        cfg = train_cfg(f"datamodule.num_workers={workers}", "trainer.max_epochs=2")
+        cfg = train_cfg(f"datamodule.num_workers={workers}", "trainer.max_epochs=1")
         train(cfg)
         weights.append((Path(cfg.paths.train_dir) / "model/weights.safetensors").read_bytes())
     assert weights[0] == weights[1]
