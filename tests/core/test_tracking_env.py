@@ -12,7 +12,6 @@ from omegaconf import OmegaConf
 from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
 from dlforge.core.tracking import ENV_TRACKING_URI, Tag, setup_mlflow, setup_tracking_uri
-from tests.conftest import run_cli
 
 
 def train_config(tmp_path, *overrides: str):
@@ -38,13 +37,21 @@ def test_the_environment_variable_is_the_default_store(tmp_path, monkeypatch):
     assert not (tmp_path / "mlruns/mlflow.db").exists()  # the config's own file is not made
 
 
-def test_the_cli_without_tracking_uri_reads_the_environment_store(tmp_path):
+def test_the_cli_without_tracking_uri_reads_the_environment_store(tmp_path, monkeypatch,
+                                                                   capsys):
+    from dlforge.cli import main
+
     uri = f"sqlite:///{tmp_path}/cli.db"
     client = mlflow.MlflowClient(tracking_uri=uri)
     setup_tracking_uri(OmegaConf.create({"tracking_uri": uri}))
     run = client.create_run(client.create_experiment("from-env"), tags={Tag.STAGE: "train"})
-    result = run_cli("runs", "list", "--json", env={ENV_TRACKING_URI: uri}, check=True)
-    assert [r["run_id"] for r in json.loads(result.stdout)] == [run.info.run_id]
+    # In this process MLflow points elsewhere: only the variable leads the command to uri.
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/other.db")  # made only if used
+    monkeypatch.setenv(ENV_TRACKING_URI, uri)
+    monkeypatch.chdir(tmp_path)  # a default of the configs' would be a store of its own
+    capsys.readouterr()
+    assert main(["runs", "list", "--json"]) == 0  # the command, in process (no imports to pay)
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == [run.info.run_id]
 
 
 def test_an_explicit_tracking_uri_wins_over_the_environment(tmp_path, monkeypatch):

@@ -44,6 +44,15 @@ def start_together(uri: str, folder: str, barrier) -> None:
         raise
 
 
+@pytest.fixture(scope="module")
+def together():
+    """(manager, pool): a barrier maker and PROCESSES spawned workers, shared by the
+    stores (each spawn imports MLflow; the race is in the calls, not in the imports)."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(PROCESSES) as pool:
+        yield manager, pool
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_uri(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -53,14 +62,14 @@ def store_uri(request, tmp_path) -> str:
 
 @pytest.mark.slow
 def test_runs_starting_together_share_one_experiment_and_one_dataset_per_snapshot(
-        store_uri, tmp_path):
-    context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, context.Pool(PROCESSES) as pool:
-        barrier = manager.Barrier(PROCESSES, timeout=120)
-        results = [pool.apply_async(start_together, (store_uri, str(tmp_path), barrier))
-                   for _ in range(PROCESSES)]
-        for result in results:
-            result.get(timeout=300)  # re-raises a process's error
+        store_uri, tmp_path, together):
+    manager, pool = together
+    # Each task waits on the barrier, so each of the PROCESSES workers takes one.
+    barrier = manager.Barrier(PROCESSES, timeout=120)
+    results = [pool.apply_async(start_together, (store_uri, str(tmp_path), barrier))
+               for _ in range(PROCESSES)]
+    for result in results:
+        result.get(timeout=300)  # re-raises a process's error
 
     client = mlflow.MlflowClient(tracking_uri=store_uri)
     experiment = client.get_experiment_by_name("together")

@@ -50,27 +50,58 @@ def start_commit(store: Store, source: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+def kill_when(process: subprocess.Popen, seen, seconds: float = 120) -> None:
+    """SIGKILL ``process`` as soon as ``seen()`` is true (polled every millisecond, for
+    at most ``seconds``), unless it ended first; and reap it."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if seen():
+                break
+        except FileNotFoundError:  # a folder moved while it was listed
+            pass
+        time.sleep(0.001)
+    kill_after(process, 0)
+
+
+def check_whole(store: Store, snapshots: SnapshotStore) -> None:
+    """Every visible commit is whole, ids have no gap, and nothing is left staged."""
+    commits = store.commits("d")
+    assert [c.id for c in commits] == list(range(1, len(commits) + 1))
+    for commit in commits:
+        assert store.read_table(commit).num_rows == commit.rows
+    report = verify(snapshots)
+    assert report["ok"], report["problems"]
+    staging = store.root / ".tmp"
+    assert not (staging.exists() and any(staging.iterdir()))
+
+
 @pytest.mark.slow
 def test_sigkill_mid_commit_leaves_no_partial_commit(store, tmp_path):
     store.create("d", "text_intent", big_csv(tmp_path / "seed.csv", 10, "seed"))
-    source = big_csv(tmp_path / "big.csv", 300_000, "big")
+    source = big_csv(tmp_path / "big.csv", 200_000, "big")
     snapshots = SnapshotStore(tmp_path / "snapshots", store)
-    staging = store.root / ".tmp"
+    objects, records = store.path("d") / "objects", store.path("d") / "commits"
     started = time.monotonic()
     assert start_commit(store, source).wait() == 0
     duration = time.monotonic() - started
-    # Kill at several moments of a commit: importing, staging, publishing.
-    for fraction in (0.2, 0.4, 0.6, 0.75, 0.85, 0.95):
+    # Kill while importing, then while staging: at moments of a commit's time.
+    for fraction in (0.1, 0.45):
         kill_after(start_commit(store, source), fraction * duration)
-        commits = store.commits("d")
-        assert [c.id for c in commits] == list(range(1, len(commits) + 1))
-        for commit in commits:  # every visible commit is whole
-            assert store.read_table(commit).num_rows == commit.rows
-        report = verify(snapshots)
-        assert report["ok"], report["problems"]
-        assert not (staging.exists() and any(staging.iterdir()))
+        check_whole(store, snapshots)
+    # Kill while publishing: as an object lands, and as the commit record lands (the
+    # objects it names must be there before it). New content, so that its objects are new.
+    for folder in (objects, records):
+        fresh = big_csv(tmp_path / f"{folder.name}.csv", 200_000, folder.name)
+        before = files_under(folder)
+        kill_when(start_commit(store, fresh), lambda f=folder, b=before: files_under(f) - b)
+        check_whole(store, snapshots)
     # The next command works and sees a consistent store.
     after = store.commit("d", big_csv(tmp_path / "after.csv", 5, "after"))
     assert after.id == len(store.commits("d"))
     assert snapshots.build("d").manifest["counts"]["input_rows"] == sum(
-        c.rows for c in current(store.commits("d")))  # big.csv's latest commit replaces the rest
+        c.rows for c in current(store.commits("d")))  # a source's latest commit replaces its others
