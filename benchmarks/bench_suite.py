@@ -3,7 +3,8 @@
 Usage:
     python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
     python benchmarks/bench_suite.py                       # the whole suite, as `make test`
-    python benchmarks/bench_suite.py -- -m unit -n auto --dist worksteal   # `make test-fast`
+    python benchmarks/bench_suite.py --out benchmarks/results/suite-fast.json \
+        -- -m unit -n auto --dist worksteal                # what `make test-fast` runs
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
@@ -16,8 +17,10 @@ the time the workers spent, which the run's wall time divides by the parallelism
 it got. Beside them: the machine's CPUs, its load average at the start and at the
 end (another job on the machine slows the suite), and Python's version.
 
-Writes benchmarks/results/suite.json (--out) and prints the 10 slowest and the
-total; exits with pytest's exit status.
+Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
+for `make test-fast`) and prints the 10 slowest, the total and the README's line
+for the run (README.md gives both runs' times; tests/test_readme_figures.py checks
+they are the recorded ones); exits with pytest's exit status.
 """
 
 from __future__ import annotations
@@ -97,6 +100,14 @@ def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
     return process.returncode, lines, time.monotonic() - start
 
 
+def readme_figure(target: str, recorded: dict) -> str:
+    """How the README gives a recorded run: "`make test`: 932 tests in 9 min 6 s"
+    (tests run or skipped; pytest's own seconds)."""
+    tests = sum(recorded["tests"].get(k, 0) for k in ("passed", "failed", "skipped"))
+    minutes, seconds = divmod(round(recorded["pytest_s"]), 60)
+    return f"`{target}`: {tests} tests in {minutes} min {seconds} s"
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -130,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")
     print(f"pytest {report['pytest_s']} s (wall {report['wall_s']} s), "
           f"{report['worker_s']} s summed over tests; wrote {args.out}")
+    if report["pytest_s"] is not None:
+        target = "make test-fast" if "unit" in pytest_args else "make test"
+        print(f"for README.md: {readme_figure(target, report)}")
     return code
 
 
