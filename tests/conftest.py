@@ -66,11 +66,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: KINDS.index(kinds[item.nodeid]))  # stable
 
 
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # a shell's would send every run to its store
+
+
 @pytest.fixture(autouse=True)
-def _no_tracking_uri_from_the_shell(monkeypatch):
-    """A shell's MLFLOW_TRACKING_URI would send every test's runs to that store; the
-    tests that need the variable set it themselves."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def _no_tracking_uri_in_the_environment():
+    """No test sees MLFLOW_TRACKING_URI unless it sets it, nor leaves it behind:
+    ``mlflow.set_tracking_uri`` exports it, and a later fixture's configs would read
+    it as the user's store (monkeypatch would restore such a leaked value)."""
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture(scope="session")
