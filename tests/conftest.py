@@ -19,7 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from dlforge.data import SnapshotStore, Store
+# One thread per process: each xdist worker has a core, and so does each process a test
+# starts; torch's own threads beside them would only contend.
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
@@ -63,7 +68,10 @@ def pytest_collection_modifyitems(config, items):
     kinds = {item.nodeid: kind_of(item) for item in items}
     for item in items:
         item.add_marker(kinds[item.nodeid])
-    items.sort(key=lambda item: KINDS.index(kinds[item.nodeid]))  # stable
+    # The tests on the one shared Snakemake build first: they fall to one worker, which
+    # builds it and uses it while the other starts on its own half, never waiting.
+    items.sort(key=lambda item: (KINDS.index(kinds[item.nodeid]),
+                                 "pipeline" not in item.fixturenames))  # stable
 
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # a shell's would send every run to its store
@@ -343,6 +351,15 @@ def run_folder(config: pytest.Config) -> Path:
     temp folder (each xdist worker's own is a folder inside it)."""
     base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own factory
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """dlforge's cache of what it learnt from config files (the strict check's sections)
+    is the run's, shared by its workers and their processes, not the user's."""
+    from dlforge.core.strict import CACHE_VARIABLE
+
+    os.environ[CACHE_VARIABLE] = str(run_folder(config) / "dlforge-cache")
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,32 @@ def check_whole(store: Store, snapshots: SnapshotStore) -> None:
     assert not (staging.exists() and any(staging.iterdir()))
 
 
+class Stopped(BaseException):
+    """A process stopped dead where it stood (what SIGKILL does), raised in-process."""
+
+
+def test_a_commit_stopped_as_its_data_lands_leaves_no_commit_naming_it(store, tmp_path,
+                                                                       monkeypatch):
+    """The order of a commit's writes, where no timing can hide it: stopped at its first
+    object, a commit has published no record naming data that is not stored; the same
+    command then commits."""
+    from dlforge.data import store as store_module
+
+    store.create("d", "text_intent", big_csv(tmp_path / "seed.csv", 10, "seed"))
+    source = big_csv(tmp_path / "new.csv", 100, "new")
+
+    def stopped(*_):
+        raise Stopped
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "publish", stopped)
+        with pytest.raises(Stopped):
+            store.commit("d", source)
+    assert [c.id for c in store.commits("d")] == [1]
+    check_whole(store, SnapshotStore(tmp_path / "snapshots", store))
+    assert store.commit("d", source).id == 2
+
+
 @pytest.mark.slow
 def test_sigkill_mid_commit_leaves_no_partial_commit(store, tmp_path):
     store.create("d", "text_intent", big_csv(tmp_path / "seed.csv", 10, "seed"))

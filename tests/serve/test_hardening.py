@@ -7,6 +7,7 @@ and the HTTP process killed under load.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,15 +32,30 @@ def versions(tmp_path_factory, two_versions_template):
     return copy_project(two_versions_template, tmp_path_factory.mktemp("hardening") / "project")
 
 
-@pytest.fixture
-def live(versions):
+@contextlib.contextmanager
+def serving(versions):
     """``dlforge serve`` over both versions; yields (url, process)."""
     name = versions.model_name
     with dlforge_serve(ROOT, f"paths.root={versions.root}",
-                       f"tracking.tracking_uri={versions.tracking_uri}", 
+                       f"tracking.tracking_uri={versions.tracking_uri}",
                        f"models={{{name}: {{strategy: blue_green}}}}", f"default_model={name}",
                        "refresh_seconds=0.5", f"read_timeout={READ_TIMEOUT}", "max_inputs=8",
                        "request_timeout=20") as (url, server):
+        yield url, server
+
+
+@pytest.fixture(scope="module")
+def live(versions):
+    """One server for the module's tests that leave it running: each test's clients
+    find it as the one before left it, as a server's clients do."""
+    with serving(versions) as (url, server):
+        yield url, server
+
+
+@pytest.fixture
+def own_live(versions):
+    """A server of the test's own, for a test that kills its processes."""
+    with serving(versions) as (url, server):
         yield url, server
 
 
@@ -173,8 +189,8 @@ def _worker_pid(url: str) -> int:
     return worker["pid"]
 
 
-def test_a_killed_worker_is_restarted_and_a_killed_http_process_stops_the_server(live):
-    url, server = live
+def test_a_killed_worker_is_restarted_and_a_killed_http_process_stops_the_server(own_live):
+    url, server = own_live
     pid = _worker_pid(url)
     os.kill(pid, signal.SIGSTOP)  # hold the worker, so that requests are in flight in it
     answers: list[tuple[int, float]] = []

@@ -3,6 +3,7 @@ naming where it was set and the nearest valid name."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -113,3 +114,35 @@ def test_the_sweep_checks_before_it_opens_its_study(project, tmp_path):
                              "+hpo.sampler.n_startup_trial=2"))
     assert not mlruns.exists()
     assert not (tmp_path / "outputs/intent/sweep").exists()
+
+
+def test_the_sections_learnt_are_kept_on_disk_until_a_config_file_changes(conf, tmp_path,
+                                                                          monkeypatch):
+    """Each stage process reads what the configs declare from the cache; a new config
+    file, an edited one or a damaged cache file is learnt again, never trusted."""
+    from dlforge.core import strict
+
+    monkeypatch.setenv(strict.CACHE_VARIABLE, str(tmp_path / "cache"))
+    strict._entries.cache_clear()  # noqa: SLF001 - as a new process starts
+    declared = strict.declared_sections("train")
+    (cached,) = (tmp_path / "cache" / "sections").glob("*.json")
+    strict._entries.cache_clear()  # noqa: SLF001
+    assert strict.declared_sections("train") == declared  # read back
+    assert "trainr" not in declared
+    # A section a project adds (a config group of its own, chosen by the entry config)
+    # is declared at once: the file's arrival and the entry's edit change the key.
+    (conf / "trainr").mkdir()
+    (conf / "trainr" / "default.yaml").write_text("max_epochs: 2\n")
+    entry = conf / "train.yaml"
+    shutil.copy(ROOT / "src/dlforge/conf/train.yaml", entry)
+    entry.write_text(entry.read_text().replace("defaults:\n",
+                                               "defaults:\n  - trainr: default\n", 1))
+    strict._entries.cache_clear()  # noqa: SLF001
+    assert "trainr" in strict.declared_sections("train")
+    # A damaged file is learnt again and rewritten.
+    entry.unlink()
+    shutil.rmtree(conf / "trainr")
+    strict._entries.cache_clear()  # noqa: SLF001
+    cached.write_text('{"train": [["trainr"')
+    assert strict.declared_sections("train") == declared
+    assert "train" in json.loads(cached.read_text())

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
+from dlforge import __version__
+from dlforge.core import config as config_module
 from dlforge.core.config import (
     PACKAGED_CONF,
     conf_dir,
@@ -32,6 +37,7 @@ from dlforge.core.config import (
     defaults_list,
 )
 from dlforge.core.errors import DlforgeError
+from dlforge.core.io import write_text_atomic
 
 EXPERIMENT = "experiment"  # the group of experiment files, merged at the top level
 COMMAND_LINE = "the command line"
@@ -85,14 +91,60 @@ def declared_sections(stage: str) -> frozenset[str]:
 def _entries(roots: tuple[Path, ...], stamp: tuple) -> dict[str, tuple[frozenset[str], bool]]:
     """Every entry config on the search path (``roots``): its sections, and whether it
     takes an experiment. Kept while no config file changes (``stamp``): a stage checks
-    its config at composition and again when it runs."""
+    its config at composition and again when it runs; and on disk
+    (:func:`_cache_file`), as learning them takes seconds that every stage process
+    would pay again."""
+    cache = _cache_file(roots, stamp)
+    try:
+        return {name: (frozenset(keys), takes)
+                for name, (keys, takes) in json.loads(cache.read_text()).items()}
+    except (OSError, ValueError, TypeError):
+        pass  # none yet, or unreadable: learnt again
     entries = {}
     for name in sorted({path.stem for root in roots for path in root.glob("*.yaml")}):
         try:
             entries[name] = _entry(name)
         except DlforgeError:
             continue  # not an entry config, or a broken one: its own command says so
+    try:
+        write_text_atomic(cache, json.dumps(
+            {name: [sorted(keys), takes] for name, (keys, takes) in entries.items()}))
+        _prune(cache.parent)
+    except OSError:
+        pass  # a read-only or full cache folder costs the next process the seconds
     return entries
+
+
+CACHE_KEPT = 100  # files of the cache, the most recently written
+
+
+def _prune(folder: Path) -> None:
+    """Keep the :data:`CACHE_KEPT` newest files of the cache (another process may be
+    pruning too: a file already gone is fine)."""
+    def written(file: Path) -> int:
+        try:
+            return file.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    for old in sorted(folder.glob("*.json"), key=written, reverse=True)[CACHE_KEPT:]:
+        old.unlink(missing_ok=True)
+
+
+def _cache_file(roots: tuple[Path, ...], stamp: tuple) -> Path:
+    """The user's cache file of the entries learnt from exactly these config files (each
+    path and modification time) by exactly this code (this module's and the config
+    module's), under :data:`CACHE_VARIABLE`, else ``$XDG_CACHE_HOME/dlforge``
+    (``~/.cache/dlforge``)."""
+    code = tuple((str(path), path.stat().st_mtime_ns)
+                 for path in (Path(__file__), Path(config_module.__file__)))
+    key = hashlib.sha256(repr((__version__, roots, stamp, code)).encode()).hexdigest()
+    home = os.environ.get(CACHE_VARIABLE) or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlforge"
+    return Path(home) / "sections" / f"{key[:32]}.json"
+
+
+CACHE_VARIABLE = "DLFORGE_CACHE_DIR"
 
 
 def _entry(name: str) -> tuple[frozenset[str], bool]:
