@@ -41,14 +41,18 @@ services:
 			postgresql nginx rsync && \
 		$$SUDO sh -c 'systemctl disable --now nginx postgresql 2>/dev/null || true'; fi
 
+# One worker more than the CPUs: a worker waiting on a server, a lock or a subprocess
+# leaves its core to the others (tests/conftest.py orders the tests for them).
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)')
+
 test: $(STAMP) $(SAMPLE) services
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --dist worksteal --durations=25
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The inner loop: the `unit` tests only, no servers started (tests/conftest.py gives
 # every test one of `unit`, `integration`, `e2e` by where it lives). Before a push,
 # `make test`.
 test-fast: $(STAMP) $(SAMPLE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n auto --dist worksteal -m unit --durations=10
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m unit --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

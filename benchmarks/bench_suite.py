@@ -4,17 +4,18 @@ Usage:
     python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
     python benchmarks/bench_suite.py                       # the whole suite, as `make test`
     python benchmarks/bench_suite.py --out benchmarks/results/suite-fast.json \
-        -- -m unit -n auto --dist worksteal                # what `make test-fast` runs
+        -- -m unit -n 3 --dist worksteal                   # `make test-fast`, 2 CPUs
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
-(PYTEST_ARGS: ``-n auto --dist worksteal``, as ``make test``, when none are given)
+(PYTEST_ARGS: ``-n CPUS+1 --dist worksteal``, as ``make test``, when none are given)
 and shows its output as it goes, less the per-test durations. From pytest's
 durations and its final line it records pytest's own seconds, the counts of
 passed, failed, skipped and erroring tests, the 10 slowest phases (setup, call or
 teardown of one test), and the seconds of every phase summed: with pytest-xdist
 the time the workers spent, which the run's wall time divides by the parallelism
-it got. Beside them: the machine's CPUs, its load average at the start and at the
+it got; and the CPU seconds of pytest and the processes it waited for. Beside
+them: the machine's CPUs, its load average at the start and at the
 end (another job on the machine slows the suite), and Python's version.
 
 Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -39,7 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT_PYTEST_ARGS = ["-n", "auto", "--dist", "worksteal"]  # as `make test`
+# as `make test`: one worker more than the CPUs this process may run on
+DEFAULT_PYTEST_ARGS = ["-n", str(len(os.sched_getaffinity(0)) + 1), "--dist", "worksteal"]
 SLOWEST = 10
 
 # "12.34s call     tests/serve/test_live.py::test_x[a b]" (pytest's --durations lines)
@@ -116,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     own, pytest_args = split_argv(sys.argv[1:] if argv is None else argv)
     args = parse_args(own)
     started, load_start = datetime.now(UTC), load_average()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     code, lines, wall = run_pytest(pytest_args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     parsed = parse_output(lines)
     phases = sorted(parsed["phases"], key=lambda p: p["seconds"], reverse=True)
     report = {
@@ -129,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "pytest_s": parsed["pytest_s"],
         "wall_s": round(wall, 2),
         "worker_s": round(sum(p["seconds"] for p in phases), 2),
+        # CPU seconds of pytest and every process it waited for (the processes tests
+        # start, the servers): what the machine's cores had to give
+        "cpu_s": round(cpu, 1),
         "tests": parsed["tests"],
         "slowest": phases[:SLOWEST],
     }
@@ -140,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     for phase in report["slowest"]:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")
     print(f"pytest {report['pytest_s']} s (wall {report['wall_s']} s), "
-          f"{report['worker_s']} s summed over tests; wrote {args.out}")
+          f"{report['worker_s']} s summed over tests, {report['cpu_s']} s of CPU; "
+          f"wrote {args.out}")
     if report["pytest_s"] is not None:
         target = "make test-fast" if "unit" in pytest_args else "make test"
         print(f"for README.md: {readme_figure(target, report)}")

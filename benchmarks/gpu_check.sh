@@ -66,12 +66,15 @@ elif [ -x .venv/bin/python ]; then
 else
 	PY=$(command -v python3 || true)
 fi
-IMPORTS='import torch, lightning, dlforge'
+# One interpreter start (torch and Lightning take seconds to import): the imports, then
+# "1" or "0" for a CUDA device, and the build of torch.
+PROBE='import torch, lightning, dlforge
+print(int(torch.cuda.is_available()), "torch", torch.__version__, "built for CUDA", torch.version.cuda)'
 if [ -z "$PY" ]; then
 	echo "gpu_check: no python3 on PATH. Fix: set PYTHON=/path/to/python" >&2
 	exit 2
-elif ! timeout 60 "$PY" -c "$IMPORTS" 2>"$WORK/preflight.log"; then
-	if PYTHONPATH=$ROOT/src timeout 60 "$PY" -c "$IMPORTS" 2>>"$WORK/preflight.log"; then
+elif ! FOUND=$(timeout 60 "$PY" -c "$PROBE" 2>"$WORK/preflight.log"); then
+	if FOUND=$(PYTHONPATH=$ROOT/src timeout 60 "$PY" -c "$PROBE" 2>>"$WORK/preflight.log"); then
 		export PYTHONPATH=$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
 	else
 		echo "gpu_check: $PY cannot import torch, lightning and dlforge:" >&2
@@ -81,10 +84,9 @@ elif ! timeout 60 "$PY" -c "$IMPORTS" 2>"$WORK/preflight.log"; then
 		exit 2
 	fi
 fi
-if [ "$DEVICE" = cuda ] && ! timeout 60 "$PY" -c \
-	'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-	echo "gpu_check: $PY sees no CUDA device ($("$PY" -c 'import torch; print("torch",
-	torch.__version__, "built for CUDA", torch.version.cuda)')). Fix: run on a machine with a" \
+FOUND=${FOUND##*$'\n'}  # the probe's line, after anything an import printed
+if [ "$DEVICE" = cuda ] && [ "${FOUND%% *}" != 1 ]; then
+	echo "gpu_check: $PY sees no CUDA device (${FOUND#* }). Fix: run on a machine with a" \
 		"GPU and a CUDA build of torch, or GPU_CHECK_DEVICE=cpu for a dry run" >&2
 	exit 2
 fi

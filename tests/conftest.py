@@ -58,20 +58,54 @@ KINDS = ("e2e", "integration", "unit")  # the order the tests run in
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test with its kind, so that ``-m unit`` is the inner loop; and run
-    the longest kinds first (each file's tests stay together, in their order).
-
-    ``make test`` gives each xdist worker a contiguous half of this order and lets
-    an idle worker take the end of another's queue (``--dist worksteal``): long
-    tests at the end would leave one worker idle while the other finishes them.
-    """
+    """Mark every test with its kind, so that ``-m unit`` is the inner loop; and order
+    the tests for the workers (:func:`worker_order`)."""
     kinds = {item.nodeid: kind_of(item) for item in items}
     for item in items:
         item.add_marker(kinds[item.nodeid])
-    # The tests on the one shared Snakemake build first: they fall to one worker, which
-    # builds it and uses it while the other starts on its own half, never waiting.
-    items.sort(key=lambda item: (KINDS.index(kinds[item.nodeid]),
-                                 "pipeline" not in item.fixturenames))  # stable
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    items[:] = worker_order(items, kinds, workers)
+
+
+def worker_order(items: list, kinds: dict[str, str], workers: int) -> list:
+    """The tests in the order that gives ``workers`` xdist workers equal shares.
+
+    ``make test`` schedules with ``--dist worksteal``: worker i takes the i-th of
+    ``workers`` contiguous, equal parts of this order, and a worker that runs out
+    takes the end of another's queue. So each part starts with its share of the
+    end-to-end files, dealt round-robin (whole files: their module fixtures are
+    built once), then integration tests, and ends with unit tests, the short
+    ones a worker may take from another. The file of the shared Snakemake build
+    (``pipeline``) is dealt first and its first test on it starts the run; in the
+    other files, the tests on the build come last, when it is there to copy.
+    """
+    def on_pipeline(item) -> bool:
+        return "pipeline" in item.fixturenames
+
+    by_kind = {kind: [item for item in items if kinds[item.nodeid] == kind] for kind in KINDS}
+    files: dict[Path, list] = {}
+    for item in sorted(by_kind["e2e"], key=lambda item: not on_pipeline(item)):  # stable
+        files.setdefault(item.path, []).append(item)
+    parts: list[list] = [[] for _ in range(workers)]
+    for index, tests in enumerate(files.values()):
+        first = index == 0 and on_pipeline(tests[0])
+        head = tests[:1] if first else []
+        parts[index % workers] += head + sorted(tests[len(head):], key=on_pipeline)
+    sizes, left = [], len(items)
+    for index in range(workers):  # the share xdist's worksteal sends each worker
+        sizes.append(left // (workers - index))
+        left -= sizes[-1]
+    integration, unit = by_kind["integration"], by_kind["unit"]
+    room = [max(0, size - len(part)) for size, part in zip(sizes, parts, strict=True)]
+    ordered = []
+    for index, part in enumerate(parts):  # each part's share of both kinds, in that order
+        share = min(room[index], round(len(integration) * room[index] / max(1, sum(room))))
+        if index == workers - 1:
+            share = min(room[index], len(integration))
+        ordered += part + integration[:share] + unit[:room[index] - share]
+        integration, unit = integration[share:], unit[room[index] - share:]
+        room[index] = 0
+    return ordered + integration + unit
 
 
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # a shell's would send every run to its store
@@ -357,7 +391,7 @@ def run_folder(config: pytest.Config) -> Path:
 def pytest_configure(config):
     """dlforge's cache of what it learnt from config files (the strict check's sections)
     is the run's, shared by its workers and their processes, not the user's."""
-    from dlforge.core.strict import CACHE_VARIABLE
+    from dlforge.core.io import CACHE_VARIABLE
 
     os.environ[CACHE_VARIABLE] = str(run_folder(config) / "dlforge-cache")
 

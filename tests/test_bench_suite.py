@@ -37,3 +37,16 @@ def test_pytest_arguments_follow_the_double_dash_and_default_to_the_whole_suite(
     assert bench.split_argv(["--out", "x.json", "--", "-m", "unit"]) == (
         ["--out", "x.json"], ["-m", "unit"])
     assert bench.split_argv([]) == ([], ["-n", "auto", "--dist", "worksteal"])  # as make test
+
+
+def test_the_readme_gives_both_recorded_suite_times_in_one_place():
+    """README.md's times for `make test` and `make test-fast` are the recorded runs'
+    (benchmarks/results/suite.json, suite-fast.json), as the script prints them."""
+    import json
+
+    bench, readme = _bench_suite(), (ROOT / "README.md").read_text()
+    for target, name in (("make test", "suite.json"), ("make test-fast", "suite-fast.json")):
+        recorded = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+        assert recorded["exit_status"] == 0, f"{name} records a failing run"
+        assert readme.count(bench.readme_figure(target, recorded)) == 1, (target, name)
+    assert readme.count(" tests in ") == 2  # one place only

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 
 import mlflow
 import pytest
@@ -94,3 +96,43 @@ def test_pointing_mlflow_at_a_store_leaves_the_variable_as_the_user_set_it(tmp_p
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/user.db")
     setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{tmp_path}/b.db"}))
     assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/user.db"
+
+
+def test_a_new_sqlite_store_starts_as_a_copy_of_the_empty_one_in_the_cache(tmp_path,
+                                                                          monkeypatch):
+    """A new store is MLflow's empty schema, copied: MLflow's Default experiment is the
+    copy's own; a store already there is never replaced; without a usable cache MLflow
+    creates the tables itself."""
+    from dlforge.core import tracking
+    from dlforge.core.io import CACHE_VARIABLE
+
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
+    stores = {}
+    for name in ("first", "second"):  # each made in its own folder: its artifact root
+        stores[name] = tmp_path / name / "mlflow.db"
+        stores[name].parent.mkdir()
+        monkeypatch.chdir(stores[name].parent)
+        setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{stores[name]}"}))
+    (template,) = (tmp_path / "cache" / "mlflow").glob("empty-*.db")
+    for path in stores.values():
+        client = mlflow.MlflowClient(f"sqlite:///{path}")
+        (default,) = client.search_experiments()
+        assert default.name == "Default"
+        assert default.artifact_location == str(path.parent / "mlruns" / "0")
+        assert client.create_experiment(f"in-{path.parent.name}") == "1"
+    with contextlib.closing(sqlite3.connect(template)) as db:  # the copies' are theirs
+        assert db.execute("SELECT name FROM experiments").fetchall() == [("Default",)]
+
+    # A store that exists (made by MLflow, or another process) is opened, never copied over.
+    kept = stores["first"].read_bytes()
+    tracking._CREATED.clear()  # noqa: SLF001 - as a new process
+    tracking._copy_empty_store(stores["first"])  # noqa: SLF001
+    assert stores["first"].read_bytes() == kept
+    # A cache folder that cannot be written: MLflow creates the store as before.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv(CACHE_VARIABLE, str(blocked))
+    third = tmp_path / "third" / "mlflow.db"
+    setup_tracking_uri(OmegaConf.create({"tracking_uri": f"sqlite:///{third}"}))
+    assert [e.name for e in mlflow.MlflowClient(f"sqlite:///{third}").search_experiments()
+            ] == ["Default"]

@@ -121,8 +121,9 @@ def test_the_sections_learnt_are_kept_on_disk_until_a_config_file_changes(conf, 
     """Each stage process reads what the configs declare from the cache; a new config
     file, an edited one or a damaged cache file is learnt again, never trusted."""
     from dlforge.core import strict
+    from dlforge.core.io import CACHE_VARIABLE
 
-    monkeypatch.setenv(strict.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
     strict._entries.cache_clear()  # noqa: SLF001 - as a new process starts
     declared = strict.declared_sections("train")
     (cached,) = (tmp_path / "cache" / "sections").glob("*.json")

@@ -43,8 +43,8 @@ def run_stage(name: str, target: str, command_line: list[str]) -> int:
     overrides = stage_overrides(name, to_environment(command_line))
     if not any(arg.startswith("-") for arg in overrides):  # Hydra's own flags aside
         cfg = compose(name, overrides)  # a config that does not compose: the file and the fix
-        check_config(name, cfg, overrides)  # an unknown key: where it is set, the nearest name
         _check_experiment_name(cfg)  # before Hydra makes its log folder under outputs/<name>
+        check_config(name, cfg, overrides)  # an unknown key: where it is set, the nearest name
     module, attr = target.split(":")
     function = getattr(import_module(module), attr)
     status = {"code": 0}

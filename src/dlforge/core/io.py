@@ -22,6 +22,15 @@ from dlforge.core.process import pid_alive
 
 STAGING = ".tmp"
 LOCKS = ".locks"
+CACHE_VARIABLE = "DLFORGE_CACHE_DIR"  # where dlforge keeps what it can learn again
+
+
+def user_cache_dir() -> Path:
+    """dlforge's cache of what it can always learn again (nothing a result depends on):
+    ``$DLFORGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/dlforge`` (``~/.cache/dlforge``)."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlforge"
 
 
 @contextlib.contextmanager

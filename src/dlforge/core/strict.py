@@ -21,7 +21,6 @@ import difflib
 import functools
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from dlforge.core.config import (
     defaults_list,
 )
 from dlforge.core.errors import DlforgeError
-from dlforge.core.io import write_text_atomic
+from dlforge.core.io import user_cache_dir, write_text_atomic
 
 EXPERIMENT = "experiment"  # the group of experiment files, merged at the top level
 COMMAND_LINE = "the command line"
@@ -134,17 +133,11 @@ def _prune(folder: Path) -> None:
 def _cache_file(roots: tuple[Path, ...], stamp: tuple) -> Path:
     """The user's cache file of the entries learnt from exactly these config files (each
     path and modification time) by exactly this code (this module's and the config
-    module's), under :data:`CACHE_VARIABLE`, else ``$XDG_CACHE_HOME/dlforge``
-    (``~/.cache/dlforge``)."""
+    module's), in the user's cache (:func:`~dlforge.core.io.user_cache_dir`)."""
     code = tuple((str(path), path.stat().st_mtime_ns)
                  for path in (Path(__file__), Path(config_module.__file__)))
     key = hashlib.sha256(repr((__version__, roots, stamp, code)).encode()).hexdigest()
-    home = os.environ.get(CACHE_VARIABLE) or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dlforge"
-    return Path(home) / "sections" / f"{key[:32]}.json"
-
-
-CACHE_VARIABLE = "DLFORGE_CACHE_DIR"
+    return user_cache_dir() / "sections" / f"{key[:32]}.json"
 
 
 def _entry(name: str) -> tuple[frozenset[str], bool]:

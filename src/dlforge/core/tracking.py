@@ -14,15 +14,18 @@ MLflow server stores them itself. Importing this module does not import mlflow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 from pathlib import Path
 
 from dlforge import __version__
 from dlforge.core.errors import DlforgeError
-from dlforge.core.io import file_lock
+from dlforge.core.io import file_lock, staging_dir, user_cache_dir
 from dlforge.core.secrets import resolved
 from dlforge.core.urls import hide_passwords, redact
 
@@ -90,8 +93,45 @@ def _create_sqlite_store(uri: str) -> None:
     if path in _CREATED:
         return
     with file_lock(path.with_name(f".{path.name}.lock")):
+        if not path.exists():
+            _copy_empty_store(path)
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
     _CREATED.add(path)
+
+
+def _copy_empty_store(path: Path) -> None:
+    """Start the SQLite store ``path`` as a copy of an empty one with MLflow's tables:
+    creating them runs each of MLflow's schema migrations in turn, seconds of CPU for
+    every new store. The empty store is made by MLflow once per MLflow version, in the
+    user's cache; the copy loses its experiments (a run in it, and it is not used), so
+    that MLflow adds its Default experiment with the copy's own artifact root. Where
+    the cache cannot be used, MLflow creates the tables itself."""
+    import mlflow
+
+    template = user_cache_dir() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    copy = path.with_name(f".{path.name}.{os.getpid()}.new")
+    try:
+        if not template.exists():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            with staging_dir(template.parent) as stage:
+                made = stage / template.name
+                mlflow.MlflowClient(f"sqlite:///{made}").search_experiments(max_results=1)
+                os.replace(made, template)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, copy)
+        with contextlib.closing(sqlite3.connect(copy)) as db:
+            if db.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                return  # not an empty store
+            with db:
+                db.execute("DELETE FROM experiment_tags")
+                db.execute("DELETE FROM experiments")
+        with open(copy, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.link(copy, path)  # never over a store that another process made meanwhile
+    except (OSError, sqlite3.Error) as err:
+        log.debug("no copy of an empty MLflow store (%s): MLflow creates %s", err, path)
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 _CREATED: set[Path | str] = set()
