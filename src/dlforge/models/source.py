@@ -72,7 +72,13 @@ def describe(cls: type) -> tuple[dict, Path | None]:
 @functools.cache
 def _distributions_providing(top: str) -> list[str]:
     """The installed distributions that provide the top-level module ``top``, sorted.
-    Mapping every distribution's files takes seconds, so once per process."""
+    The distribution named as the module (dlforge, timm) is asked first: mapping every
+    distribution's files takes a second or more, so only otherwise, once per process."""
+    try:
+        if _provides(top, top):
+            return [top]
+    except PackageNotFoundError:
+        pass
     return sorted(set(packages_distributions().get(top, [])))
 
 
