@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,8 @@ def test_pytest_arguments_follow_the_double_dash_and_default_to_the_whole_suite(
     bench = _bench_suite()
     assert bench.split_argv(["--out", "x.json", "--", "-m", "unit"]) == (
         ["--out", "x.json"], ["-m", "unit"])
-    assert bench.split_argv([]) == ([], ["-n", "auto", "--dist", "worksteal"])  # as make test
+    workers = str(len(os.sched_getaffinity(0)) + 1)  # as make test: one more than the CPUs
+    assert bench.split_argv([]) == ([], ["-n", workers, "--dist", "worksteal"])
 
 
 def test_the_readme_gives_both_recorded_suite_times_in_one_place():
