@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 from collections.abc import Iterable
+from importlib.metadata import version
 from pathlib import Path
 
 import yaml
@@ -97,7 +98,7 @@ def _entries(roots: tuple[Path, ...], stamp: tuple) -> dict[str, tuple[frozenset
     try:
         return {name: (frozenset(keys), takes)
                 for name, (keys, takes) in json.loads(cache.read_text()).items()}
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         pass  # none yet, or unreadable: learnt again
     entries = {}
     for name in sorted({path.stem for root in roots for path in root.glob("*.yaml")}):
@@ -133,10 +134,11 @@ def _prune(folder: Path) -> None:
 def _cache_file(roots: tuple[Path, ...], stamp: tuple) -> Path:
     """The user's cache file of the entries learnt from exactly these config files (each
     path and modification time) by exactly this code (this module's and the config
-    module's), in the user's cache (:func:`~dlforge.core.io.user_cache_dir`)."""
+    module's, with this Hydra), in the user's cache (:func:`~dlforge.core.io.user_cache_dir`)."""
     code = tuple((str(path), path.stat().st_mtime_ns)
                  for path in (Path(__file__), Path(config_module.__file__)))
-    key = hashlib.sha256(repr((__version__, roots, stamp, code)).encode()).hexdigest()
+    key = hashlib.sha256(repr((__version__, version("hydra-core"), roots, stamp, code)
+                              ).encode()).hexdigest()
     return user_cache_dir() / "sections" / f"{key[:32]}.json"
 
 
