@@ -15,6 +15,7 @@ MLflow server stores them itself. Importing this module does not import mlflow.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -108,7 +109,7 @@ def _copy_empty_store(path: Path) -> None:
     the cache cannot be used, MLflow creates the tables itself."""
     import mlflow
 
-    template = user_cache_dir() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    template = user_cache_dir() / "mlflow" / f"empty-{mlflow.__version__}-{_schema()}.db"
     copy = path.with_name(f".{path.name}.{os.getpid()}.new")
     try:
         if not template.exists():
@@ -132,6 +133,17 @@ def _copy_empty_store(path: Path) -> None:
         log.debug("no copy of an empty MLflow store (%s): MLflow creates %s", err, path)
     finally:
         copy.unlink(missing_ok=True)
+
+
+def _schema() -> str:
+    """A digest of the names of MLflow's schema migrations: an empty store is kept per
+    MLflow version and per set of migrations, so that a copy always has the schema the
+    installed MLflow expects."""
+    import mlflow
+
+    versions = Path(mlflow.__file__).parent / "store" / "db_migrations" / "versions"
+    names = sorted(path.name for path in versions.glob("*.py"))
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
 
 
 _CREATED: set[Path | str] = set()
