@@ -103,10 +103,11 @@ def _create_sqlite_store(uri: str) -> None:
 def _copy_empty_store(path: Path) -> None:
     """Start the SQLite store ``path`` as a copy of an empty one with MLflow's tables:
     creating them runs each of MLflow's schema migrations in turn, seconds of CPU for
-    every new store. The empty store is made by MLflow once per MLflow version, in the
-    user's cache; the copy loses its experiments (a run in it, and it is not used), so
-    that MLflow adds its Default experiment with the copy's own artifact root. Where
-    the cache cannot be used, MLflow creates the tables itself."""
+    every new store. The empty store is made by MLflow once per MLflow version and set
+    of migrations (:func:`_schema`), in the user's cache. The copy loses its
+    experiments, so that MLflow adds its Default experiment with the copy's own
+    artifact root (an empty store holding a run is not used). Where the cache cannot
+    be used, MLflow creates the tables itself."""
     import mlflow
 
     template = user_cache_dir() / "mlflow" / f"empty-{mlflow.__version__}-{_schema()}.db"
