@@ -20,7 +20,7 @@ end (another job on the machine slows the suite), and Python's version.
 
 Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
 for `make test-fast`) and prints the 10 slowest, the total and the README's line
-for the run (README.md gives both runs' times; tests/test_readme_figures.py checks
+for the run (README.md gives both runs' times; tests/test_bench_suite.py checks
 they are the recorded ones); exits with pytest's exit status.
 """
 

@@ -99,12 +99,9 @@ def worker_order(items: list, kinds: dict[str, str], workers: int) -> list:
     room = [max(0, size - len(part)) for size, part in zip(sizes, parts, strict=True)]
     ordered = []
     for index, part in enumerate(parts):  # each part's share of both kinds, in that order
-        share = min(room[index], round(len(integration) * room[index] / max(1, sum(room))))
-        if index == workers - 1:
-            share = min(room[index], len(integration))
+        share = min(room[index], round(len(integration) * room[index] / max(1, sum(room[index:]))))
         ordered += part + integration[:share] + unit[:room[index] - share]
         integration, unit = integration[share:], unit[room[index] - share:]
-        room[index] = 0
     return ordered + integration + unit
 
 
@@ -389,8 +386,8 @@ def run_folder(config: pytest.Config) -> Path:
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    """dlforge's cache of what it learnt from config files (the strict check's sections)
-    is the run's, shared by its workers and their processes, not the user's."""
+    """dlforge's cache (the strict check's sections, the empty MLflow store) is the
+    run's, shared by its workers and their processes, not the user's."""
     from dlforge.core.io import CACHE_VARIABLE
 
     os.environ[CACHE_VARIABLE] = str(run_folder(config) / "dlforge-cache")
