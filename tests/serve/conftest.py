@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 
 import pytest
@@ -32,14 +33,19 @@ def server_config(project, *overrides: str, strategy: str = "blue_green"):
 def running(settings):
     """A TestClient of a started, ready server (its inference workers are real processes),
     addressed as localhost: a server without an API key answers only loopback names."""
-    with wrap_litserve_start(build_server(settings)) as server, \
-            TestClient(server.app, base_url="http://localhost") as client:
-        deadline = time.monotonic() + 180
-        while client.get("/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/health/ready").text
-            time.sleep(0.2)
-        client.litserver = server  # for tests that look inside
-        yield client
+    server = build_server(settings)
+    try:
+        with wrap_litserve_start(server), \
+                TestClient(server.app, base_url="http://localhost") as client:
+            deadline = time.monotonic() + 180
+            while client.get("/health/ready").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/health/ready").text
+                time.sleep(0.2)
+            client.litserver = server  # for tests that look inside
+            yield client
+    finally:  # what `dlforge serve` removes as it stops
+        if server.sockets_dir:
+            shutil.rmtree(server.sockets_dir, ignore_errors=True)
 
 
 @pytest.fixture

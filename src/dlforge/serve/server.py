@@ -44,15 +44,44 @@ def _server_class():
           request past ``request_timeout`` 504.
         - A dead HTTP process stops the server, which then exits non-zero
           (:attr:`http_died`), so that its supervisor starts it again.
+        - Inference workers fork from a fork server that imported torch, MLflow and
+          LitServe once (:func:`worker_context`), in the working folder, environment
+          and import path of the moment they start (:class:`CallersSetting`).
         """
 
         def __init__(self, *args, request_timeout: float, **kwargs):
             super().__init__(*args, timeout=request_timeout, restart_workers=True, **kwargs)
             self.request_timeout, self.http_died = request_timeout, None
             self.monitor_internal = 0.25  # seconds between LitServe's checks of its workers
-            self.sockets_dir = tempfile.mkdtemp(prefix="dlforge-serve-")
+            self.sockets_dir: str | None = None  # made as the server starts; run() removes it
+
+        def launch_inference_worker(self, lit_api) -> list:
+            workers = self._inference_workers_config_for_api(lit_api.api_path)
+            return [self.launch_single_inference_worker(lit_api, worker_id)
+                    for worker_id in range(len(workers))]
+
+        def launch_single_inference_worker(self, lit_api, worker_id: int):
+            """LitServe's worker start, forked from a server of preloaded imports."""
+            from litserve.loops import inference_worker
+            from litserve.utils import WorkerSetupStatus
+
+            if lit_api.spec:
+                raise DlforgeError("dlforge's prediction API has no LitServe spec")
+            device = self._inference_workers_config_for_api(lit_api.api_path)[worker_id]
+            device = device[0] if len(device) == 1 else device
+            endpoint = lit_api.api_path.split("/")[-1]
+            self.workers_setup_status[f"{endpoint}_{worker_id}"] = WorkerSetupStatus.STARTING
+            process = worker_context().Process(
+                target=in_callers_setting, name="inference-worker",
+                args=(CallersSetting.here(), inference_worker,
+                      (lit_api, device, worker_id, self._get_request_queue(lit_api.api_path),
+                       self._transport, self.workers_setup_status, self._callback_runner,
+                       self.restart_workers)))
+            process.start()
+            return process
 
         def _init_manager(self, num_api_servers: int):
+            self.sockets_dir = tempfile.mkdtemp(prefix="dlforge-serve-")
             manager = super()._init_manager(num_api_servers)
             workers = sum(len(self._inference_workers_config_for_api(api.api_path))
                           for api in self.litapi_connector)
@@ -96,6 +125,52 @@ def _server_class():
                     for worker in queues.processes()]
 
     return SupervisedServer
+
+
+# What an inference worker imports before it loads a model. The worker processes fork
+# from one server process that imported these once: a worker started, or restarted
+# after a crash, pays only for loading its models.
+# (torch._dynamo: building a network on the meta device, to check a package, imports it.)
+WORKER_PRELOAD = ["torch", "torch._dynamo", "mlflow", "litserve", "dlforge.serve.api",
+                  "dlforge.models.package"]
+
+
+def worker_context():
+    """The multiprocessing context of inference workers: a fork server with
+    :data:`WORKER_PRELOAD` imported (one per serving process, started on first use)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_PRELOAD)
+    return context
+
+
+@dataclasses.dataclass(frozen=True)
+class CallersSetting:
+    """What a spawned process would take from its parent at the moment it starts, but a
+    process forked from a fork server has from when the fork server started."""
+
+    cwd: str
+    environ: dict
+    path: list
+
+    @classmethod
+    def here(cls) -> CallersSetting:
+        import sys
+
+        return cls(os.getcwd(), dict(os.environ), list(sys.path))
+
+
+def in_callers_setting(setting: CallersSetting, target, args: tuple) -> None:
+    """Run ``target(*args)`` in the working folder, environment and import path of
+    the process that started this one."""
+    import sys
+
+    os.chdir(setting.cwd)
+    os.environ.clear()
+    os.environ.update(setting.environ)
+    sys.path[:] = setting.path
+    target(*args)
 
 
 def build_server(settings: ServeSettings):
@@ -200,7 +275,8 @@ def run(settings: ServeSettings) -> dict:
         server.run(host=settings.host, port=settings.port, generate_client_file=False,
                    log_level=settings.log_level, **uvicorn_options(settings))
     finally:
-        shutil.rmtree(server.sockets_dir, ignore_errors=True)
+        if server.sockets_dir:
+            shutil.rmtree(server.sockets_dir, ignore_errors=True)
     if server.http_died:
         raise DlforgeError(f"the HTTP process {server.http_died} died, so the server stopped; "
                            "start it again (a supervisor such as systemd or Kubernetes does "
