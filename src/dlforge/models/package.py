@@ -35,6 +35,7 @@ import torch
 
 from dlforge.core.errors import DlforgeError, InvalidInput
 from dlforge.core.hashing import sha256_file
+from dlforge.models.meta import meta_shapes
 from dlforge.models.preprocessing import ENCODER_FILE, TokenizerEncoder, encoder_from_dict
 from dlforge.models.source import (
     CODE,
@@ -178,13 +179,11 @@ def check_architecture(folder: Path, spec: dict, build: type) -> None:
     where = folder / "model.json"
     _check_integers(where, build, spec["arguments"])
     try:
-        with torch.device("meta"):
-            net = build(**spec["arguments"])
+        built = meta_shapes(build, spec["arguments"])
     except Exception as err:  # a wrong name, type or value of an argument
         raise DlforgeError(f"{where}: the arguments {spec['arguments']} do not build "
                            f"{spec['class']} ({err}). {REPACKAGE}"
                            ) from None
-    built = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     with safe_open(folder / "weights.safetensors", framework="pt") as weights:
         names = weights.keys()
         stored = {k: tuple(weights.get_slice(k).get_shape()) for k in names}

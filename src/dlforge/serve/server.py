@@ -130,9 +130,7 @@ def _server_class():
 # What an inference worker imports before it loads a model. The worker processes fork
 # from one server process that imported these once: a worker started, or restarted
 # after a crash, pays only for loading its models.
-# (torch._dynamo: building a network on the meta device, to check a package, imports it.)
-WORKER_PRELOAD = ["torch", "torch._dynamo", "mlflow", "litserve", "dlforge.serve.api",
-                  "dlforge.models.package"]
+WORKER_PRELOAD = ["torch", "mlflow", "litserve", "dlforge.serve.api", "dlforge.models.package"]
 
 
 def worker_context():
