@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -285,11 +286,19 @@ TWO_VERSIONS = (("optimizer.lr=0.02",), ("optimizer.lr=0.000001", "seed=3"))
 @pytest.fixture(scope="session")
 def two_versions_template(tmp_path_factory):
     """A toy project with the two standard versions registered in its own MLflow store
-    (``root/mlruns``), trained once per pytest worker; never handed to a test (tests get
-    copies, see :func:`two_versions`). Its ``records`` are the two register records."""
-    root = tmp_path_factory.mktemp("two-versions")
-    project = make_project(root, root / "mlruns")
-    project.records = [project.release(*overrides) for overrides in TWO_VERSIONS]
+    (``root/mlruns``), trained once per test run (:func:`tests.helpers.built_once`);
+    never handed to a test (tests get copies, see :func:`two_versions`). Its
+    ``records`` are the two register records."""
+    from tests.helpers import built_once
+
+    def build(root: Path) -> None:
+        project = make_project(root, root / "mlruns")
+        records = [project.release(*overrides) for overrides in TWO_VERSIONS]
+        (root / "records.json").write_text(json.dumps(records))
+
+    root = built_once(tmp_path_factory, "two-versions", build)
+    project = make_project(root, root / "mlruns", snapshot=False)
+    project.records = json.loads((root / "records.json").read_text())
     return project
 
 

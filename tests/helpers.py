@@ -1,9 +1,16 @@
-"""Small helpers shared by tests (fixtures live in the conftest files)."""
+"""Small helpers shared by tests (fixtures live in the conftest files), and
+:func:`built_once` for what the whole run builds once."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+from filelock import FileLock
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -18,3 +25,21 @@ def commit(message: str, cwd: Path | None = None) -> str:
     git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message,
         cwd=cwd)
     return git("rev-parse", "HEAD", cwd=cwd).strip()
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """``build(folder)`` run once for the whole test run, in a folder that every
+    pytest-xdist worker of the run sees: the first worker to ask builds it while the
+    others wait on a lock. A build that failed is tried again by the next one to ask."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    where, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(where, ignore_errors=True)
+            where.mkdir()
+            build(where)
+            done.touch()
+    return where

@@ -8,14 +8,13 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 import dlforge
 from tests.conftest import ROOT
+from tests.helpers import built_once
 
 BIN = str(Path(sys.executable).parent)
 # `git commit` and `dvc exp run` commit in the projects.
@@ -102,24 +101,6 @@ def build_pipeline(root: Path) -> None:
     snakemake(project)
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
-
-
-def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
-               build: Callable[[Path], None]) -> Path:
-    """``build(folder)`` run once for the whole test run, in a folder that every
-    pytest-xdist worker of the run sees: the first worker to ask builds it while the
-    others wait on a lock. A build that failed is tried again by the next one to ask."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, above each worker's own
-    where, done = root / name, root / f"{name}.done"
-    with FileLock(str(root / f"{name}.lock")):
-        if not done.exists():
-            shutil.rmtree(where, ignore_errors=True)
-            where.mkdir()
-            build(where)
-            done.touch()
-    return where
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,9 @@ def experiment_runs(name: str) -> list:
 @pytest.fixture(scope="module")
 def verified(released, tmp_path_factory):
     """``dlforge verify models:/NAME/1`` once, with the snapshot absent from the snapshot
-    folder it is given (so it is rebuilt from the store); what it changed."""
+    folder it is given (so it is rebuilt from the store); what it changed. A test that
+    reads the verdict it records asks for it: an xdist worker that takes one test of
+    this module builds the module's fixtures again, without the others' side effects."""
     snapshots = tmp_path_factory.mktemp("no-snapshots")
     outputs = tree_digest(released.root / "outputs")
     runs = len(experiment_runs(f"registry-{released.root.name}"))
@@ -146,7 +148,7 @@ def change_a_weight(package: Path, by: float = 1.0) -> None:
     save_file(weights, package / "weights.safetensors")
 
 
-def test_a_changed_weight_is_found_by_the_re_run_or_by_the_integrity_check(released,
+def test_a_changed_weight_is_found_by_the_re_run_or_by_the_integrity_check(released, verified,
                                                                            tmp_path):
     # A copy of the project whose package has one weight changed, its digests re-signed.
     for folder in ("outputs", "data"):
@@ -170,7 +172,7 @@ def test_a_changed_weight_is_found_by_the_re_run_or_by_the_integrity_check(relea
     assert "weights.safetensors" in result["details"]
 
 
-def test_a_registered_package_changed_afterwards_fails_the_integrity_check(released,
+def test_a_registered_package_changed_afterwards_fails_the_integrity_check(released, verified,
                                                                            tmp_path):
     from dlforge.core.config import compose
     from dlforge.data.snapshot import Snapshot
@@ -207,7 +209,7 @@ def test_a_registered_package_changed_afterwards_fails_the_integrity_check(relea
 
 
 def test_a_snapshot_whose_commits_are_missing_is_unavailable_naming_dvc_pull(released,
-                                                                            tmp_path):
+                                                                            verified, tmp_path):
     code, result, err = verify(released, "experiment=intent",
                                f"paths.snapshot_dir={tmp_path / 'snapshots'}",
                                f"paths.store_dir={tmp_path / 'store'}")
