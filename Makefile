@@ -42,8 +42,11 @@ services:
 		$$SUDO sh -c 'systemctl disable --now nginx postgresql 2>/dev/null || true'; fi
 
 # One worker more than the CPUs: a worker waiting on a server, a lock or a subprocess
-# leaves its core to the others (tests/conftest.py orders the tests for them).
-TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)')
+# leaves its core to the others (tests/conftest.py orders the tests for them). The unit
+# tests seldom wait: one worker per CPU.
+CPUS         := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)))')
+TEST_WORKERS ?= $(shell echo $$(( $(CPUS) + 1 )))
+FAST_WORKERS ?= $(CPUS)
 
 test: $(STAMP) $(SAMPLE) services
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
@@ -52,7 +55,7 @@ test: $(STAMP) $(SAMPLE) services
 # every test one of `unit`, `integration`, `e2e` by where it lives). Before a push,
 # `make test`.
 test-fast: $(STAMP) $(SAMPLE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal -m unit --durations=10
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(FAST_WORKERS) --dist worksteal -m unit --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -4,7 +4,7 @@ Usage:
     python benchmarks/bench_suite.py [--out FILE] [-- PYTEST_ARGS ...]
     python benchmarks/bench_suite.py                       # the whole suite, as `make test`
     python benchmarks/bench_suite.py --out benchmarks/results/suite-fast.json \
-        -- -m unit -n 3 --dist worksteal                   # `make test-fast`, 2 CPUs
+        -- -m unit -n 2 --dist worksteal                   # `make test-fast`, 2 CPUs
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
