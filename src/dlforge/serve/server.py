@@ -135,9 +135,12 @@ WORKER_PRELOAD = ["torch", "mlflow", "litserve", "dlforge.serve.api", "dlforge.m
 
 def worker_context():
     """The multiprocessing context of inference workers: a fork server with
-    :data:`WORKER_PRELOAD` imported (one per serving process, started on first use)."""
+    :data:`WORKER_PRELOAD` imported (one per serving process, started on first use);
+    spawn where the platform has no fork server (Windows)."""
     import multiprocessing
 
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_PRELOAD)
     return context
