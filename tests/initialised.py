@@ -1,4 +1,4 @@
-"""Projects that ``dlforge init`` wrote, made once per test process and shared.
+"""Projects that ``dlforge init`` wrote, made once per test run and shared.
 
 ``init`` runs ``dvc init``, ``dvc add`` and ``dlforge workflow dvc`` in processes of their
 own (seconds each): tests that only read a new project share one, and tests that change
@@ -7,24 +7,28 @@ it take a copy.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from dlforge.stages.project import init
-
-_MADE: dict[tuple[str | None, str | None], dict] = {}
+from tests.helpers import built_once
 
 
 def initialised(factory: pytest.TempPathFactory, example: str | None = None,
                 kind: str | None = None) -> dict:
-    """The summary of ``init(<folder>/proj, example, kind)``, run once per process for
-    each (example, kind): read the project it names, never change it."""
-    key = (example, kind)
-    if key not in _MADE:
-        _MADE[key] = init(factory.mktemp("init") / "proj", example=example, kind=kind)
-    return _MADE[key]
+    """The summary of ``init(<folder>/proj, example, kind)``, run once per test run for
+    each (example, kind) (:func:`tests.helpers.built_once`): read the project it names,
+    never change it."""
+
+    def build(folder: Path) -> None:
+        summary = init(folder / "proj", example=example, kind=kind)
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+    folder = built_once(factory, f"init-{example}-{kind}", build)
+    return json.loads((folder / "summary.json").read_text())
 
 
 def initialised_copy(factory: pytest.TempPathFactory, target: Path,
