@@ -130,7 +130,8 @@ def _server_class():
 # What an inference worker imports before it loads a model. The worker processes fork
 # from one server process that imported these once: a worker started, or restarted
 # after a crash, pays only for loading its models.
-WORKER_PRELOAD = ["torch", "mlflow", "litserve", "dlforge.serve.api", "dlforge.models.package"]
+WORKER_PRELOAD = ["dlforge.serve.forkserver",  # first: it dies with the serving process
+                  "torch", "mlflow", "litserve", "dlforge.serve.api", "dlforge.models.package"]
 
 
 def worker_context():
