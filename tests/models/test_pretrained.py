@@ -53,6 +53,10 @@ def test_the_model_configs_follow_the_backbone(project):
 
 
 def test_without_transformers_training_says_how_to_install_it(project, bert, monkeypatch):
+    # Lightning first: torchmetrics imports transformers wherever its metadata says it
+    # is installed, which here it is, and this process may not have imported it yet.
+    import lightning.pytorch  # noqa: F401
+
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers fails
     with pytest.raises(DlforgeError, match=r"pip install 'dlforge\[transformers\]'"):
         train(project.config("train", "model=hf_text", f"model.net.backbone={bert}"))

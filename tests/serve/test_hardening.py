@@ -237,7 +237,10 @@ def test_a_killed_worker_is_restarted_and_a_killed_http_process_stops_the_server
     threads = [threading.Thread(target=load) for _ in range(4)]
     for thread in threads:
         thread.start()
-    time.sleep(1)
+    deadline = time.monotonic() + 60
+    while 200 not in outcomes:  # kill it while it serves
+        assert time.monotonic() < deadline, outcomes
+        time.sleep(0.05)
     os.kill(http_pid, signal.SIGKILL)
     killed = time.monotonic()
     try:
