@@ -26,6 +26,7 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
 from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
+from tests.helpers import built_once  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
@@ -289,7 +290,6 @@ def two_versions_template(tmp_path_factory):
     (``root/mlruns``), trained once per test run (:func:`tests.helpers.built_once`);
     never handed to a test (tests get copies, see :func:`two_versions`). Its
     ``records`` are the two register records."""
-    from tests.helpers import built_once
 
     def build(root: Path) -> None:
         project = make_project(root, root / "mlruns")

@@ -49,5 +49,6 @@ def test_the_readme_gives_both_recorded_suite_times_in_one_place():
     bench, readme = _bench_suite(), (ROOT / "README.md").read_text()
     for target, name in (("make test", "suite.json"), ("make test-fast", "suite-fast.json")):
         recorded = json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+        assert recorded["exit_status"] == 0, f"{name} records a failing run"
         assert readme.count(bench.readme_figure(target, recorded)) == 1, (target, name)
     assert readme.count(" tests in ") == 2  # one place only
