@@ -21,12 +21,12 @@ keys (``_target_``, ``_partial_``, ...) are allowed where Hydra builds the node.
 ``model.net`` is checked with the model contract
 (:func:`dlforge.train.contract.check_model`), which knows what the encoder gives it.
 Importing a target may import torch: this module is imported by the stages only,
-and imports the targets when it checks.
+and imports the targets when it checks, unless their signatures are remembered from
+an earlier check (:mod:`dlforge.stages.signatures`).
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +35,7 @@ from dlforge.core.config import config_file
 from dlforge.core.errors import DlforgeError
 from dlforge.core.strict import check_sections, origin, unknown_key
 from dlforge.stages.config import command_line_overrides
+from dlforge.stages.signatures import arguments
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
@@ -104,7 +105,7 @@ def _check_node(key: str, built: Built, node: DictConfig, stage: str,
     if target is None:
         raise DlforgeError(f"{key} has no _target_{_from(key, stage, overrides)}. Fix: add "
                            "`_target_: package.module.Class`, or remove it")
-    accepted = _arguments(key, target)
+    accepted = arguments(key, target)
     for name in map(str, node):
         if built.builder is None and name in HYDRA_KEYS:
             continue
@@ -121,25 +122,6 @@ def _check_node(key: str, built: Built, node: DictConfig, stage: str,
 def _from(key: str, stage: str, overrides: list[str]) -> str:
     source = origin(key, stage, overrides)
     return f" (from {source})" if source else ""
-
-
-def _arguments(key: str, target: str) -> set[str] | None:
-    """The keyword arguments ``target`` takes; None for any (``**kwargs``, or no
-    signature to read)."""
-    from hydra.utils import get_object
-
-    try:
-        builder = get_object(target)
-    except Exception:  # noqa: BLE001 - any failure to import is the user's path
-        raise DlforgeError(f"{key}._target_={target} cannot be imported. Fix: correct the "
-                           f"path, or pick a config from conf/{key.split('.')[0]}/") from None
-    try:
-        parameters = inspect.signature(builder).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def _overrides(cfg: DictConfig) -> list[str]:
