@@ -48,14 +48,22 @@ CPUS         := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(
 TEST_WORKERS ?= $(shell echo $$(( $(CPUS) + 1 )))
 FAST_WORKERS ?= $(CPUS)
 
+# Each run's files (about 700 MB for `make test`) in a folder of its own, removed
+# after a passing run and named after a failing one. (pytest's own would keep three
+# runs and delete the oldest as the next one ends, within its time.)
+PYTEST = runs=$$(mktemp -d "$${TMPDIR:-/tmp}/dlforge-tests.XXXXXX") && \
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest --basetemp=$$runs/run
+KEEP_ON_FAILURE = status=$$?; if [ $$status -eq 0 ]; then rm -rf "$$runs"; \
+	else echo "the run's files: $$runs/run"; fi; exit $$status
+
 test: $(STAMP) $(SAMPLE) services
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
+	@$(PYTEST) -n $(TEST_WORKERS) --dist worksteal --durations=25; $(KEEP_ON_FAILURE)
 
 # The inner loop: the `unit` tests only, no servers started (tests/conftest.py gives
 # every test one of `unit`, `integration`, `e2e` by where it lives). Before a push,
 # `make test`.
 test-fast: $(STAMP) $(SAMPLE)
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest -n $(FAST_WORKERS) --dist worksteal -m unit --durations=10
+	@$(PYTEST) -n $(FAST_WORKERS) --dist worksteal -m unit --durations=10; $(KEEP_ON_FAILURE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -8,15 +8,16 @@ Usage:
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
-(PYTEST_ARGS: ``-n CPUS+1 --dist worksteal``, as ``make test``, when none are given)
-and shows its output as it goes, less the per-test durations. From pytest's
-durations and its final line it records pytest's own seconds, the counts of
-passed, failed, skipped and erroring tests, the 10 slowest phases (setup, call or
-teardown of one test), and the seconds of every phase summed: with pytest-xdist
-the time the workers spent, which the run's wall time divides by the parallelism
-it got; and the CPU seconds of pytest and the processes it waited for. Beside
-them: the machine's CPUs, its load average at the start and at the
-end (another job on the machine slows the suite), and Python's version.
+(PYTEST_ARGS: ``-n CPUS+1 --dist worksteal``, as ``make test``, when none are given;
+the run's files in a folder of its own, as ``make test``) and shows its output as it
+goes, less the per-test durations. From pytest's durations and its final line it
+records pytest's own seconds, the counts of passed, failed, skipped and erroring
+tests, the 10 slowest phases (setup, call or teardown of one test), and the seconds
+of every phase summed: with pytest-xdist the time the workers spent, which the
+run's wall time divides by the parallelism it got; and the CPU seconds of pytest and
+the processes it waited for. Beside them: the machine's CPUs, its load average at
+the start and at the end (another job on the machine slows the suite), and Python's
+version.
 
 Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
 for `make test-fast`) and prints the 10 slowest, the total and the README's line
@@ -33,8 +34,10 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,7 +91,14 @@ def parse_output(lines: list[str]) -> dict:
 
 
 def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
-    """Run pytest, echoing its output less the durations; (exit status, lines, wall s)."""
+    """Run pytest, echoing its output less the durations; (exit status, lines, wall s).
+    As ``make test``: unless PYTEST_ARGS give one, the run's files go to a folder of
+    its own, removed after a passing run (pytest's own would delete an earlier run's
+    within the run's time)."""
+    runs = None
+    if not any(arg.startswith("--basetemp") for arg in pytest_args):
+        runs = Path(tempfile.mkdtemp(prefix="dlforge-tests."))
+        pytest_args = [*pytest_args, f"--basetemp={runs / 'run'}"]
     command = [sys.executable, "-m", "pytest", *pytest_args,
                "--durations=0", "--durations-min=0", "-q"]
     start = time.monotonic()
@@ -100,7 +110,12 @@ def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
             if not (DURATION.match(line.strip()) or HEADER.match(line.strip())):
                 sys.stdout.write(line)
                 sys.stdout.flush()
-    return process.returncode, lines, time.monotonic() - start
+    wall = time.monotonic() - start
+    if runs is not None and process.returncode == 0:
+        shutil.rmtree(runs, ignore_errors=True)
+    elif runs is not None:
+        print(f"the run's files: {runs / 'run'}")
+    return process.returncode, lines, wall
 
 
 def readme_figure(target: str, recorded: dict) -> str:
