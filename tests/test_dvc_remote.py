@@ -11,7 +11,7 @@ import pytest
 
 import dlforge
 from tests.conftest import tree_digest
-from tests.test_workflow import BIN, project, run, snakemake  # noqa: F401
+from tests.test_workflow import BIN, project, quick, run, snakemake  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,6 @@ from tests.workflow_fixtures import (
     copy_of,
     dvc_ran,
     planned_rules,
-    quick_project,
     run,
     set_sweep,
     snakemake,
@@ -40,12 +39,14 @@ from tests.workflow_fixtures import (
 )
 
 pipeline = workflow_fixtures.pipeline  # the fixture: the project after a real Snakemake run
+quick = workflow_fixtures.quick  # the fixture: the quick project, written once
 
 
 @pytest.fixture
-def project(tmp_path) -> Path:
-    """A quick copy of the project (see :func:`quick_project`), not yet run."""
-    return quick_project(tmp_path)
+def project(quick, tmp_path) -> Path:
+    """A copy of the quick project (:func:`tests.workflow_fixtures.quick_project`),
+    not yet run."""
+    return copy_of(quick, tmp_path / "project")
 
 
 def test_dvc_yaml_is_generated_from_the_stage_graph():

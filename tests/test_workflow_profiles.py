@@ -22,6 +22,7 @@ from tests.conftest import ROOT
 from tests.workflow_fixtures import BIN, copy_of, run, without_sweep
 
 project = test_workflow.project  # the fixture: a copy of the project, intent only, quick
+quick = workflow_fixtures.quick  # the fixture it copies
 pipeline = workflow_fixtures.pipeline  # the fixture: that project after a Snakemake run
 
 SLURM = "workflow/profiles/slurm"

@@ -1,6 +1,7 @@
 """The workflow's test projects and the commands run in them: a quick copy of the
 project (intent only, 5% of the sample, one epoch), and that copy as a complete
-Snakemake run left it, built once per test run and copied by each test that needs it."""
+Snakemake run left it, each built once per test run and copied by each test that
+needs it."""
 
 from __future__ import annotations
 
@@ -101,6 +102,13 @@ def build_pipeline(root: Path) -> None:
     snakemake(project)
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "baseline")
+
+
+@pytest.fixture(scope="session")
+def quick(tmp_path_factory) -> Path:
+    """The quick project (:func:`quick_project`), written once per test run: copy it
+    (:func:`copy_of`) before changing anything."""
+    return built_once(tmp_path_factory, "quick", quick_project)
 
 
 @pytest.fixture(scope="session")
