@@ -1,12 +1,15 @@
-"""Small helpers shared by tests (fixtures live in the conftest files), and
-:func:`built_once` for what the whole run builds once."""
+"""Small helpers shared by tests (fixtures live in the conftest files),
+:func:`built_once` for what the whole run builds once, and :func:`running`, a
+prediction server in the test's own process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,29 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
             build(where)
             done.touch()
     return where
+
+
+@contextlib.contextmanager
+def running(settings) -> Iterator:
+    """A TestClient of a started, ready server over ``settings``
+    (:func:`dlforge.stages.serve.server_settings`), in this process (its inference
+    workers are real processes), addressed as localhost: a server without an API key
+    answers only loopback names."""
+    from fastapi.testclient import TestClient
+    from litserve.utils import wrap_litserve_start
+
+    from dlforge.serve.server import build_server
+
+    server = build_server(settings)
+    try:
+        with wrap_litserve_start(server), \
+                TestClient(server.app, base_url="http://localhost") as client:
+            deadline = time.monotonic() + 180
+            while client.get("/health/ready").status_code != 200:
+                assert time.monotonic() < deadline, client.get("/health/ready").text
+                time.sleep(0.2)
+            client.litserver = server  # for tests that look inside
+            yield client
+    finally:  # what `dlforge serve` removes as it stops
+        if server.sockets_dir:
+            shutil.rmtree(server.sockets_dir, ignore_errors=True)

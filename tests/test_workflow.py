@@ -9,11 +9,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from dlforge.core.config import PACKAGED_CONF
+from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.dvcfiles import CONFIG_STAGE, built_dvc_stages, dvc_yaml, write_dvc_yaml
 from dlforge.stages.params import (
@@ -24,9 +23,11 @@ from dlforge.stages.params import (
     write_params_file,
 )
 from dlforge.stages.sections import section_text, section_values
+from dlforge.stages.serve import server_settings
 from dlforge.stages.workflow import experiment_config, experiments
 from tests import workflow_fixtures
-from tests.conftest import ROOT, dlforge_serve
+from tests.conftest import ROOT
+from tests.helpers import running
 from tests.workflow_fixtures import (
     BIN,
     copy_of,
@@ -337,11 +338,16 @@ def test_a_commit_added_by_hand_re_runs_ingest_and_snapshot_once(pipeline, tmp_p
 
 
 def serve_drifted_traffic(project: Path) -> None:
-    """Serve the project's champion and send it traffic unlike its training data."""
-    with dlforge_serve(project) as (url, _):
-        for _ in range(8):
-            answer = httpx.post(f"{url}/predict", json={"inputs": [DRIFTED] * 10}, timeout=30)
-            assert answer.status_code == 200, answer.text
+    """Serve the project's champion as `dlforge serve` in its folder would (in this
+    process: tests/serve has the server's own process) and send it traffic unlike its
+    training data."""
+    with pytest.MonkeyPatch.context() as here:
+        here.chdir(project)
+        settings = server_settings(compose("serve", ["accelerator=cpu", "api_key=null"]))
+        with running(settings) as client:
+            for _ in range(8):
+                answer = client.post("/predict", json={"inputs": [DRIFTED] * 10})
+                assert answer.status_code == 200, answer.text
 
 
 @pytest.mark.slow

@@ -128,7 +128,7 @@ def test_images_take_the_processors_size_mean_and_std(tmp_path, settings, size):
 def test_a_text_backbone_trains_registers_serves_and_predicts_offline(project, bert, tmp_path):
     from dlforge.core.config import compose
     from dlforge.stages.serve import server_settings
-    from tests.serve.conftest import running
+    from tests.helpers import running
 
     backbone = shutil.copytree(bert, tmp_path / "bert")
     record = text_project(project).release(
@@ -172,7 +172,7 @@ def test_an_image_backbone_trains_registers_serves_and_predicts_offline(project,
     from dlforge.core.config import compose
     from dlforge.data import SnapshotStore, Store
     from dlforge.stages.serve import server_settings
-    from tests.serve.conftest import running
+    from tests.helpers import running
 
     images = write_images(tmp_path / "images", per_class=20)
     store = Store(project.root / "data/store")

@@ -8,7 +8,8 @@ import time
 
 from dlforge.data import SnapshotStore, Store
 from tests.conftest import png_header
-from tests.serve.conftest import running, server_config
+from tests.helpers import running
+from tests.serve.conftest import server_config
 from tests.train.conftest import write_images
 
 
