@@ -48,7 +48,7 @@ CPUS         := $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(
 TEST_WORKERS ?= $(shell echo $$(( $(CPUS) + 1 )))
 FAST_WORKERS ?= $(CPUS)
 
-# Each run's files (about 700 MB for `make test`) in a folder of its own, removed
+# Each run's files (projects, stores, venvs) in a folder of its own, removed
 # after a passing run and named after a failing one. (pytest's own would keep three
 # runs and delete the oldest as the next one ends, within its time.)
 PYTEST = runs=$$(mktemp -d "$${TMPDIR:-/tmp}/dlforge-tests.XXXXXX") && \
