@@ -26,7 +26,7 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 
 from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
-from tests.helpers import built_once  # noqa: E402
+from tests.helpers import built_once, shared_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
@@ -387,10 +387,8 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def run_folder(config: pytest.Config) -> Path:
-    """The folder every process of this test run shares: the main process's base
-    temp folder (each xdist worker's own is a folder inside it)."""
-    base = config._tmp_path_factory.getbasetemp()  # noqa: SLF001 - pytest's own factory
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    """The folder every process of this test run shares (:func:`tests.helpers.shared_folder`)."""
+    return shared_folder(config._tmp_path_factory)  # noqa: SLF001 - pytest's own factory
 
 
 @pytest.hookimpl(trylast=True)

@@ -30,14 +30,19 @@ def commit(message: str, cwd: Path | None = None) -> str:
     return git("rev-parse", "HEAD", cwd=cwd).strip()
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every process of this test run shares: the main process's base temp
+    folder (each pytest-xdist worker's own is a folder inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
                build: Callable[[Path], None]) -> Path:
     """``build(folder)`` run once for the whole test run, in a folder that every
     pytest-xdist worker of the run sees: the first worker to ask builds it while the
     others wait on a lock. A build that failed is tried again by the next one to ask."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, above each worker's own
+    root = shared_folder(tmp_path_factory)
     where, done = root / name, root / f"{name}.done"
     with FileLock(str(root / f"{name}.lock")):
         if not done.exists():
