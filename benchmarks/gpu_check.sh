@@ -66,9 +66,10 @@ elif [ -x .venv/bin/python ]; then
 else
 	PY=$(command -v python3 || true)
 fi
-# One interpreter start (torch and Lightning take seconds to import): the imports, then
-# "1" or "0" for a CUDA device, and the build of torch.
-PROBE='import torch, lightning, dlforge
+# One interpreter start (torch takes seconds to import): the imports, Lightning found
+# (the tests import it next), then "1" or "0" for a CUDA device, and the build of torch.
+PROBE='import importlib.util, torch, dlforge
+assert importlib.util.find_spec("lightning"), "No module named lightning"
 print(int(torch.cuda.is_available()), "torch", torch.__version__, "built for CUDA", torch.version.cuda)'
 if [ -z "$PY" ]; then
 	echo "gpu_check: no python3 on PATH. Fix: set PYTHON=/path/to/python" >&2

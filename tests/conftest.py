@@ -24,6 +24,9 @@ import pytest
 # starts; torch's own threads beside them would only contend.
 for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
+# After each command in a project that has not opted out, DVC starts a process of its own
+# to send a usage report: not from a test run.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
 from tests.helpers import built_once, shared_folder  # noqa: E402

@@ -33,10 +33,10 @@ def _check(tmp_path, **env) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_bench_gpu_runs_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
-    # A few loader images: the measure's figures exist, whatever its size.
+    # A few loader images and small batches: the measure's figures exist, whatever its size.
     subprocess.run([sys.executable, "benchmarks/bench_gpu.py", "--device", "cpu", "--steps",
-                    "3", "--loader-images", "24", "--out", str(out)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)
+                    "3", "--batch-size", "2", "--loader-images", "24", "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=300)
 
     report = json.loads(out.read_text())
     assert report["benchmark"] == "bench_gpu"

@@ -118,8 +118,9 @@ def test_the_sweep_checks_before_it_opens_its_study(project, tmp_path):
 
 def test_the_sections_learnt_are_kept_on_disk_until_a_config_file_changes(conf, tmp_path,
                                                                           monkeypatch):
-    """Each stage process reads what the configs declare from the cache; a new config
-    file, an edited one or a damaged cache file is learnt again, never trusted."""
+    """Each stage process reads what the configs declare from the cache, wherever the
+    same files are; a new config file, an edited one or a damaged cache file is learnt
+    again, never trusted."""
     from dlforge.core import strict
     from dlforge.core.io import CACHE_VARIABLE
 
@@ -130,6 +131,16 @@ def test_the_sections_learnt_are_kept_on_disk_until_a_config_file_changes(conf, 
     strict._entries.cache_clear()  # noqa: SLF001
     assert strict.declared_sections("train") == declared  # read back
     assert "trainr" not in declared
+    # The same files elsewhere, written again (a copy, a fresh checkout): read back too.
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(conf, elsewhere / "conf", copy_function=shutil.copyfile)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(strict, "_entry", lambda name: pytest.fail(f"{name} learnt again"))
+    strict._entries.cache_clear()  # noqa: SLF001
+    assert strict.declared_sections("train") == declared
+    monkeypatch.undo()
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     # A section a project adds (a config group of its own, chosen by the entry config)
     # is declared at once: the file's arrival and the entry's edit change the key.
     (conf / "trainr").mkdir()

@@ -78,23 +78,31 @@ def declared_sections(stage: str) -> frozenset[str]:
         DlforgeError: when ``stage``'s own defaults do not resolve.
     """
     roots = tuple(dict.fromkeys([conf_dir(), PACKAGED_CONF]))
-    stamp = tuple((str(path), path.stat().st_mtime_ns)
-                  for root in roots for path in sorted(root.rglob("*.yaml")))
-    entries = _entries(roots, stamp)
+    entries = _entries(roots, _stamp(roots))
     own, shared = entries[stage] if stage in entries else _entry(stage)
     if not shared:
         return own
     return frozenset().union(*(keys for keys, takes in entries.values() if takes))
 
 
+def _stamp(roots: tuple[Path, ...]) -> tuple:
+    """What the sections are learnt from: each root's config files, by their path in
+    the root and a digest of their text. A copy of the project elsewhere, or a checkout
+    that wrote every file again, has the same stamp; an edit, a new file, a renamed one
+    or a change of roots has another."""
+    return tuple(tuple((path.relative_to(root).as_posix(),
+                        hashlib.sha256(path.read_bytes()).hexdigest())
+                       for path in sorted(root.rglob("*.yaml"))) for root in roots)
+
+
 @functools.lru_cache(maxsize=8)
 def _entries(roots: tuple[Path, ...], stamp: tuple) -> dict[str, tuple[frozenset[str], bool]]:
     """Every entry config on the search path (``roots``): its sections, and whether it
-    takes an experiment. Kept while no config file changes (``stamp``): a stage checks
-    its config at composition and again when it runs; and on disk
+    takes an experiment. Kept while no config file changes (``stamp``, :func:`_stamp`):
+    a stage checks its config at composition and again when it runs; and on disk
     (:func:`_cache_file`), as learning them takes seconds that every stage process
     would pay again."""
-    cache = _cache_file(roots, stamp)
+    cache = _cache_file(stamp)
     try:
         return {name: (frozenset(keys), takes)
                 for name, (keys, takes) in json.loads(cache.read_text()).items()}
@@ -131,13 +139,13 @@ def _prune(folder: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def _cache_file(roots: tuple[Path, ...], stamp: tuple) -> Path:
-    """The user's cache file of the entries learnt from exactly these config files (each
-    path and modification time) by exactly this code (this module's and the config
-    module's, with this Hydra), in the user's cache (:func:`~dlforge.core.io.user_cache_dir`)."""
+def _cache_file(stamp: tuple) -> Path:
+    """The user's cache file of the entries learnt from exactly these config files
+    (:func:`_stamp`) by exactly this code (this module's and the config module's, with
+    this Hydra), in the user's cache (:func:`~dlforge.core.io.user_cache_dir`)."""
     code = tuple((str(path), path.stat().st_mtime_ns)
                  for path in (Path(__file__), Path(config_module.__file__)))
-    key = hashlib.sha256(repr((__version__, version("hydra-core"), roots, stamp, code)
+    key = hashlib.sha256(repr((__version__, version("hydra-core"), stamp, code)
                               ).encode()).hexdigest()
     return user_cache_dir() / "sections" / f"{key[:32]}.json"
 
