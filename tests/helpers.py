@@ -1,6 +1,6 @@
 """Small helpers shared by tests (fixtures live in the conftest files),
-:func:`built_once` for what the whole run builds once, and :func:`running`, a
-prediction server in the test's own process."""
+:func:`built_once` for what the whole run builds once (:func:`dlforge_wheel`), and
+:func:`running`, a prediction server in the test's own process."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -51,6 +54,23 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
             build(where)
             done.touch()
     return where
+
+
+def dlforge_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout, built once for the whole test run from a copy of its
+    sources (building writes build/ and *.egg-info beside them)."""
+    def build(where: Path) -> None:
+        source = where / "source"
+        shutil.copytree(ROOT / "src", source / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (ROOT / name).is_file():
+                shutil.copyfile(ROOT / name, source / name)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--no-build-isolation", "--wheel-dir", str(where / "dist"),
+                        str(source)], check=True, capture_output=True, timeout=300)
+
+    return next((built_once(tmp_path_factory, "wheel", build) / "dist").glob("dlforge-*.whl"))
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dlforge_serve
+from tests.conftest import dlforge_serve
+from tests.helpers import dlforge_wheel
 
 BIN = Path(sys.executable).parent
 INTENTS = {
@@ -55,17 +55,8 @@ encoder:
 def installed(tmp_path_factory) -> dict[str, str]:
     """dlforge from a wheel built from this checkout, first on PYTHONPATH (its
     dependencies are this environment's), and where it is imported from."""
-    where = tmp_path_factory.mktemp("wheel")
-    source = where / "source"  # a copy: building writes build/ and *.egg-info beside it
-    shutil.copytree(ROOT / "src", source / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).is_file():
-            shutil.copy(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--wheel-dir", str(where / "dist"), str(source)],
-                   check=True, capture_output=True, timeout=300)
-    wheel = next((where / "dist").glob("dlforge-*.whl"))
+    where = tmp_path_factory.mktemp("installed")
+    wheel = dlforge_wheel(tmp_path_factory)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--target", str(where / "site"), str(wheel)], check=True,
                    capture_output=True, timeout=300)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,6 +16,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from dlforge import __version__
+from tests.helpers import dlforge_wheel
 from tests.initialised import initialised
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,18 +90,11 @@ def light_venv(tmp_path_factory, workflow) -> Path:
     """A fresh virtual environment where the workflow's install step installed a wheel
     of this checkout (as DLFORGE_SPEC) and the review extra's requirements: nothing else."""
     work = tmp_path_factory.mktemp("light")
-    source = work / "source"  # a copy: building writes into the source folder
-    shutil.copytree(ROOT / "src", source / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copyfile(ROOT / name, source / name)
-    run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-        "-w", work / "dist", source)
     venv = work / "venv"
     run(sys.executable, "-m", "venv", venv)
     env = {key: value for key, value in os.environ.items() if key != "DLFORGE_INDEX_URL"}
     env.update(PATH=f"{venv / 'bin'}:{env['PATH']}",
-               DLFORGE_SPEC=str(next((work / "dist").glob("dlforge-*.whl"))),
+               DLFORGE_SPEC=str(dlforge_wheel(tmp_path_factory)),
                # What is installed is the same; pip only skips writing bytecode for it
                # (imports compile what they use) and asking for a newer pip.
                PIP_NO_COMPILE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
