@@ -92,7 +92,8 @@ def parse_output(lines: list[str]) -> dict:
 
 def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
     """Run pytest, echoing its output less the durations; (exit status, lines, wall s).
-    As ``make test``: dlforge's modules compiled first; unless PYTEST_ARGS give one,
+    As ``make test``: dlforge's modules compiled first, and the bytecode the run
+    compiles kept (PYTHONDONTWRITEBYTECODE unset); unless PYTEST_ARGS give one,
     the run's files go to a folder of its own, removed after a passing run (pytest's
     own would delete an earlier run's within the run's time)."""
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
@@ -105,8 +106,9 @@ def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
                "--durations=0", "--durations-min=0", "-q"]
     start = time.monotonic()
     lines = []
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, bufsize=1) as process:
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
         for line in process.stdout:
             lines.append(line)
             if not (DURATION.match(line.strip()) or HEADER.match(line.strip())):

@@ -4,19 +4,15 @@ nothing left to build."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-import dlforge
 from tests.conftest import tree_digest
-from tests.test_workflow import BIN, project, quick, run, snakemake  # noqa: F401
+from tests.workflow_fixtures import BIN, copy_of, pipeline, run, snakemake  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 DVC = f"{BIN}/dvc"
-GITIGNORE = Path(dlforge.__file__).parent / "templates" / "project" / "gitignore"
 # What DVC caches of the data stages: the sources (data.dvc in a project), the dataset
 # store and the snapshots (persist outputs of ingest and snapshot).
 CACHED = ("data/raw", "data/store/clinc150", "data/snapshots/clinc150")
@@ -25,22 +21,17 @@ SNAPSHOT = "outputs/intent/snapshot.json"  # the data stages' last output
 
 
 def test_a_fresh_clone_pulls_the_built_data_and_has_nothing_to_rebuild(
-        project, tmp_path_factory, monkeypatch):  # noqa: F811
-    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL"):
-        monkeypatch.setenv(key, "dlforge@example.org")
-    shutil.copy(GITIGNORE, project / ".gitignore")  # what `dlforge init` writes
-    run(project, "git", "init", "-q")
-    run(project, DVC, "init", "-q")
-    run(project, DVC, "add", "-q", "data/raw")  # as data.dvc tracks a project's sources
-    # The data stages; Snakemake's onsuccess records them in dvc.lock (`dvc commit`).
-    snakemake(project, SNAPSHOT)
+        pipeline, tmp_path_factory):  # noqa: F811
+    # The project after a complete Snakemake run, committed: its sources tracked by DVC
+    # (data/raw.dvc) and what each stage built recorded in dvc.lock (Snakemake's
+    # onsuccess runs `dvc commit`).
+    project = copy_of(pipeline, tmp_path_factory.mktemp("built") / "project")
     remote = tmp_path_factory.mktemp("remote")
     run(project, DVC, "remote", "add", "-d", "storage", str(remote))
     pushed = run(project, DVC, "push")
     assert "pushed" in pushed, pushed
     run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "built")
+    run(project, "git", "commit", "-qm", "a remote")
 
     clone = tmp_path_factory.mktemp("clone") / "project"
     run(project, "git", "clone", "-q", str(project), str(clone))

@@ -137,11 +137,14 @@ def config_step() -> list[Path]:
 
 
 def built_dvc_stages(exps: list[str]) -> list[str]:
-    """The dvc.yaml stages whose outputs all exist and were written since dvc.lock was (or
-    that it lacks), in a DVC project (none elsewhere): what a Snakemake run records in
-    dvc.lock (``dvc commit``), so that ``dvc status`` after it is clean. With any of them
-    goes ``config``: Snakemake wrote the sections and params.yaml before it ran. A run
-    that wrote nothing records nothing, and costs no DVC call."""
+    """The dvc.yaml stages whose inputs and outputs all exist, the outputs written since
+    dvc.lock was (or that it lacks), in a DVC project (none elsewhere): what a Snakemake
+    run records in dvc.lock (``dvc commit``), so that ``dvc status`` after it is clean.
+    With any of them goes ``config``: Snakemake wrote the sections and params.yaml
+    before it ran. A run that wrote nothing records nothing, and costs no DVC call. A
+    stage whose inputs are missing was not run (in a clone that pulled only the data
+    stages, the metrics git checked out are newer than dvc.lock, the model they read
+    is not there): DVC could not record it."""
     if not (Path(".dvc").is_dir() and DVC_YAML.is_file()):
         return []
     if yaml.safe_load(DVC_YAML.read_text()) != dvc_yaml(exps):
@@ -153,7 +156,8 @@ def built_dvc_stages(exps: list[str]) -> list[str]:
     built = []
     for name, s in dvc_stages(exps).items():
         files = [Path(f) for f in (*s.files, *s.persist)]
-        if name != CONFIG_STAGE and all(f.exists() for f in files) and (
+        inputs = [Path(f) for f in (*s.deps, *([s.config] if s.config else []))]
+        if name != CONFIG_STAGE and all(f.exists() for f in (*files, *inputs)) and (
                 name not in locked or any(f.stat().st_mtime > recorded for f in files)):
             built.append(name)  # not recorded yet, or written since
     return [CONFIG_STAGE, *built] if built else []
