@@ -14,7 +14,13 @@ import yaml
 
 from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.core.errors import DlforgeError
-from dlforge.stages.dvcfiles import CONFIG_STAGE, built_dvc_stages, dvc_yaml, write_dvc_yaml
+from dlforge.stages.dvcfiles import (
+    CONFIG_STAGE,
+    built_dvc_stages,
+    dvc_stages,
+    dvc_yaml,
+    write_dvc_yaml,
+)
 from dlforge.stages.params import (
     digest,
     experiment_params,
@@ -97,6 +103,32 @@ def test_a_stale_dvc_yaml_is_not_recorded_for_dvc(tmp_path, monkeypatch, caplog)
     assert "dvc.yaml is not the stage graph" not in caplog.text
     assert built_dvc_stages(["intent"]) == []  # dvc.yaml also lists digits
     assert "dvc.yaml is not the stage graph" in caplog.text
+
+
+def test_a_stage_whose_inputs_are_missing_is_not_recorded_for_dvc(tmp_path, monkeypatch):
+    """A clone that pulled only the data stages holds the evaluation git keeps, newer
+    than dvc.lock, but not the model it was computed from: no run made it, and DVC
+    could not record it."""
+    for name in ("conf", "workflow", ".dvc"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("tmp"))
+    monkeypatch.chdir(tmp_path)
+    write_dvc_yaml()
+    evaluate = dvc_stages(["intent", "digits"])["evaluate-intent"]
+
+    def make(paths) -> None:
+        for path in map(Path, paths):
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.suffix:
+                path.write_text("{}\n")
+            else:  # a folder: a model package
+                path.mkdir()
+
+    make([*evaluate.files, *evaluate.persist])
+    assert built_dvc_stages(["intent", "digits"]) == []
+    make([*evaluate.deps, evaluate.config])  # what it reads: then it was built here
+    assert built_dvc_stages(["intent", "digits"]) == [CONFIG_STAGE, "evaluate-intent"]
 
 
 @pytest.fixture(scope="module")
