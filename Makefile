@@ -50,12 +50,11 @@ FAST_WORKERS ?= $(CPUS)
 
 # Each run's files (projects, stores, venvs) in a folder of its own, removed
 # after a passing run and named after a failing one. (pytest's own would keep three
-# runs and delete the oldest as the next one ends, within its time.) dlforge's modules
-# are compiled first, and the run keeps the bytecode it compiles (even where
-# PYTHONDONTWRITEBYTECODE is set): pip compiles none of an editable install, every
-# process a test starts imports dlforge, and every xdist worker imports the tests.
-PYTEST = $(BIN)/python -m compileall -q src >/dev/null 2>&1; \
-	runs=$$(mktemp -d "$${TMPDIR:-/tmp}/dlforge-tests.XXXXXX") && \
+# runs and delete the oldest as the next one ends, within its time.) The run keeps the
+# bytecode it compiles, even where PYTHONDONTWRITEBYTECODE is set: pip compiles none of
+# an editable install, every process a test starts imports dlforge, and every xdist
+# worker imports the tests.
+PYTEST = runs=$$(mktemp -d "$${TMPDIR:-/tmp}/dlforge-tests.XXXXXX") && \
 	PATH=$(abspath $(BIN)):$$PATH PYTHONDONTWRITEBYTECODE= $(BIN)/pytest --basetemp=$$runs/run
 KEEP_ON_FAILURE = status=$$?; if [ $$status -eq 0 ]; then rm -rf "$$runs"; \
 	else echo "the run's files: $$runs/run"; fi; exit $$status

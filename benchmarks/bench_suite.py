@@ -92,12 +92,10 @@ def parse_output(lines: list[str]) -> dict:
 
 def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
     """Run pytest, echoing its output less the durations; (exit status, lines, wall s).
-    As ``make test``: dlforge's modules compiled first, and the bytecode the run
-    compiles kept (PYTHONDONTWRITEBYTECODE unset); unless PYTEST_ARGS give one,
-    the run's files go to a folder of its own, removed after a passing run (pytest's
-    own would delete an earlier run's within the run's time)."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")],
-                   capture_output=True)  # a module that does not compile: pytest says so
+    As ``make test``: the bytecode the run compiles is kept (PYTHONDONTWRITEBYTECODE
+    unset); unless PYTEST_ARGS give one, the run's files go to a folder of its own,
+    removed after a passing run (pytest's own would delete an earlier run's within the
+    run's time)."""
     runs = None
     if not any(arg.startswith("--basetemp") for arg in pytest_args):
         runs = Path(tempfile.mkdtemp(prefix="dlforge-tests."))

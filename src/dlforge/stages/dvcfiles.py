@@ -69,7 +69,7 @@ def dvc_yaml(exps: list[str]) -> dict:
 
 
 def _dvc_stage(s: Stage) -> dict:
-    stage = {"cmd": s.cmd, "deps": [*s.deps, *([s.config] if s.config else [])]}
+    stage = {"cmd": s.cmd, "deps": list(s.inputs)}
     if s.params:
         stage["params"] = list(s.params)  # sections of params.yaml
     outs = [{o: {"cache": False}} for o in s.outs] + list(s.dirs)
@@ -156,8 +156,7 @@ def built_dvc_stages(exps: list[str]) -> list[str]:
     built = []
     for name, s in dvc_stages(exps).items():
         files = [Path(f) for f in (*s.files, *s.persist)]
-        inputs = [Path(f) for f in (*s.deps, *([s.config] if s.config else []))]
-        if name != CONFIG_STAGE and all(f.exists() for f in (*files, *inputs)) and (
+        if name != CONFIG_STAGE and all(Path(f).exists() for f in (*files, *s.inputs)) and (
                 name not in locked or any(f.stat().st_mtime > recorded for f in files)):
             built.append(name)  # not recorded yet, or written since
     return [CONFIG_STAGE, *built] if built else []

@@ -116,6 +116,12 @@ class Stage:
         return (*self.outs, *self.markers, *self.metrics, *self.plots, *self.confusion,
                 *self.dirs)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every file or folder the stage reads (DVC's deps): ``deps`` and its config
+        section."""
+        return (*self.deps, *([self.config] if self.config else []))
+
 
 @functools.cache
 def experiment_config(exp: str, stage: str = "ingest"):
