@@ -49,14 +49,32 @@ def kind_of(item: pytest.Item) -> str:
     ``slow`` tests (real server processes, fresh venvs, whole pipelines) are e2e
     wherever they live; a test that asks for the ``postgres`` fixture is integration.
     """
-    rel = item.path.relative_to(TESTS).as_posix()
-    if (item.get_closest_marker("slow") or rel in E2E_FILES
-            or rel.startswith("test_workflow")):
+    if item.get_closest_marker("slow"):
         return "e2e"
-    if (rel.split("/")[0] in INTEGRATION_DIRS or rel in INTEGRATION_FILES
-            or "postgres" in item.fixturenames):
+    kind = kind_by_place(item.path.relative_to(TESTS).as_posix())
+    if kind == "unit" and "postgres" in item.fixturenames:
+        return "integration"
+    return kind
+
+
+def kind_by_place(rel: str) -> str:
+    """The kind of every test in the file or folder ``rel`` (relative to tests/), where
+    its place decides it; ``unit`` where its tests may be any kind."""
+    if rel in E2E_FILES or rel.startswith("test_workflow"):
+        return "e2e"
+    if rel.split("/")[0] in INTEGRATION_DIRS or rel in INTEGRATION_FILES:
         return "integration"
     return "unit"
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """With ``-m unit`` (``make test-fast``), the files and folders that hold no unit
+    test by their place are not imported: theirs import Lightning, MLflow and LitServe,
+    seconds of every worker's start."""
+    if config.getoption("markexpr") != "unit" or not collection_path.is_relative_to(TESTS):
+        return None
+    rel = collection_path.relative_to(TESTS).as_posix()
+    return True if rel != "." and kind_by_place(rel) != "unit" else None
 
 
 KINDS = ("e2e", "integration", "unit")  # the order the tests run in

@@ -1,8 +1,8 @@
 """Projects that ``dlforge init`` wrote, made once per test run and shared.
 
-``init`` runs ``dvc init``, ``dvc add`` and ``dlforge workflow dvc`` in processes of their
-own (seconds each): tests that only read a new project share one, and tests that change
-it take a copy.
+``init`` runs ``dvc init`` and ``dvc add`` through DVC's API and ``dlforge workflow dvc``
+in a process of its own (seconds in all): tests that only read a new project share one,
+and tests that change it take a copy.
 """
 
 from __future__ import annotations

@@ -146,10 +146,34 @@ def test_a_project_name_must_also_be_an_experiment_name(tmp_path, folder):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_empty_folder_becomes_the_project(tmp_path):
-    (tmp_path / "empty").mkdir()
-    assert init(tmp_path / "empty", "digits")["experiment"] == "digits"
-    assert (tmp_path / "empty" / "conf/experiment/digits.yaml").is_file()
+def test_an_empty_folder_of_a_repository_becomes_the_project_with_dvc_of_its_own(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # a monorepo, say
+    project = tmp_path / "empty"
+    project.mkdir()
+    summary = init(project, "digits")
+    assert summary["experiment"] == "digits"
+    assert summary["git"] == "inside an existing repository"
+    assert (project / "conf/experiment/digits.yaml").is_file()
+    assert not (project / ".git").exists()  # the repository's git, DVC's own folder
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        assert Path(repo.root_dir) == project
+        assert repo.status(targets=[str(project / "data/raw.dvc")]) == {}  # tracked as is
+
+
+def test_a_failing_dvc_step_is_named_and_leaves_nothing(tmp_path, monkeypatch):
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    def refuse(*args, **kwargs):
+        raise DvcException("no room left on the device")
+
+    monkeypatch.setattr(Repo, "add", refuse)
+    with pytest.raises(DlforgeError, match=r"dvc add data/raw failed in the new project: "
+                                           r"no room left on the device\. Fix: "):
+        init(tmp_path / "proj")
+    assert list(tmp_path.iterdir()) == []  # nor the staging folder
 
 
 @pytest.mark.parametrize("example", ["intent", "digits"])

@@ -32,6 +32,7 @@ after the project's ``conf/`` (see :mod:`dlforge.core.config`).
 from __future__ import annotations
 
 import keyword
+import logging
 import os
 import re
 import shutil
@@ -219,14 +220,34 @@ def _track(root: Path) -> dict:
                           check=False).returncode == 0
     if git and not inside:
         _run(["git", "init", "--quiet"], root)
-    scm = git  # DVC needs git (here or above) unless told there is none
-    _run([sys.executable, "-m", "dvc", "init", "--quiet", *([] if scm else ["--no-scm"])], root)
-    with (root / ".dvc" / "config").open("a") as config:
-        config.write("[core]\n    analytics = false\n")
-    _run([sys.executable, "-m", "dvc", "add", "data/raw"], root)
+    _track_data(root, scm=git, subdir=inside)
     _run([sys.executable, "-m", "dlforge", "workflow", "dvc"], root)
     return {"git": "initialised" if git and not inside else
             ("inside an existing repository" if inside else "not installed")}
+
+
+def _track_data(root: Path, scm: bool, subdir: bool) -> None:
+    """``dvc init`` (its usage reports off) and ``dvc add data/raw`` in ``root``, through
+    DVC's API: in this process, which saves two of DVC's starts. DVC needs git (here or
+    above: ``subdir``, a project in a repository's folder) unless told there is none."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    step = "dvc init"
+    dvc_log = logging.getLogger("dvc")  # its info is for its own command line (stdout)
+    level = dvc_log.level
+    dvc_log.setLevel(logging.WARNING)
+    try:
+        with Repo.init(str(root), no_scm=not scm, subdir=subdir) as repo:
+            with repo.config.edit() as config:
+                config["core"]["analytics"] = False
+            step = "dvc add data/raw"
+            repo.add(str(root / "data" / "raw"))  # a path of the cwd's, as on the command line
+    except DvcException as error:
+        raise DlforgeError(f"{step} failed in the new project: {error}. Fix: see DVC's "
+                           f"message; nothing was written where the project goes") from None
+    finally:
+        dvc_log.setLevel(level)
 
 
 def _run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
