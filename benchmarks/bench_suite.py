@@ -19,6 +19,13 @@ the processes it waited for. Beside them: the machine's CPUs, its load average a
 the start and at the end (another job on the machine slows the suite), and Python's
 version.
 
+``--processes FILE`` also records every Python process the run starts, as it exits
+(benchmarks/process_record/sitecustomize.py, put first on PYTHONPATH): its own CPU
+seconds, summed in FILE by command (``dlforge train``, ``snakemake``, ``dvc status``,
+the pytest workers...) and by the test that started it, most first, to see which
+processes the suite's CPU goes to. (Processes that end by a signal or ``os._exit``,
+and those a test starts without PYTHONPATH, are not in it.)
+
 Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
 for `make test-fast`) and prints the 10 slowest, the total and the README's line
 for the run (README.md gives both runs' times; tests/test_bench_suite.py checks
@@ -72,7 +79,53 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--phases", type=Path, metavar="FILE",
                         help="also write every phase's seconds to FILE (JSON), slowest "
                              "first, to see where the time goes by file or fixture")
+    parser.add_argument("--processes", type=Path, metavar="FILE",
+                        help="also record the CPU seconds of every Python process the run "
+                             "starts, summed by command and by test, to FILE (JSON)")
     return parser.parse_args(argv)
+
+
+def command_kind(argv: list[str], test: str | None) -> str:
+    """What a recorded process ran, by its interpreter's command line: ``dlforge train``,
+    ``snakemake``, ``dvc status``, ``pytest worker``, ``python -c``..."""
+    args = argv[1:]
+    while args and args[0].startswith("-") and args[0] not in ("-m", "-c"):
+        args = args[2:] if args[0] in ("-X", "-W") else args[1:]
+    if not args:
+        return "python"
+    if args[0] == "-c":  # pytest-xdist starts its workers so; they run no test as they end
+        return "python -c" if test else "pytest worker"
+    name, rest = (args[1], args[2:]) if args[0] == "-m" else (Path(args[0]).stem, args[1:])
+    if name == "__main__":  # `python -m PACKAGE` seen from inside: the package
+        name = Path(args[0]).parent.name
+    word = next((a for a in rest if a[:1].isalpha() and not {"=", "/", "{"} & set(a)), "")
+    return f"{name} {word}".strip()
+
+
+def summarise_processes(folder: Path) -> dict:
+    """The records in ``folder`` (benchmarks/process_record), summed by command and by
+    test (its phase left out), most CPU first."""
+    by_command: dict[str, list] = {}
+    by_test: dict[str, list] = {}
+    for path in folder.glob("*.json"):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a process killed as it wrote
+        test = (entry.get("test") or "").rsplit(" (", 1)[0] or None
+        for key, table in ((command_kind(entry["argv"], test), by_command),
+                           (test or "(no test: pytest and its workers)", by_test)):
+            row = table.setdefault(key, [0, 0.0])
+            row[0] += 1
+            row[1] += entry["cpu_s"]
+
+    def rows(table: dict, name: str) -> list[dict]:
+        return [{name: key, "processes": n, "cpu_s": round(cpu, 1)}
+                for key, (n, cpu) in sorted(table.items(), key=lambda kv: -kv[1][1])]
+
+    return {"processes": sum(n for n, _ in by_command.values()),
+            "cpu_s": round(sum(cpu for _, cpu in by_command.values()), 1),
+            "by_command": rows(by_command, "command"), "by_test": rows(by_test, "test")}
 
 
 def parse_output(lines: list[str]) -> dict:
@@ -90,7 +143,7 @@ def parse_output(lines: list[str]) -> dict:
     return {"pytest_s": seconds, "tests": counts, "phases": phases}
 
 
-def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
+def run_pytest(pytest_args: list[str], env: dict | None = None) -> tuple[int, list[str], float]:
     """Run pytest, echoing its output less the durations; (exit status, lines, wall s).
     As ``make test``: the bytecode the run compiles is kept (PYTHONDONTWRITEBYTECODE
     unset); unless PYTEST_ARGS give one, the run's files go to a folder of its own,
@@ -104,7 +157,7 @@ def run_pytest(pytest_args: list[str]) -> tuple[int, list[str], float]:
                "--durations=0", "--durations-min=0", "-q"]
     start = time.monotonic()
     lines = []
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "", **(env or {})}
     with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
         for line in process.stdout:
@@ -137,7 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(own)
     started, load_start = datetime.now(UTC), load_average()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    code, lines, wall = run_pytest(pytest_args)
+    record = Path(tempfile.mkdtemp(prefix="dlforge-processes.")) if args.processes else None
+    env = None if record is None else {
+        "DLFORGE_PROCESS_RECORD": str(record),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks" / "process_record"),
+                                                    os.environ.get("PYTHONPATH")]))}
+    code, lines, wall = run_pytest(pytest_args, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     parsed = parse_output(lines)
@@ -162,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.phases:
         args.phases.write_text(json.dumps(phases, indent=1) + "\n")
+    if record is not None:
+        processes = summarise_processes(record)
+        shutil.rmtree(record, ignore_errors=True)
+        args.processes.write_text(json.dumps(processes, indent=1) + "\n")
+        print(f"\n{processes['processes']} Python processes recorded, "
+              f"{processes['cpu_s']} s of CPU; the most by command, then by test:")
+        for row in (*processes["by_command"][:SLOWEST], *processes["by_test"][:SLOWEST]):
+            name = row.get("command") or row["test"]
+            print(f"{row['cpu_s']:>8.1f} s  {row['processes']:>4}  {name}")
     print(f"\nslowest {SLOWEST}:")
     for phase in report["slowest"]:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")

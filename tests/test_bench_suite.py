@@ -52,3 +52,38 @@ def test_the_readme_gives_both_recorded_suite_times_in_one_place():
         assert recorded["exit_status"] == 0, f"{name} records a failing run"
         assert readme.count(bench.readme_figure(target, recorded)) == 1, (target, name)
     assert readme.count(" tests in ") == 2  # one place only
+
+
+def test_each_process_is_named_by_the_command_it_ran():
+    kind = _bench_suite().command_kind
+    python = "/venv/bin/python"
+    assert kind([python, "/venv/bin/dlforge", "train", "experiment=intent"], "t") == (
+        "dlforge train")
+    assert kind([python, "-m", "dlforge", "sweep", "paths.root=/tmp/x"], "t") == "dlforge sweep"
+    assert kind([python, "/venv/bin/snakemake", "--profile", "workflow/profiles/local",
+                 "--dry-run"], "t") == "snakemake"
+    assert kind([python, "/venv/bin/dvc", "exp", "run", "-S", "intent.seed=1"], "t") == "dvc exp"
+    assert kind([python, "-u", "-X", "importtime", "-m", "dlforge.train.worker", "/tmp/c.yaml"],
+                "t") == "dlforge.train.worker"
+    # pytest-xdist's workers are `python -c ...` that end with no test running
+    assert kind([python, "-c", "import sys;exec(eval(sys.stdin.readline()))"], None) == (
+        "pytest worker")
+    assert kind([python, "-c", "import mlflow"], "t") == "python -c"
+
+
+def test_the_processes_a_test_starts_are_recorded_and_summed_by_command_and_test(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DLFORGE_PROCESS_RECORD": str(tmp_path),
+           "PYTHONPATH": str(ROOT / "benchmarks" / "process_record"),
+           "PYTEST_CURRENT_TEST": "tests/a.py::test_b (call)"}
+    for code in ("sum(range(10**6))", "print()", "import os; os._exit(0)"):
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+
+    summary = _bench_suite().summarise_processes(tmp_path)
+
+    assert summary["processes"] == 2  # os._exit skips the record, as the docs say
+    ((command,), (test,)) = summary["by_command"], summary["by_test"]
+    assert command["command"] == "python -c" and command["processes"] == 2
+    assert test["test"] == "tests/a.py::test_b" and test["cpu_s"] == summary["cpu_s"] > 0
