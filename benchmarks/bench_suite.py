@@ -22,9 +22,11 @@ version.
 ``--processes FILE`` also records every Python process the run starts, as it exits
 (benchmarks/process_record/sitecustomize.py, put first on PYTHONPATH): its own CPU
 seconds, summed in FILE by command (``dlforge train``, ``snakemake``, ``dvc status``,
-the pytest workers...) and by the test that started it, most first, to see which
-processes the suite's CPU goes to. (Processes that end by a signal or ``os._exit``,
-and those a test starts without PYTHONPATH, are not in it.)
+the pytest workers...) and by the test that started it; and each test's own CPU in
+the worker that ran it (benchmarks/process_record/suite_cpu.py, a pytest plugin).
+Most first: which tests, and which of their processes, the suite's CPU goes to.
+(Processes that end by a signal or ``os._exit``, and those a test starts without
+PYTHONPATH, are not in it.)
 
 Writes benchmarks/results/suite.json (--out; benchmarks/results/suite-fast.json
 for `make test-fast`) and prints the 10 slowest, the total and the README's line
@@ -98,7 +100,7 @@ def command_kind(argv: list[str], test: str | None) -> str:
     name, rest = (args[1], args[2:]) if args[0] == "-m" else (Path(args[0]).stem, args[1:])
     if name == "__main__":  # `python -m PACKAGE` seen from inside: the package
         name = Path(args[0]).parent.name
-    word = next((a for a in rest if a[:1].isalpha() and not {"=", "/", "{"} & set(a)), "")
+    word = next((a for a in rest if a[:1].isalpha() and not {"=", "/", "{", " "} & set(a)), "")
     return f"{name} {word}".strip()
 
 
@@ -115,17 +117,24 @@ def summarise_processes(folder: Path) -> dict:
         test = (entry.get("test") or "").rsplit(" (", 1)[0] or None
         for key, table in ((command_kind(entry["argv"], test), by_command),
                            (test or "(no test: pytest and its workers)", by_test)):
-            row = table.setdefault(key, [0, 0.0])
+            row = table.setdefault(key, [0, 0.0, 0.0])
             row[0] += 1
             row[1] += entry["cpu_s"]
+    for path in folder.glob("in-process-*.jsonl"):  # each test's own, in its worker
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            by_test.setdefault(entry["test"], [0, 0.0, 0.0])[2] += entry["cpu_s"]
 
-    def rows(table: dict, name: str) -> list[dict]:
-        return [{name: key, "processes": n, "cpu_s": round(cpu, 1)}
-                for key, (n, cpu) in sorted(table.items(), key=lambda kv: -kv[1][1])]
+    def rows(table: dict, name: str, in_process: bool = False) -> list[dict]:
+        found = [{name: key, "processes": n, "cpu_s": round(cpu, 1),
+                  **({"in_process_cpu_s": round(own, 1)} if in_process else {})}
+                 for key, (n, cpu, own) in table.items()]
+        return sorted(found, key=lambda row: -(row["cpu_s"] + row.get("in_process_cpu_s", 0)))
 
-    return {"processes": sum(n for n, _ in by_command.values()),
-            "cpu_s": round(sum(cpu for _, cpu in by_command.values()), 1),
-            "by_command": rows(by_command, "command"), "by_test": rows(by_test, "test")}
+    return {"processes": sum(n for n, _, _ in by_command.values()),
+            "cpu_s": round(sum(cpu for _, cpu, _ in by_command.values()), 1),
+            "by_command": rows(by_command, "command"),
+            "by_test": rows(by_test, "test", in_process=True)}
 
 
 def parse_output(lines: list[str]) -> dict:
@@ -195,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         "DLFORGE_PROCESS_RECORD": str(record),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "benchmarks" / "process_record"),
                                                     os.environ.get("PYTHONPATH")]))}
-    code, lines, wall = run_pytest(pytest_args, env)
+    code, lines, wall = run_pytest(pytest_args if record is None else
+                                   [*pytest_args, "-p", "suite_cpu"], env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     parsed = parse_output(lines)
@@ -225,10 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(record, ignore_errors=True)
         args.processes.write_text(json.dumps(processes, indent=1) + "\n")
         print(f"\n{processes['processes']} Python processes recorded, "
-              f"{processes['cpu_s']} s of CPU; the most by command, then by test:")
-        for row in (*processes["by_command"][:SLOWEST], *processes["by_test"][:SLOWEST]):
-            name = row.get("command") or row["test"]
-            print(f"{row['cpu_s']:>8.1f} s  {row['processes']:>4}  {name}")
+              f"{processes['cpu_s']} s of CPU; the most by command (CPU s, processes):")
+        for row in processes["by_command"][:SLOWEST]:
+            print(f"{row['cpu_s']:>8.1f}  {row['processes']:>4}  {row['command']}")
+        print("and by test (its processes' CPU s, how many, its own in its worker):")
+        for row in processes["by_test"][:SLOWEST]:
+            print(f"{row['cpu_s']:>8.1f}  {row['processes']:>4}  "
+                  f"{row['in_process_cpu_s']:>7.1f}  {row['test']}")
     print(f"\nslowest {SLOWEST}:")
     for phase in report["slowest"]:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")

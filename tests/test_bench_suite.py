@@ -81,9 +81,18 @@ def test_the_processes_a_test_starts_are_recorded_and_summed_by_command_and_test
     for code in ("sum(range(10**6))", "print()", "import os; os._exit(0)"):
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
 
+    # ...and what the plugin records of each test in its worker
+    (tmp_path / "in-process-gw0.jsonl").write_text(
+        '{"test": "tests/a.py::test_b", "cpu_s": 1.5}\n{"test": "tests/c.py::test_d", '
+        '"cpu_s": 0.5}\n')
+
     summary = _bench_suite().summarise_processes(tmp_path)
 
     assert summary["processes"] == 2  # os._exit skips the record, as the docs say
-    ((command,), (test,)) = summary["by_command"], summary["by_test"]
+    (command,) = summary["by_command"]
     assert command["command"] == "python -c" and command["processes"] == 2
+    test, other = summary["by_test"]
     assert test["test"] == "tests/a.py::test_b" and test["cpu_s"] == summary["cpu_s"] > 0
+    assert test["in_process_cpu_s"] == 1.5 and test["processes"] == 2
+    assert other == {"test": "tests/c.py::test_d", "processes": 0, "cpu_s": 0.0,
+                     "in_process_cpu_s": 0.5}
