@@ -44,6 +44,10 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
     assert "${{ github.base_ref }}" in (project / ".github/workflows/dlforge-review.yml"
                                         ).read_text()
     assert "{{" not in (project / "README.md").read_text()
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:  # no usage report from the project's DVC commands
+        assert repo.config["core"]["analytics"] is False
     # The stage graph trains when the project's own code changes.
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     train = stages["train-my_proj"]
