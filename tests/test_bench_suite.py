@@ -78,7 +78,8 @@ def test_the_processes_a_test_starts_are_recorded_and_summed_by_command_and_test
     env = {**os.environ, "DLFORGE_PROCESS_RECORD": str(tmp_path),
            "PYTHONPATH": str(ROOT / "benchmarks" / "process_record"),
            "PYTEST_CURRENT_TEST": "tests/a.py::test_b (call)"}
-    for code in ("sum(range(10**6))", "print()", "import os; os._exit(0)"):
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    for code in (spin, "print()", "import os; os._exit(0)"):
         subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
 
     # ...and what the plugin records of each test in its worker
@@ -92,7 +93,7 @@ def test_the_processes_a_test_starts_are_recorded_and_summed_by_command_and_test
     (command,) = summary["by_command"]
     assert command["command"] == "python -c" and command["processes"] == 2
     test, other = summary["by_test"]
-    assert test["test"] == "tests/a.py::test_b" and test["cpu_s"] == summary["cpu_s"] > 0
+    assert test["test"] == "tests/a.py::test_b" and test["cpu_s"] == summary["cpu_s"] >= 0.3
     assert test["in_process_cpu_s"] == 1.5 and test["processes"] == 2
     assert other == {"test": "tests/c.py::test_d", "processes": 0, "cpu_s": 0.0,
                      "in_process_cpu_s": 0.5}

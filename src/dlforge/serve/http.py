@@ -13,6 +13,11 @@ httptools protocol with two additions) closes such connections:
                   must send its first request within that time too. Past it:
                   408 (if nothing was answered yet) and the connection closed
 
+A refusal is sent with a FIN, and what the client still sends is read and dropped
+until it closes, for ``linger`` seconds at most (nginx's lingering close): closing at
+once, with the client's bytes still arriving, would answer them with a reset that can
+overtake the refusal, and the client would see its connection reset instead.
+
 Idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``.
 """
 
@@ -36,6 +41,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     max_header_bytes = 16384
     read_timeout = 10.0
+    linger = 2.0  # seconds a refused connection is read and dropped before it is closed
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
@@ -45,6 +51,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
+        if getattr(self, "_linger_timer", None) is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -117,7 +125,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.write(b"HTTP/1.1 " + STATUS[status] + b"\r\ncontent-type: "
                              b"application/json\r\ncontent-length: " + str(len(body)).encode()
                              + b"\r\nconnection: close\r\n\r\n" + body)
-        self.transport.close()
+        if self.transport.can_write_eof():  # the answer, then FIN; the rest read and dropped
+            self.transport.write_eof()
+            self._linger_timer = self.loop.call_later(self.linger, self.transport.close)
+        else:
+            self.transport.close()
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the application's answer, if any, goes nowhere
             self.cycle.message_event.set()
