@@ -6,6 +6,7 @@ Usage:
     python benchmarks/bench_suite.py --out benchmarks/results/suite-fast.json \
         -- -m unit -n 2 --dist worksteal                   # `make test-fast`, 2 CPUs
     python benchmarks/bench_suite.py --phases phases.json  # and every test's seconds
+    python benchmarks/bench_suite.py --processes cpu.json  # and where the CPU goes
 
 Runs ``pytest PYTEST_ARGS --durations=0 --durations-min=0 -q`` in this interpreter
 (PYTEST_ARGS: ``-n CPUS+1 --dist worksteal``, as ``make test``, when none are given;
