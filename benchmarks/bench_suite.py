@@ -85,7 +85,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processes", type=Path, metavar="FILE",
                         help="also record the CPU seconds of every Python process the run "
                              "starts, summed by command and by test, to FILE (JSON)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for option, path in (("--phases", args.phases), ("--processes", args.processes)):
+        if path is not None and not path.resolve().parent.is_dir():  # not after the run
+            parser.error(f"{option} {path}: no folder {path.resolve().parent} to write it "
+                         "in; create it, or name a file in a folder that exists")
+    return args
 
 
 def command_kind(argv: list[str], test: str | None) -> str:

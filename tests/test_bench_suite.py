@@ -97,3 +97,14 @@ def test_the_processes_a_test_starts_are_recorded_and_summed_by_command_and_test
     assert test["in_process_cpu_s"] == 1.5 and test["processes"] == 2
     assert other == {"test": "tests/c.py::test_d", "processes": 0, "cpu_s": 0.0,
                      "in_process_cpu_s": 0.5}
+
+
+def test_a_record_file_in_no_folder_is_refused_before_the_run(tmp_path, capsys):
+    import pytest
+
+    bench = _bench_suite()
+    missing = tmp_path / "gone" / "cpu.json"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--processes", str(missing)])
+    assert f"--processes {missing}: no folder {missing.parent}" in capsys.readouterr().err
+    assert bench.parse_args(["--phases", str(tmp_path / "phases.json")]).phases is not None

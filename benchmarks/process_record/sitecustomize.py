@@ -20,8 +20,7 @@ def _record() -> None:
     times = os.times()
     entry = {"argv": list(getattr(sys, "orig_argv", sys.argv)),
              "cpu_s": round(times.user + times.system, 3),
-             "test": os.environ.get("PYTEST_CURRENT_TEST"),
-             "worker": os.environ.get("PYTEST_XDIST_WORKER")}
+             "test": os.environ.get("PYTEST_CURRENT_TEST")}
     try:
         with open(os.path.join(_FOLDER, f"{os.getpid()}-{os.urandom(4).hex()}.json"), "w") as f:
             json.dump(entry, f)

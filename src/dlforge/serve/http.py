@@ -47,11 +47,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._header_bytes, self._unparsed, self._in_headers = 0, 0, True
         self._refused = False
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
-        if getattr(self, "_linger_timer", None) is not None:
+        if self._linger_timer is not None:
             self._linger_timer.cancel()
         super().connection_lost(exc)
 

@@ -156,7 +156,8 @@ def built_dvc_stages(exps: list[str]) -> list[str]:
     built = []
     for name, s in dvc_stages(exps).items():
         files = [Path(f) for f in (*s.files, *s.persist)]
-        if name != CONFIG_STAGE and all(Path(f).exists() for f in (*files, *s.inputs)) and (
+        read = [Path(f) for f in s.inputs]
+        if name != CONFIG_STAGE and all(f.exists() for f in (*files, *read)) and (
                 name not in locked or any(f.stat().st_mtime > recorded for f in files)):
             built.append(name)  # not recorded yet, or written since
     return [CONFIG_STAGE, *built] if built else []

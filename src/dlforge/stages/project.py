@@ -251,8 +251,7 @@ def _track_data(root: Path, scm: bool, subdir: bool) -> None:
 
 
 def _run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                            env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise DlforgeError(f"{' '.join(command[-3:])} failed in the new project "
                            f"({result.returncode}): {(result.stderr or result.stdout)[-2000:]}")
