@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -174,3 +176,25 @@ def test_a_full_queue_answers_503_at_once_and_the_server_goes_on(two_versions):
         overloaded = samples(client.get("/metrics").text)[("dlforge_overloaded_total",
                                                           frozenset())]
         assert overloaded == statuses.count(503)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time process ``pid`` has used so far (user and system)."""
+    with open(f"/proc/{pid}/stat") as stat_file:
+        fields = stat_file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_server_leaves_the_cpu_alone(two_versions):
+    # The packaged batch window (1 ms): a worker that looked at its queue that often
+    # while nothing comes would keep a core busy.
+    cfg = server_config(two_versions, "batch_timeout=0.001", "workers_per_device=2")
+    with running(cfg) as client:
+        assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200
+        pids = [worker["pid"] for worker in client.get("/health/ready").json()["workers"]]
+        before = [cpu_seconds(pid) for pid in pids]
+        time.sleep(2)  # idle: the measure is what the workers do with no request
+        used = [cpu_seconds(pid) - start for pid, start in zip(pids, before, strict=True)]
+        assert len(pids) == 2 and max(used) < 0.2, used
+        # Asleep, not deaf: the next request is answered.
+        assert client.post("/predict", json={"inputs": TEXTS}).status_code == 200

@@ -37,6 +37,7 @@ from dlforge.serve.log import input_digest
 from dlforge.serve.parts import ServingParts, build_parts
 from dlforge.serve.schema import PredictRequest, PredictResponse
 from dlforge.serve.settings import ServeSettings
+from dlforge.serve.transport import request_loop
 
 MISSING_VERSION_SECONDS = 5.0  # a version the registry lacks is not looked up again for this long
 
@@ -56,7 +57,8 @@ class ModelAPI(ls.LitAPI):
     def __init__(self, settings: ServeSettings,
                  parts_factory: Callable[[ServeSettings, str], ServingParts] = build_parts):
         super().__init__(max_batch_size=settings.max_batch_size,
-                         batch_timeout=settings.batch_timeout)
+                         batch_timeout=settings.batch_timeout,
+                         loop=request_loop(settings.max_batch_size))
         self.settings, self.parts_factory = settings, parts_factory
 
     async def authorize(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import multiprocessing as mp
 import os
 import pickle
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 from fastapi import HTTPException
+from litserve.loops.simple_loops import BatchedLoop
 from litserve.transport.base import MessageTransport
 from litserve.utils import LitAPIStatus, PickleableHTTPException
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 0.1  # how often the HTTP process checks its requests' workers
 ANSWER_BACKLOG = 10000  # answers queued for one HTTP process before they are dropped
+IDLE_WAIT = 1.0  # seconds an idle inference worker sleeps between looks at its socket
 
 
 def _context(asynchronous: bool = False):
@@ -185,9 +188,14 @@ class WorkerQueues:
     # -- the inference worker -------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None):
         sock = self._reader()
+        # A wait below a millisecond (the end of a batch's window) looks without waiting.
         if block and not sock.poll(None if timeout is None else int(timeout * 1000)):
             raise queue.Empty
         return self.get_nowait()
+
+    def wait(self, seconds: float) -> bool:
+        """Whether a request is there to take within ``seconds`` (it is left there)."""
+        return bool(self._reader().poll(math.ceil(seconds * 1000)))
 
     def get_nowait(self):
         import zmq
@@ -208,6 +216,27 @@ class WorkerQueues:
             self._pull.bind(self.address(worker))
             self.pids[worker] = os.getpid()
         return self._pull
+
+
+class WaitingBatchedLoop(BatchedLoop):
+    """LitServe's batched loop, asleep while no request comes.
+
+    LitServe's collects a batch for ``batch_timeout`` seconds and then starts
+    again, batch or not: an idle worker wakes every ``batch_timeout`` (a
+    thousand times a second by default) and keeps a core busy. This one first
+    waits for a request to be there (looking again every :data:`IDLE_WAIT`
+    seconds), so that a batch's window opens with its first request.
+    """
+
+    def get_batch_requests(self, lit_api, request_queue: WorkerQueues, transport):
+        request_queue.wait(IDLE_WAIT)
+        return super().get_batch_requests(lit_api, request_queue, transport)
+
+
+def request_loop(max_batch_size: int):
+    """The inference workers' loop over :class:`WorkerQueues`: LitServe's own
+    where requests are not batched (it waits on its queue a second at a time)."""
+    return WaitingBatchedLoop() if max_batch_size > 1 else "auto"
 
 
 def _fail(item, status: int, message: str) -> None:
