@@ -15,8 +15,10 @@ goes, less the per-test durations. From pytest's durations and its final line it
 records pytest's own seconds, the counts of passed, failed, skipped and erroring
 tests, the 10 slowest phases (setup, call or teardown of one test), and the seconds
 of every phase summed: with pytest-xdist the time the workers spent, which the
-run's wall time divides by the parallelism it got; and the CPU seconds of pytest and
-the processes it waited for. Beside them: the machine's CPUs, its load average at
+run's wall time divides by the parallelism it got; the CPU seconds of pytest and
+the processes it waited for; and the CPU seconds the whole machine worked meanwhile
+(Linux), which also counts what pytest never waited for, such as the processes a fork
+server starts, or another job. Beside them: the machine's CPUs, its load average at
 the start and at the end (another job on the machine slows the suite), and Python's
 version.
 
@@ -200,11 +202,24 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def machine_busy_s(stat: Path = Path("/proc/stat")) -> float | None:
+    """The CPU seconds the machine's cores have worked since it started, every process
+    and the kernel's own (Linux's /proc/stat: user, nice, system, irq and softirq time;
+    not idle, waiting on disk, or stolen by the host); None where there is no such file."""
+    try:
+        with stat.open() as lines:
+            fields = [int(x) for x in lines.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     own, pytest_args = split_argv(sys.argv[1:] if argv is None else argv)
     args = parse_args(own)
     started, load_start = datetime.now(UTC), load_average()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, busy_before = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy_s()
     record = Path(tempfile.mkdtemp(prefix="dlforge-processes.")) if args.processes else None
     env = None if record is None else {
         "DLFORGE_PROCESS_RECORD": str(record),
@@ -212,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     os.environ.get("PYTHONPATH")]))}
     code, lines, wall = run_pytest(pytest_args if record is None else
                                    [*pytest_args, "-p", "suite_cpu"], env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, busy_after = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy_s()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    machine_cpu = None if None in (busy_before, busy_after) else busy_after - busy_before
     parsed = parse_output(lines)
     phases = sorted(parsed["phases"], key=lambda p: p["seconds"], reverse=True)
     report = {
@@ -229,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         # CPU seconds of pytest and every process it waited for (the processes tests
         # start, the servers): what the machine's cores had to give
         "cpu_s": round(cpu, 1),
+        # what the whole machine worked meanwhile: also the processes pytest never
+        # waited for (a fork server's children, a process left running) and any other
+        # job; far above cpu_s, CPU is going where no test's process shows it
+        "machine_cpu_s": None if machine_cpu is None else round(machine_cpu, 1),
         "tests": parsed["tests"],
         "slowest": phases[:SLOWEST],
     }
@@ -252,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     for phase in report["slowest"]:
         print(f"{phase['seconds']:>8.2f} s  {phase['phase']:<8} {phase['test']}")
     print(f"pytest {report['pytest_s']} s (wall {report['wall_s']} s), "
-          f"{report['worker_s']} s summed over tests, {report['cpu_s']} s of CPU; "
-          f"wrote {args.out}")
+          f"{report['worker_s']} s summed over tests, {report['cpu_s']} s of CPU "
+          f"({report['machine_cpu_s']} s on the whole machine); wrote {args.out}")
     if report["pytest_s"] is not None:
         target = "make test-fast" if "unit" in pytest_args else "make test"
         print(f"for README.md: {readme_figure(target, report)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,20 @@ def test_the_readme_gives_both_recorded_suite_times_in_one_place():
         assert recorded["exit_status"] == 0, f"{name} records a failing run"
         assert readme.count(bench.readme_figure(target, recorded)) == 1, (target, name)
     assert readme.count(" tests in ") == 2  # one place only
+
+
+def test_the_machines_busy_time_is_read_from_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    #           user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  1000 20 300 9000 50 0 30 700 0 0\ncpu0 500 10 150 4500 25 0 15 350 0 0\n")
+    bench, ticks = _bench_suite(), os.sysconf("SC_CLK_TCK")
+    assert bench.machine_busy_s(stat) == (1000 + 20 + 300 + 0 + 30) / ticks  # not idle, steal
+    assert bench.machine_busy_s(tmp_path / "none") is None  # not Linux
+    before = bench.machine_busy_s()
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # this process works: the machine's count grows
+        pass
+    assert bench.machine_busy_s() - before >= 0.2
 
 
 def test_each_process_is_named_by_the_command_it_ran():
