@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -63,19 +67,25 @@ def test_budget_and_interrupted_trials(tmp_path):
     alive.set_user_attr(s.HOST, socket.gethostname())
     alive.set_user_attr(s.PID, os.getpid())
     orphan = study.ask()  # killed between ask and recording its owner
+    half = study.ask()  # killed between recording its host and its pid
+    half.set_user_attr(s.HOST, socket.gethostname())
     elsewhere = study.ask()
     elsewhere.set_user_attr(s.HOST, "another-machine")
     elsewhere.set_user_attr(s.PID, 1)
-    assert s.budget_used(study) == 5
+    assert s.budget_used(study) == 6
+    # Without a lock every worker shares, a trial whose owner is not all recorded may be
+    # another worker's, claiming it now.
+    assert [t.number for t in s.interrupted_trials(study, "mysql://db/optuna")] == [
+        dead.number]
     found = s.interrupted_trials(study, storage)
-    assert sorted(t.number for t in found) == [dead.number, orphan.number]
+    assert sorted(t.number for t in found) == [dead.number, orphan.number, half.number]
     for trial in found:
         s.mark_failed(study, trial, "killed")
     # Interrupted trials do not count: their parameters are queued again.
     assert s.budget_used(study) == 3
     states = {t.number: t.state for t in study.get_trials()}
-    assert states[dead.number] == states[orphan.number] == TrialState.FAIL
-    assert sum(st == TrialState.WAITING for st in states.values()) == 2
+    assert states[dead.number] == states[orphan.number] == states[half.number] == TrialState.FAIL
+    assert sum(st == TrialState.WAITING for st in states.values()) == 3
     # Over RDB storage (several machines) an ownerless trial may be another's.
     assert [t.number for t in s.interrupted_trials(study, "sqlite:///x.db")] == []
 
@@ -113,3 +123,30 @@ def test_bad_sweep_settings_name_the_hpo_key(override, words):
     with pytest.raises(DlforgeError, match=words):
         s.SweepSettings.from_config(compose("sweep", ["experiment=intent", override]).hpo,
                                     "hpo")
+
+
+# A journal writer that dies while it holds the journal's write lock.
+HOLD_THE_JOURNAL = """
+import sys, time
+from pathlib import Path
+from dlforge.hpo.storage import journal_lock
+journal_lock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_sweep_killed_while_writing_its_journal_holds_up_no_other(tmp_path):
+    journal = tmp_path / "study.journal"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_JOURNAL, str(journal)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    started = time.monotonic()
+    study = optuna.create_study(study_name="after", storage=s.open_storage(str(journal)))
+    study.tell(study.ask(), 1.0)
+    assert time.monotonic() - started < 10  # not Optuna's 30 s before a stale lock is freed
+    assert [t.value for t in study.get_trials()] == [1.0]

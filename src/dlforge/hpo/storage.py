@@ -68,7 +68,46 @@ def open_storage(spec: str, heartbeat_interval: int | None = None,
         return _storages[key]
     path = Path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path), journal_lock(path)))
+
+
+def journal_lock(journal: Path):
+    """The write lock of the journal file ``journal``: an advisory lock on
+    ``<journal>.flock``, which the kernel releases when its holder dies.
+
+    Optuna's default (a symlink beside the file, for NFS) is forced free only after
+    30 s without change: a sweep killed while writing its journal held up the next
+    one that long. A journal file serves one machine (:func:`claim_lock`).
+    """
+    import fcntl
+
+    from optuna.storages.journal import JournalFileOpenLock
+
+    class JournalFlock(JournalFileOpenLock):  # Optuna's public lock type, its two methods ours
+        def __init__(self, path: Path):
+            super().__init__(str(path), grace_period=None)
+            self.path, self._handle, self._threads = path, None, threading.Lock()
+
+        def acquire(self) -> bool:
+            self._threads.acquire()  # the process's threads, then the processes
+            try:
+                handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            except BaseException:
+                self._threads.release()
+                raise
+            self._handle = handle
+            return True
+
+        def release(self) -> None:
+            handle, self._handle = self._handle, None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            finally:
+                self._threads.release()
+
+    return JournalFlock(Path(f"{journal}.flock"))
 
 
 def _rdb_storage(url: str, heartbeat_interval: int | None, grace_period: int | None,

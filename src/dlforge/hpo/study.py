@@ -246,18 +246,24 @@ def running(study) -> int:
 def interrupted_trials(study, storage: str) -> list:
     """Running trials whose process on this machine is gone (killed).
 
-    Call it holding :func:`claim_lock`: a trial with no owner yet was then
-    claimed by a process killed between ``ask`` and recording itself (where the
-    lock is shared by every worker; see :func:`~dlforge.hpo.storage.shared_lock`).
+    Call it holding :func:`claim_lock`: a trial whose owner is not recorded yet,
+    or only in part (its host but not its pid: each is a write of its own), was
+    then claimed by a process killed between ``ask`` and recording itself (where
+    the lock is shared by every worker; see :func:`~dlforge.hpo.storage.shared_lock`).
     """
     from optuna.trial import TrialState
 
     from dlforge.core.process import pid_alive
 
     host, shared = socket.gethostname(), shared_lock(storage)
+
+    def interrupted(owner: dict) -> bool:
+        if PID not in owner:
+            return shared
+        return owner.get(HOST) == host and not pid_alive(int(owner[PID]))
+
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if (t.user_attrs.get(HOST) == host and not pid_alive(int(t.user_attrs[PID])))
-            or (shared and HOST not in t.user_attrs)]
+            if interrupted(t.user_attrs)]
 
 
 def mark_failed(study, trial, reason: str) -> None:
