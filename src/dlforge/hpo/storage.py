@@ -79,33 +79,23 @@ def journal_lock(journal: Path):
     30 s without change: a sweep killed while writing its journal held up the next
     one that long. A journal file serves one machine (:func:`claim_lock`).
     """
-    import fcntl
-
     from optuna.storages.journal import JournalFileOpenLock
 
     class JournalFlock(JournalFileOpenLock):  # Optuna's public lock type, its two methods ours
         def __init__(self, path: Path):
             super().__init__(str(path), grace_period=None)
-            self.path, self._handle, self._threads = path, None, threading.Lock()
+            self.path, self._held, self._threads = path, None, threading.Lock()
 
         def acquire(self) -> bool:
-            self._threads.acquire()  # the process's threads, then the processes
-            try:
-                handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            except BaseException:
-                self._threads.release()
-                raise
-            self._handle = handle
+            with contextlib.ExitStack() as stack:  # on an error, both are let go again
+                stack.enter_context(self._threads)  # the process's threads, then processes
+                stack.enter_context(file_lock(self.path))
+                self._held = stack.pop_all()
             return True
 
         def release(self) -> None:
-            handle, self._handle = self._handle, None
-            try:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            finally:
-                self._threads.release()
+            held, self._held = self._held, None
+            held.close()
 
     return JournalFlock(Path(f"{journal}.flock"))
 
