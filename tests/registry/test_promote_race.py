@@ -14,6 +14,7 @@ import threading
 import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import BAD_REQUEST
 from sqlalchemy.exc import IntegrityError
 
 from dlforge.core.errors import DlforgeError, NotFound
@@ -164,9 +165,19 @@ def test_a_failing_switch_is_a_dlforge_error_naming_model_alias_version_and_fix(
     assert len(waits) == registry.RETRIES - 1 and waits == sorted(waits)  # growing
 
 
-def test_a_transient_conflict_is_retried(model):
+def as_mlflow_raises(error: Exception) -> MlflowException:
+    """``error`` as MLflow's SQL store raises it: a BAD_REQUEST from the database's error."""
+    try:
+        raise MlflowException(str(error), error_code=BAD_REQUEST) from error
+    except MlflowException as raised:
+        return raised
+
+
+@pytest.mark.parametrize("error", [CONFLICT, as_mlflow_raises(CONFLICT)],
+                         ids=["sqlalchemy", "mlflow"])
+def test_a_transient_conflict_is_retried(model, error):
     client, name, _ = model
-    registry.promote(Failing(client, CONFLICT, times=2), name, "3")
+    registry.promote(Failing(client, error, times=2), name, "3")
     assert registry.alias_version(client, name, "champion") == "3"
     assert [e["version"] for e in registry.history(client, name)] == ["3"]
 

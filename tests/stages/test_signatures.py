@@ -29,7 +29,10 @@ def read(tmp_path):
     """``read(target, where)``: (arguments, whether the target was imported) in a fresh
     process with ``where`` first on its path and a cache of this test's own."""
     def read(target: str, where: Path) -> tuple[list[str] | None, bool]:
-        env = {**os.environ, "PYTHONPATH": str(where), "DLFORGE_CACHE_DIR": str(tmp_path / "cache")}
+        # No bytecode: Python's own cache of a module is stamped to the second, and
+        # these edits come faster (an edit of the same size would import the old code).
+        env = {**os.environ, "PYTHONPATH": str(where), "DLFORGE_CACHE_DIR": str(tmp_path / "cache"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
         out = subprocess.run([sys.executable, "-c", READ, target], env=env, check=True,
                              capture_output=True, text=True).stdout
         found = json.loads(out)

@@ -159,10 +159,14 @@ def _call(write: Callable[[], object], what: str, fix: str, attempts: int = 1,
 
 
 def _transient(err: Exception) -> bool:
-    """A write conflict or an unavailable store, not a refusal that a retry repeats."""
+    """A write conflict or an unavailable store, not a refusal that a retry repeats.
+    MLflow's SQL store reports a conflict (two writers inserting one alias row) as a
+    BAD_REQUEST raised from the database's IntegrityError: the retry finds the row."""
     code = getattr(err, "error_code", None)
-    return code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
-                        "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST")
+    # IntegrityError: the name of that error in SQLAlchemy and in every DB-API driver
+    conflict = any(type(cause).__name__ == "IntegrityError" for cause in (err, err.__cause__))
+    return conflict or code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
+                                    "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST")
 
 
 def _sqlalchemy_errors() -> tuple[type[Exception], ...]:
