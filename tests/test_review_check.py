@@ -102,7 +102,7 @@ def made_project(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def project(made_project, tmp_path, monkeypatch) -> Path:
+def project_copy(made_project, tmp_path, monkeypatch) -> Path:
     """A copy of :func:`made_project` (git history included) in a temporary folder, the
     current one."""
     root = Path(shutil.copytree(made_project, tmp_path / "proj", symlinks=True))
@@ -117,7 +117,7 @@ def check(capsys, *args: str) -> tuple[int, str]:
     return status, capsys.readouterr().out
 
 
-def test_a_committed_config_change_without_a_re_run_fails_and_names_the_key(project, capsys):
+def test_a_committed_config_change_without_a_re_run_fails_and_names_the_key(project_copy, capsys):
     set_lr(0.01)
     commit("lr 0.01, not run")
     status, text = check(capsys, "--base", "HEAD~1")
@@ -134,7 +134,7 @@ def test_a_committed_config_change_without_a_re_run_fails_and_names_the_key(proj
     assert status == 1 and "`optimizer.lr` `0.003` → `0.01`" in text, text
 
 
-def test_a_collapsed_learning_rate_re_run_and_committed_is_a_regression(project, capsys):
+def test_a_collapsed_learning_rate_re_run_and_committed_is_a_regression(project_copy, capsys):
     set_lr(0.000001)
     run_workflow(right=120)
     commit("lr 1e-6")
@@ -155,7 +155,7 @@ def capture(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
-def test_a_harmless_change_re_run_and_committed_passes(project, capsys):
+def test_a_harmless_change_re_run_and_committed_passes(project_copy, capsys):
     set_lr(0.003, extra="trainer:\n  log_every_n_steps: 10\n")
     run_workflow(right=179)  # one example fewer: within the noise
     commit("log more often")
@@ -163,7 +163,7 @@ def test_a_harmless_change_re_run_and_committed_passes(project, capsys):
     assert (status, text.splitlines()[0]) == (0, "**Verdict: pass**"), text
 
 
-def test_a_stale_base_is_reported_and_passes(project, capsys):
+def test_a_stale_base_is_reported_and_passes(project_copy, capsys):
     set_lr(0.01)
     commit("lr 0.01, not run")  # the base of the change below: stale
     run_workflow(right=181)
@@ -173,7 +173,7 @@ def test_a_stale_base_is_reported_and_passes(project, capsys):
     assert "**Base**: its results are stale too: `train` (config)" in text
 
 
-def test_changed_code_and_data_make_the_results_that_read_them_stale(project, capsys):
+def test_changed_code_and_data_make_the_results_that_read_them_stale(project_copy, capsys):
     write(Path("src/toyproj/nets.py"), "WIDTH = 32\n")
     snapshot = json.loads(Path("outputs/intent/snapshot.json").read_text())
     write_json(Path("outputs/intent/snapshot.json"), {**snapshot, "version": "s2"})
@@ -186,9 +186,9 @@ def test_changed_code_and_data_make_the_results_that_read_them_stale(project, ca
     assert "the experiment's snapshot is s2, not s1" in line
 
 
-def test_unrecorded_results_are_reported_not_stale(project, capsys):
+def test_unrecorded_results_are_reported_not_stale(project_copy, capsys):
     shutil.rmtree("outputs")
-    write_results(project, "intent", lr=0.003, right=180, version="1", champion="1")
+    write_results(project_copy, "intent", lr=0.003, right=180, version="1", champion="1")
     commit("results written before records")
     status, text = check(capsys, "--base", "HEAD~1")
     assert status == 0, text
@@ -196,13 +196,13 @@ def test_unrecorded_results_are_reported_not_stale(project, capsys):
         in text and "re-run them to record it" in text
 
 
-def test_an_experiment_without_results_is_stale(project, capsys):
+def test_an_experiment_without_results_is_stale(project_copy, capsys):
     write(Path("workflow/config.yaml"), "experiments: [intent, digits]\n")
     status, text = check(capsys, "--base", "HEAD")
     assert status == 1 and "stale results in digits (no results)" in text.splitlines()[0]
 
 
-def test_a_class_past_the_projects_tolerance_is_a_regression(project, capsys):
+def test_a_class_past_the_projects_tolerance_is_a_regression(project_copy, capsys):
     write(Path("conf/review.yaml"), "review:\n  tolerance:\n    class_f1: {max_drop: 0.1}\n"
                                     "    accuracy: {max_drop: 0.5}\n")
     per_class = Path("outputs/intent/eval/per_class.csv")
@@ -218,7 +218,7 @@ def test_a_class_past_the_projects_tolerance_is_a_regression(project, capsys):
     ("review:\n  tolerance:\n    accuracy: {max_drop: -1}\n", "review.tolerance.accuracy.max_drop"),
     ("review: [\n", "is not valid YAML"),
 ])
-def test_a_bad_tolerance_or_revision_exits_2_naming_it(project, capsys, written, named):
+def test_a_bad_tolerance_or_revision_exits_2_naming_it(project_copy, capsys, written, named):
     write(Path("conf/review.yaml"), written)
     status = main(["review", "--check", "--base", "HEAD"])
     error = capsys.readouterr().err
@@ -226,12 +226,12 @@ def test_a_bad_tolerance_or_revision_exits_2_naming_it(project, capsys, written,
     assert main(["review", "--base", "HEAD"]) == 1  # without --check: an error, as always
 
 
-def test_a_bad_revision_exits_2_under_check(project, capsys):
+def test_a_bad_revision_exits_2_under_check(project_copy, capsys):
     assert main(["review", "--check", "--base", "nope"]) == 2
     assert "git knows no such revision" in capsys.readouterr().err
 
 
-def test_the_check_imports_no_deep_learning_library(project):
+def test_the_check_imports_no_deep_learning_library(project_copy):
     set_lr(0.01)
     code = ("import json, sys; from dlforge.cli import main; status = main(['review', "
             "'--check', '--base', 'HEAD']); print(json.dumps([status, sorted({m.split('.')[0] "

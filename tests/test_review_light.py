@@ -58,7 +58,7 @@ def commit_results(project: Path, lr: float, accuracy: float, message: str) -> N
 
 
 @pytest.fixture
-def project(tmp_path) -> Path:
+def two_commits(tmp_path) -> Path:
     """A project whose two commits differ in the learning rate (and the accuracy)."""
     project = tmp_path / "proj"
     (project / "workflow").mkdir(parents=True)
@@ -173,21 +173,21 @@ def test_the_workflow_is_valid_for_github_and_its_shell_steps_pass_shellcheck(wo
             assert result.returncode == 0, f"{s['name']}: {result.stdout}"
 
 
-def test_the_review_imports_no_deep_learning_library(project):
+def test_the_review_imports_no_deep_learning_library(two_commits):
     code = ("import json, sys; from dlforge.cli import main; main(['review', '--base', "
             "'HEAD~1']); print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    out = run(sys.executable, "-c", code, cwd=project).stdout
+    out = run(sys.executable, "-c", code, cwd=two_commits).stdout
     assert "`optimizer.lr` | 0.003 | 0.01" in out
     imported = json.loads(out.strip().splitlines()[-1])  # the list printed last
     assert not set(imported) & set(NEVER_IMPORTED)
 
 
 @pytest.mark.slow
-def test_the_review_runs_with_only_the_review_extra_installed(light_venv, project):
+def test_the_review_runs_with_only_the_review_extra_installed(light_venv, two_commits):
     listed = run(light_venv / "bin" / "pip", "list", "--format", "json").stdout
     installed = {p["name"].lower() for p in json.loads(listed)}
     assert "dlforge" in installed and not installed & {*HEAVY, "pandas", "pyarrow"}
-    result = run(light_venv / "bin" / "dlforge", "review", "--base", "HEAD~1", cwd=project)
+    result = run(light_venv / "bin" / "dlforge", "review", "--base", "HEAD~1", cwd=two_commits)
     assert "| `optimizer.lr` | 0.003 | 0.01 |" in result.stdout
     assert "| accuracy | 0.7 | 0.9 | +0.2000 | [" in result.stdout  # with its interval
     site = next((light_venv / "lib").glob("python3*/site-packages"))
@@ -196,10 +196,10 @@ def test_the_review_runs_with_only_the_review_extra_installed(light_venv, projec
 
 
 @pytest.mark.slow
-def test_a_missing_requirement_is_named_with_the_install_command(light_venv, project):
+def test_a_missing_requirement_is_named_with_the_install_command(light_venv, two_commits):
     code = ("import sys; sys.modules['numpy'] = None; from dlforge.cli import main; "
             "sys.exit(main(['review', '--base', 'HEAD~1']))")
-    result = run(light_venv / "bin" / "python", "-c", code, cwd=project, check=False)
+    result = run(light_venv / "bin" / "python", "-c", code, cwd=two_commits, check=False)
     assert result.returncode == 1, result.stderr
     assert "needs the module 'numpy'" in result.stderr
     command = shlex.split(result.stderr.split("Fix: ", 1)[1])

@@ -50,7 +50,7 @@ quick = workflow_fixtures.quick  # the fixture: the quick project, written once
 
 
 @pytest.fixture
-def project(quick, tmp_path) -> Path:
+def quick_copy(quick, tmp_path) -> Path:
     """A copy of the quick project (:func:`tests.workflow_fixtures.quick_project`),
     not yet run."""
     return copy_of(quick, tmp_path / "project")
@@ -463,8 +463,8 @@ def test_dvc_runs_the_stages_itself_then_does_nothing(pipeline, tmp_path):
 
 
 @pytest.mark.slow
-def test_snakemake_dry_run_plans_the_dvc_stages(project):
-    plan = snakemake(project, "--dry-run", "--quiet", "rules")
+def test_snakemake_dry_run_plans_the_dvc_stages(quick_copy):
+    plan = snakemake(quick_copy, "--dry-run", "--quiet", "rules")
     stages = {name.split("-")[0] for name in dvc_yaml(["intent"])["stages"]
               if name != CONFIG_STAGE}  # DVC's first stage: Snakemake needs no rule for it
     assert all(stage in plan for stage in stages)
