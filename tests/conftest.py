@@ -4,18 +4,9 @@ project that trains, evaluates and registers models; and each test's kind (``uni
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
-import shutil
-import signal
-import sqlite3
-import struct
 import subprocess
-import sys
-import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -29,11 +20,10 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
-from tests.helpers import built_once, shared_folder  # noqa: E402
+from tests.helpers import built_once, run_cli, shared_folder  # noqa: E402
+from tests.toy import copy_project, make_project  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "raw" / "clinc150"
-TESTS = ROOT / "tests"
+TESTS = Path(__file__).resolve().parent
 
 # Whole pipelines and projects: the workflow, DVC, starters, secrets, the light review.
 E2E_FILES = {"test_dvc_remote.py", "test_own_project.py", "test_init_starters.py",
@@ -173,68 +163,6 @@ def write_csv(tmp_path):
     return write
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file and folder under ``root`` with the sha256 of its bytes."""
-    if not root.exists():
-        return {}
-    out = {}
-    for path in sorted(root.rglob("*")):
-        rel = str(path.relative_to(root))
-        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-    return out
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``dlforge ARGS`` in a subprocess, as a user would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dlforge", *args],
-        cwd=cwd or ROOT, capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=300,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"dlforge {' '.join(args)} failed:\n{result.stderr}")
-    return result
-
-
-@contextlib.contextmanager
-def dlforge_serve(cwd: Path, *overrides: str):
-    """``dlforge serve`` on a free loopback port, in its own process group, until healthy.
-
-    Yields (base URL, the process); the whole group is killed on exit.
-    """
-    from tests.services import free_port
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "dlforge", "serve", f"port={port}",
-                               "accelerator=cpu", "api_key=null", *overrides],
-                              cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server, 120, lambda: "dlforge serve did not become healthy")
-        yield url, server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, seconds: float, timed_out,
-                 pause: float = 0.5) -> None:
-    """Wait until ``url``/health answers 200; fail with the process's stderr if it ends,
-    or with ``timed_out()`` after ``seconds``."""
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, timed_out()
-        time.sleep(pause)
-
-
 @pytest.fixture
 def cli(tmp_path):
     """``dlforge data --store ... --snapshots ...`` against the tmp store."""
@@ -253,52 +181,6 @@ def project(tmp_path, mlflow_dir):
     Each test registers under its own model name (the MLflow store is shared).
     """
     return make_project(tmp_path, mlflow_dir)
-
-
-def make_project(tmp_path: Path, mlflow_dir: Path, name: str | None = None,
-                 snapshot: bool = True):
-    """The toy project of :func:`project` in ``tmp_path`` (for fixtures of wider scope).
-
-    ``name`` (default: the folder's name) names its model and experiment; ``snapshot``
-    False takes the snapshot already in the folder (a copied project).
-    """
-    from dlforge.core.config import compose
-    from dlforge.stages.evaluate import evaluate
-    from dlforge.stages.register import register
-    from dlforge.stages.train import train
-    from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
-
-    if snapshot:
-        make_snapshot(tmp_path, toy_rows(400))
-    name = name or tmp_path.name
-
-    class Project:
-        root = tmp_path
-        label = name
-        model_name = f"toy-{name}"
-        tracking_uri = f"sqlite:///{mlflow_dir}/mlflow.db"
-        common = ["experiment=intent", f"paths.root={tmp_path}", f"paths.mlflow_dir={mlflow_dir}",
-                  "dataset.name=toy", f"tracking.experiment=registry-{name}"]
-        records: list[dict] = []  # register records of the releases made before a copy
-
-        def config(self, stage: str, *overrides: str):
-            model = [] if any(o.startswith("model=") for o in overrides) else SMALL_MODEL
-            extra = {"train": [*FAST, *model, "hpo.enabled=false"],
-                     "register": [f"registry.model_name={self.model_name}"],
-                     "monitor": [f"registry.model_name={self.model_name}"]}.get(stage, [])
-            return compose(stage, [*self.common, *extra, *overrides])
-
-        def run(self, stage: str, *overrides: str) -> dict:
-            function = {"train": train, "evaluate": evaluate, "register": register}[stage]
-            return function(self.config(stage, *overrides))
-
-        def release(self, *train_overrides: str, gate: tuple[str, ...] = ()) -> dict:
-            """train -> evaluate -> register; the register record."""
-            self.run("train", *train_overrides)
-            self.run("evaluate")
-            return self.run("register", *gate)
-
-    return Project()
 
 
 # The standard two versions: v1 (champion) learns the toy task, v2 (candidate) barely trains.
@@ -334,77 +216,6 @@ def two_versions(two_versions_template, tmp_path):
     project = copy_project(two_versions_template, tmp_path / "project")
     connect(project.tracking_uri)  # never the template's store, which every test shares
     return project
-
-
-def copy_project(template, dest: Path):
-    """A copy of ``template``'s folder at ``dest`` (data, outputs, MLflow store and
-    artefacts) with every absolute path that named the template's folder moved to
-    ``dest``; a project over it, under the template's model name."""
-    shutil.copytree(template.root, dest, symlinks=True)
-    old, new = str(template.root).encode(), str(dest).encode()
-    for path in dest.rglob("*"):
-        if not path.is_file() or path.is_symlink() or path.suffix == ".db":
-            continue
-        data = path.read_bytes()
-        if old in data and _is_text(data):  # checkpoints (zip) name no path anyone reads
-            path.write_bytes(data.replace(old, new))
-    store = dest / "mlruns" / "mlflow.db"
-    move_paths_in_sqlite(store, str(template.root), str(dest))
-    copy = make_project(dest, dest / "mlruns", name=template.label, snapshot=False)
-    copy.records = [dict(record) for record in template.records]
-    return copy
-
-
-def _is_text(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def move_paths_in_sqlite(database: Path, old: str, new: str) -> None:
-    """Replace ``old`` by ``new`` in every text value of every table of ``database``.
-
-    MLflow's SQLite store keeps absolute artefact locations (experiments, runs, logged
-    models, model versions' source and storage location, ...): a copied store must
-    point at its own copy of the artefacts, never at the original's.
-    """
-    with contextlib.closing(sqlite3.connect(database)) as db, db:
-        tables = [row[0] for row in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
-        for table in tables:
-            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')]:
-                db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                           f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
-                           (old, new, old))
-        left = [table for table in tables if any(
-            db.execute(f'SELECT 1 FROM "{table}" WHERE instr("{column}", ?) > 0 LIMIT 1',
-                       (old,)).fetchone()
-            for column in [row[1] for row in db.execute(f'PRAGMA table_info("{table}")')])]
-    assert not left, f"{database}: {old} is still named in {left}"
-
-
-def kill_after(process: subprocess.Popen, seconds: float) -> None:
-    """SIGKILL ``process`` ``seconds`` from now (unless it ended first) and reap it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.005)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A small PNG file that claims ``width`` x ``height`` pixels and holds almost none
-    (a decompression bomb, refused from its header)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
 def run_folder(config: pytest.Config) -> Path:

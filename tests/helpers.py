@@ -1,12 +1,15 @@
-"""Small helpers shared by tests (fixtures live in the conftest files),
-:func:`built_once` for what the whole run builds once (:func:`dlforge_wheel`), and
-:func:`running`, a prediction server in the test's own process."""
+"""Small helpers shared by tests (fixtures live in the conftest files; the toy data
+and projects in :mod:`tests.toy`): processes and what they wait on, :func:`built_once`
+for what the whole run builds once (:func:`dlforge_wheel`), and :func:`running`, a
+prediction server in the test's own process."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +20,7 @@ import pytest
 from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "raw" / "clinc150"
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -97,3 +101,88 @@ def running(settings) -> Iterator:
     finally:  # what `dlforge serve` removes as it stops
         if server.sockets_dir:
             shutil.rmtree(server.sockets_dir, ignore_errors=True)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` with the sha256 of its bytes."""
+    if not root.exists():
+        return {}
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``dlforge ARGS`` in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dlforge", *args],
+        cwd=cwd or ROOT, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"dlforge {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@contextlib.contextmanager
+def dlforge_serve(cwd: Path, *overrides: str):
+    """``dlforge serve`` on a free loopback port, in its own process group, until healthy.
+
+    Yields (base URL, the process); the whole group is killed on exit.
+    """
+    from tests.services import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "dlforge", "serve", f"port={port}",
+                               "accelerator=cpu", "api_key=null", *overrides],
+                              cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, server, 120, lambda: "dlforge serve did not become healthy")
+        yield url, server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, seconds: float, timed_out,
+                 pause: float = 0.5) -> None:
+    """Wait until ``url``/health answers 200; fail with the process's stderr if it ends,
+    or with ``timed_out()`` after ``seconds``."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, timed_out()
+        time.sleep(pause)
+
+
+def kill_after(process: subprocess.Popen, seconds: float) -> None:
+    """SIGKILL ``process`` ``seconds`` from now (unless it ended first) and reap it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120,
+             poll: float = 0.2):
+    """Poll ``condition`` every ``poll`` seconds until it returns something true, and
+    return that; fail with a process's stderr if one ends first, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        for process in processes:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(poll)
+    return found

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import SAMPLE, run_cli, tree_digest
+from tests.helpers import SAMPLE, run_cli, tree_digest
 
 pytestmark = pytest.mark.slow  # each test starts interpreters
 

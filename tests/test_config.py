@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from dlforge.core.config import PACKAGED_CONF, compose
 from dlforge.stages.strict import check_config
 from dlforge.stages.workflow import experiments
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.initialised import initialised
 
 ENTRY = ["ingest", "snapshot"]

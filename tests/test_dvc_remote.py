@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 from tests.workflow_fixtures import BIN, copy_of, pipeline, run, snakemake  # noqa: F401
 
 pytestmark = pytest.mark.slow

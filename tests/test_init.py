@@ -12,7 +12,7 @@ import yaml
 
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.project import init
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.initialised import initialised, initialised_copy
 
 BIN = Path(sys.executable).parent

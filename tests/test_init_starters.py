@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dlforge.stages.project import init
-from tests.train.conftest import write_images
+from tests.toy import write_images
 
 INTENTS = {
     "weather": ["what is the weather in {city} {day}", "will it rain in {city} {day}",

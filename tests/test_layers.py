@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LINT = Path(sys.executable).with_name("lint-imports")
 
@@ -35,3 +35,17 @@ def test_an_import_of_training_from_serving_breaks_the_contract(tmp_path):
     assert result.returncode != 0
     assert "Serving never imports training or sweeps BROKEN" in result.stdout
     assert "dlforge.serve.health -> dlforge.train.fit" in result.stdout
+
+
+def test_no_test_imports_from_a_conftest_file():
+    """Fixtures live in the conftest files, what a test imports in modules of its own
+    (docs/development.md#where-the-helpers-are): pytest imports a conftest itself, and
+    a second import under another name would run it twice."""
+    import ast
+
+    found = [f"{path.relative_to(ROOT)}:{node.lineno}"
+             for path in sorted((ROOT / "tests").rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.ImportFrom)
+             and (node.module or "").rsplit(".", 1)[-1] == "conftest"]
+    assert found == [], found

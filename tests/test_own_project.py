@@ -14,8 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import dlforge_serve
-from tests.helpers import dlforge_wheel
+from tests.helpers import dlforge_serve, dlforge_wheel
 
 BIN = Path(sys.executable).parent
 INTENTS = {

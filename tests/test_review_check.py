@@ -14,8 +14,7 @@ import pytest
 from dlforge.cli import main
 from dlforge.core.record import code_digest, make_record, text_digest
 from dlforge.stages.sections import section, section_text
-from tests.conftest import ROOT
-from tests.helpers import commit, git
+from tests.helpers import ROOT, commit, git
 from tests.test_review import LABELS, write_results
 from tests.test_review_light import NEVER_IMPORTED
 

@@ -23,8 +23,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from dlforge.hpo.storage import close_storages, open_storage
-from tests.conftest import ROOT, run_cli
-from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+from tests.helpers import ROOT, run_cli
+from tests.toy import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
 pytestmark = pytest.mark.slow
 

@@ -32,8 +32,7 @@ from dlforge.stages.sections import section_text, section_values
 from dlforge.stages.serve import server_settings
 from dlforge.stages.workflow import experiment_config, experiments
 from tests import workflow_fixtures
-from tests.conftest import ROOT
-from tests.helpers import running
+from tests.helpers import ROOT, running
 from tests.workflow_fixtures import (
     BIN,
     copy_of,

@@ -18,10 +18,10 @@ import yaml
 
 from dlforge.stages.dvcfiles import CONFIG_STAGE
 from tests import test_workflow, workflow_fixtures
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.workflow_fixtures import BIN, copy_of, run, without_sweep
 
-project = test_workflow.project  # the fixture: a copy of the project, intent only, quick
+quick_copy = test_workflow.quick_copy  # the fixture: a copy of the project, intent only, quick
 quick = workflow_fixtures.quick  # the fixture it copies
 pipeline = workflow_fixtures.pipeline  # the fixture: that project after a Snakemake run
 
@@ -260,22 +260,22 @@ echo "$pod"
 
 
 @pytest.mark.slow
-def test_jobs_that_share_no_folder_run_the_stages_from_storage(project, tmp_path):
+def test_jobs_that_share_no_folder_run_the_stages_from_storage(quick_copy, tmp_path):
     """Ingest, snapshot and train as under the Kubernetes profile, on this machine: each
     job in a folder of its own that is deleted after it, its files through the default
     storage prefix (snakemake-storage-plugin-fs stands in for S3), the dataset store and
     snapshots on `shared_dir` (the volume), MLflow in one database (the server)."""
     assert shutil.which("rsync"), ("snakemake-storage-plugin-fs copies files with rsync: "
                                    "install it (`make test` does)")
-    without_sweep(project)
+    without_sweep(quick_copy)
     bucket, shared, pods = (tmp_path / name for name in ("bucket", "shared", "pods"))
     pods.mkdir()
     # Uploaded once before the first run (the profile's header): the raw data, conf/.
     for name in ("data", "conf"):
-        shutil.copytree(project / name, bucket / name)
+        shutil.copytree(quick_copy / name, bucket / name)
     # Each job starts from the project's git files, which Snakemake ships through storage.
-    run(project, "git", "init", "-q")
-    run(project, "git", "add", "conf", "workflow", "Snakefile", "dvc.yaml", "params.yaml")
+    run(quick_copy, "git", "init", "-q")
+    run(quick_copy, "git", "add", "conf", "workflow", "Snakefile", "dvc.yaml", "params.yaml")
     (tmp_path / "pod.sh").write_text(POD)
     target = "outputs/intent/train/metrics.json"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PODS": str(pods),
@@ -289,15 +289,15 @@ def test_jobs_that_share_no_folder_run_the_stages_from_storage(project, tmp_path
          "--shared-fs-usage", "none", "--job-deploy-sources",
          "--default-storage-provider", "fs", "--default-storage-prefix", str(bucket),
          "--config", f"shared_dir={shared}", "--printshellcmds", target],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600)
+        cwd=quick_copy, env=env, capture_output=True, text=True, timeout=600)
     jobs = {log.name: log.read_text() for log in sorted(pods.glob("pod.*.log"))}
     assert result.returncode == 0, result.stdout + result.stderr + "\n".join(jobs.values())
     # Three jobs, each in its own folder, none left: nothing crossed through a folder (the
     # project folder holds the config sections `dlforge workflow dvc` wrote, nothing else).
     assert len(jobs) == 3 and not [pod for pod in pods.iterdir() if pod.is_dir()]
-    assert {f.parent.name for f in (project / "outputs").rglob("*") if f.is_file()} == {
+    assert {f.parent.name for f in (quick_copy / "outputs").rglob("*") if f.is_file()} == {
         "config"}
-    assert not (project / "data" / "store").exists()
+    assert not (quick_copy / "data" / "store").exists()
     # Each command ran on Snakemake's local copy of the storage prefix.
     staged = f".snakemake/storage/fs/{str(bucket).lstrip('/')}"
     for stage in ("ingest", "snapshot", "train"):
@@ -350,16 +350,16 @@ def test_report_holds_the_metrics_and_plots_of_a_run(pipeline, tmp_path):
     assert 0 <= metrics["accuracy"] <= 1 and metrics["examples"] > 0
 
 
-def test_report_shows_the_sweep_plots(project):
+def test_report_shows_the_sweep_plots(quick_copy):
     # The sweep's outputs stand in for a run (the report reads files, not the study).
     sweep = Path("outputs/intent/sweep")
-    (project / sweep).mkdir(parents=True)
-    (project / sweep / "best.yaml").write_text("overrides: [optimizer.lr=0.001]\n")
-    (project / sweep / "summary.json").write_text('{"counts": {"COMPLETE": 1}}\n')
+    (quick_copy / sweep).mkdir(parents=True)
+    (quick_copy / sweep / "best.yaml").write_text("overrides: [optimizer.lr=0.001]\n")
+    (quick_copy / sweep / "summary.json").write_text('{"counts": {"COMPLETE": 1}}\n')
     for plot in ("history.png", "importances.png"):
-        (project / sweep / plot).write_bytes(b"\x89PNG\r\n\x1a\n" + plot.encode())
-    run(project, f"{BIN}/snakemake", "--report", "report.html", str(sweep / "summary.json"))
-    results = report_results(project / "report.html")
+        (quick_copy / sweep / plot).write_bytes(b"\x89PNG\r\n\x1a\n" + plot.encode())
+    run(quick_copy, f"{BIN}/snakemake", "--report", "report.html", str(sweep / "summary.json"))
+    results = report_results(quick_copy / "report.html")
     assert {path: entry["category"] for path, entry in results.items()} == {
         f"outputs/intent/sweep/{name}": ("intent", "sweep")
         for name in ("summary.json", "history.png", "importances.png")}

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import dlforge
-from tests.conftest import ROOT
-from tests.helpers import built_once
+from tests.helpers import ROOT, built_once
 
 BIN = str(Path(sys.executable).parent)
 # `git commit` and `dvc exp run` commit in the projects.

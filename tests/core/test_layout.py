@@ -11,7 +11,7 @@ import pytest
 from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
 from dlforge.core.layout import ExperimentLayout, MonitorFiles, StudyFiles, check_experiment_name
-from tests.conftest import ROOT, run_cli
+from tests.helpers import ROOT, run_cli
 
 
 def test_files_are_placed_in_the_folders_of_the_composed_paths():

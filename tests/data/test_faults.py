@@ -13,7 +13,7 @@ import pytest
 from dlforge.data import SnapshotStore, Store
 from dlforge.data.supersede import current
 from dlforge.data.verify import verify
-from tests.conftest import kill_after
+from tests.helpers import kill_after
 
 
 def big_csv(path: Path, rows: int, label: str) -> Path:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from dlforge.core.errors import InvalidInput
 from dlforge.data import Snapshot, SnapshotStore, Store
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 
 TYPE = "image_class"
 

@@ -21,7 +21,8 @@ from dlforge.core.errors import InvalidInput
 from dlforge.core.limits import MAX_IMAGE_PIXELS, MAX_TEXT_CHARS
 from dlforge.data.types.lines import MAX_LINE_BYTES
 from dlforge.data.types.text_intent import TextIntent
-from tests.conftest import png_header, tree_digest
+from tests.helpers import tree_digest
+from tests.toy import png_header
 
 ROWS = [f"utterance number {i},label{i % 3}" for i in range(300)]
 

@@ -24,7 +24,7 @@ from dlforge.data import build as build_module
 from dlforge.data.build import SPLITS, dedupe, example_ids
 from dlforge.data.seal import MARKS, seal_path
 from dlforge.data.verify import verify
-from tests.conftest import kill_after
+from tests.helpers import kill_after
 
 
 def write_images(folder: Path, n: int, size: int = 64, classes: int = 3, seed: int = 0,

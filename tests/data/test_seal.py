@@ -207,7 +207,7 @@ def experiment(tmp_path):
     """A train config whose experiment's snapshot (of dataset ``toy``) is built and sealed
     in the project's store, and that snapshot's folder."""
     from dlforge.core.config import compose
-    from tests.train.conftest import make_snapshot, toy_rows
+    from tests.toy import make_snapshot, toy_rows
 
     summary = make_snapshot(tmp_path, toy_rows(200))
     cfg = compose("train", ["experiment=intent", f"paths.root={tmp_path}", "dataset.name=toy"])

@@ -8,7 +8,7 @@ import pytest
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.data import SplitRule
 from dlforge.data.build import SPLITS
-from tests.conftest import SAMPLE
+from tests.helpers import SAMPLE
 
 
 def lines(n: int, label: str, start: int = 0) -> str:

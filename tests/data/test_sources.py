@@ -13,7 +13,7 @@ from dlforge.data import SnapshotStore, SplitRule, Store
 from dlforge.data.snapshot import snapshot_version
 from dlforge.data.sources import sklearn_digits
 from dlforge.stages.data import ingest, snapshot
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 
 
 def test_digits_halves_are_disjoint_complete_and_the_same_bytes_every_time(tmp_path):

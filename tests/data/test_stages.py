@@ -12,9 +12,8 @@ from dlforge.core.config import compose
 from dlforge.data import SnapshotStore, Store
 from dlforge.stages.data import ingest, snapshot
 from dlforge.stages.review import review, to_markdown
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
-# The sample's snapshot id, which its committed results (outputs/intent/) record.
 SAMPLE_VERSION = "6e4595793d5e"
 
 

@@ -10,7 +10,7 @@ import pytest
 from dlforge.core.errors import DlforgeError, InvalidInput, NotFound
 from dlforge.data import Store
 from dlforge.data.store import parse_tags
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 
 CSV = "book a table for two,restaurant_reservation\nwhat's the weather,weather\n"
 

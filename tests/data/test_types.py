@@ -25,7 +25,7 @@ from dlforge.data.stats import Statistics
 from dlforge.data.types.image_class import ImageClass
 from dlforge.data.types.text_intent import TextIntent
 from dlforge.data.validation import check_source_file, validate
-from tests.conftest import tree_digest
+from tests.helpers import tree_digest
 
 
 class Sentiment(DatasetType):

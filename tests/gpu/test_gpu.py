@@ -13,7 +13,7 @@ from dlforge.core.config import compose
 from dlforge.models.package import load_package, save_package
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.models.text import EmbeddingBagClassifier
-from tests.train.conftest import make_snapshot, toy_rows
+from tests.toy import make_snapshot, toy_rows
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -12,7 +12,7 @@ import pytest
 from dlforge.core.errors import DlforgeError
 from dlforge.hpo.study import COST, SweepSettings, budget_reached
 from dlforge.stages.sweep import sweep
-from tests.hpo.conftest import runs, summary
+from tests.sweeps import runs, summary
 
 ADDED = ("cpu_seconds", "wall_seconds")  # times add up; peaks are the largest
 

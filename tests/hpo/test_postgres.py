@@ -37,12 +37,11 @@ from dlforge.hpo import study as s
 from dlforge.hpo.storage import close_storages
 from dlforge.stages.config import stage_overrides
 from dlforge.stages.sweep import sweep
-from tests.conftest import ROOT
-from tests.hpo.conftest import runs, stop_one_mid_training, wait_for
+from tests.helpers import ROOT, wait_for
 from tests.services import free_port
-from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+from tests.sweeps import runs, stop_one_mid_training
+from tests.toy import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
-# `python -c AS_HOST sweep ...`: `dlforge sweep ...` on a machine named $DLFORGE_TEST_HOST.
 AS_HOST = ("import os, runpy, socket; socket.gethostname = lambda: os.environ["
            "'DLFORGE_TEST_HOST']; runpy.run_module('dlforge', run_name='__main__')")
 QUICK_HEARTBEAT = ["hpo.heartbeat_interval=1", "hpo.grace_period=3"]

@@ -10,7 +10,7 @@ from dlforge.core.config import PACKAGED_CONF, compose, has_key
 from dlforge.core.errors import DlforgeError
 from dlforge.hpo.space import parse_space
 from dlforge.stages.project import TEMPLATES
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 MODELS = sorted(p.stem for p in (PACKAGED_CONF / "model").glob("*.yaml"))
 MODEL_CONFIGS = sorted([*(PACKAGED_CONF / "model").glob("*.yaml"),

@@ -16,8 +16,8 @@ from dlforge.stages.config import apply_best
 from dlforge.stages.sections import section_text, section_values
 from dlforge.stages.sweep import sweep
 from dlforge.stages.train import train
-from tests.hpo.conftest import load_study, runs, summary
 from tests.hpo.test_budget import check_sweep_cost
+from tests.sweeps import load_study, runs, summary
 
 LR = {"optimizer.lr": {"type": "float", "low": 0.005, "high": 0.05, "log": True},
       "model.net.hidden_dim": {"type": "categorical", "choices": [8, 16]}}

@@ -26,9 +26,9 @@ from dlforge.core.errors import DlforgeError
 from dlforge.core.process import pid_alive
 from dlforge.stages.config import stage_overrides
 from dlforge.stages.sweep import sweep
-from tests.conftest import ROOT
-from tests.hpo.conftest import load_study, runs, stop_one_mid_training, summary, wait_for
-from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows
+from tests.helpers import ROOT, wait_for
+from tests.sweeps import load_study, runs, stop_one_mid_training, summary
+from tests.toy import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from dlforge.models.preprocessing import (
     UnreadableInput,
     encoder_from_dict,
 )
-from tests.conftest import png_header
+from tests.toy import png_header
 
 
 def png(width: int = 8, height: int = 8) -> bytes:

@@ -18,7 +18,7 @@ from dlforge.models.package import load_package
 from dlforge.serve.batch import load, predict_file
 from dlforge.stages.train import train
 from tests.models.pretrained_backbones import image_backbone, text_backbone
-from tests.train.conftest import make_snapshot, toy_rows, write_images
+from tests.toy import make_snapshot, toy_rows, write_images
 
 TEXTS = ["guitar song album", "rain umbrella forecast", "pizza dinner salad"]
 TRUTH = ["music", "weather", "food"]

@@ -16,7 +16,7 @@ from dlforge.monitor import retrain_request
 from dlforge.monitor.retrain import ensure_marker
 from dlforge.serve.log import PredictionLog
 from dlforge.stages.monitor import monitor
-from tests.train.conftest import toy_rows
+from tests.toy import toy_rows
 
 
 def served(project, texts: list[str], labels: list[str], version: str = "1") -> list[dict]:

@@ -16,7 +16,7 @@ import yaml
 from dlforge.core.errors import DlforgeError
 from dlforge.core.tracking import connect
 from dlforge.registry import card
-from tests.conftest import make_project
+from tests.toy import make_project
 
 INTENDED = "Routing toy chat messages to three intents, a **demonstration**: not for production."
 SECTIONS = ("## Intended use", "## Limitations", "## Data", "## Training", "## Evaluation",

@@ -15,8 +15,7 @@ from dlforge.core.record import code_digest, text_digest
 from dlforge.core.tracking import Tag, connect
 from dlforge.registry.lineage import lineage
 from dlforge.stages.sections import section_text, section_values
-from tests.conftest import ROOT
-from tests.helpers import commit, git
+from tests.helpers import ROOT, commit, git
 
 SECTION = Path("outputs/intent/config/train.json")
 

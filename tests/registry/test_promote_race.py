@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from dlforge.core.errors import DlforgeError, NotFound
 from dlforge.core.tracking import connect
 from dlforge.registry import models as registry
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 WRITERS = 12
 

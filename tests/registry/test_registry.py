@@ -17,7 +17,7 @@ from dlforge.core.errors import DlforgeError
 from dlforge.core.tracking import connect
 from dlforge.models.package import load_package
 from dlforge.registry import models as registry
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 TEXTS = ["guitar song album", "rain umbrella forecast", "pizza dinner salad", "loud playlist"]
 

@@ -21,7 +21,8 @@ from dlforge.cli import main
 from dlforge.core.tracking import connect
 from dlforge.models.package import package_digest
 from dlforge.registry.lineage import lineage
-from tests.conftest import make_project, tree_digest
+from tests.helpers import tree_digest
+from tests.toy import make_project
 from tests.user_models import project_name, resign, write_user_code
 
 

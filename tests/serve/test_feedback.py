@@ -11,7 +11,7 @@ import pytest
 from dlforge.serve.log import read_log
 from dlforge.serve.state import FeedbackError, ServingState
 from tests.helpers import running
-from tests.serve.conftest import TEXTS, TRUTH, server_config
+from tests.toy import TEXTS, TRUTH, server_config
 
 
 def test_feedback_scores_the_answer_once_and_names_what_is_wrong(served):

@@ -18,8 +18,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, copy_project, dlforge_serve
-from tests.serve.conftest import TEXTS
+from tests.helpers import ROOT, dlforge_serve
+from tests.toy import TEXTS, copy_project
 
 pytestmark = pytest.mark.slow
 

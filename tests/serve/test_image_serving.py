@@ -7,10 +7,8 @@ import json
 import time
 
 from dlforge.data import SnapshotStore, Store
-from tests.conftest import png_header
 from tests.helpers import running
-from tests.serve.conftest import server_config
-from tests.train.conftest import write_images
+from tests.toy import png_header, server_config, write_images
 
 
 def b64(data: bytes) -> str:

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dlforge_serve, run_cli
-from tests.serve.conftest import TEXTS
+from tests.helpers import ROOT, dlforge_serve, run_cli
+from tests.toy import TEXTS
 
 pytestmark = pytest.mark.slow
 

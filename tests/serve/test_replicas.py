@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, dlforge_serve, wait_healthy
-from tests.serve.conftest import TEXTS
+from tests.helpers import ROOT, dlforge_serve, wait_healthy
 from tests.services import free_port
+from tests.toy import TEXTS
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import mlflow
 from dlforge.serve.log import read_log
 from dlforge.serve.transport import AnswerTransport, WorkerQueues
 from tests.helpers import running
-from tests.serve.conftest import TEXTS, server_config
+from tests.toy import TEXTS, server_config
 
 
 def test_predict_answers_with_the_champion_and_names_model_and_version(served):

@@ -13,7 +13,7 @@ from dlforge.cli import main
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.sweep import sweep
 from dlforge.stages.train import train
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXPERIMENT_STAGES = ("ingest", "snapshot", "sweep", "train", "evaluate", "register", "monitor")
 

@@ -19,7 +19,7 @@ from dlforge.models.preprocessing import ImageEncoder, TextEncoder
 from dlforge.stages.train import train
 from dlforge.train.augment import TRANSFORMS, build_augment
 from dlforge.train.data import SnapshotDataModule
-from tests.train.conftest import write_images
+from tests.toy import write_images
 
 EVERY = {name: {} for name in TRANSFORMS}  # every transform, with its defaults
 STRONG = {"crop": {"padding": 3}, "affine": {"p": 1.0, "degrees": 30, "scale": [0.8, 1.2],

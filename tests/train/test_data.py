@@ -12,7 +12,7 @@ from dlforge.core.errors import DlforgeError
 from dlforge.data.snapshot import Snapshot
 from dlforge.models.preprocessing import TextEncoder
 from dlforge.train.data import SnapshotDataModule
-from tests.train.conftest import make_snapshot, toy_rows
+from tests.toy import make_snapshot, toy_rows
 
 
 def test_a_split_whose_labels_were_replaced_is_not_trained_on(tmp_path):

@@ -26,8 +26,8 @@ from dlforge.core.tracking import setup_tracking_uri
 from dlforge.stages.config import stage_overrides
 from dlforge.stages.train import train
 from dlforge.train.runs import list_runs
-from tests.conftest import ROOT
-from tests.train.conftest import FAST, SMALL_MODEL, make_snapshot, toy_rows, wait_for
+from tests.helpers import ROOT, wait_for
+from tests.toy import FAST, SMALL_MODEL, make_snapshot, toy_rows
 from tests.train.test_cost import check_run_cost
 
 pytestmark = pytest.mark.slow

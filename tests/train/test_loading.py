@@ -16,7 +16,7 @@ from dlforge.data import Snapshot, SnapshotStore, Store
 from dlforge.models.preprocessing import ImageEncoder, TextEncoder
 from dlforge.stages.train import train
 from dlforge.train.data import SnapshotDataModule, auto_workers
-from tests.train.conftest import make_snapshot, toy_rows, write_images
+from tests.toy import make_snapshot, toy_rows, write_images
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from dlforge.core.tracking import setup_tracking_uri
 from dlforge.models.package import load_package
 from dlforge.stages.train import train
 from dlforge.train.runs import list_runs, show_run
-from tests.train.conftest import make_snapshot, toy_rows, write_images
+from tests.toy import make_snapshot, toy_rows, write_images
 from tests.train.test_cost import check_run_cost
 
 ONE_EPOCH = "trainer.max_epochs=1"  # for tests that need a trained package, not a good one

@@ -55,7 +55,7 @@ def test_the_sweep_checks_the_model_before_its_study(tmp_path, mlflow_dir, user_
     from dlforge.core.config import compose
     from dlforge.hpo.sweep import sweep
     from dlforge.stages.common import experiment_snapshot
-    from tests.train.conftest import FAST, make_snapshot, toy_rows
+    from tests.toy import FAST, make_snapshot, toy_rows
 
     make_snapshot(tmp_path, toy_rows(100))
     cfg = compose("sweep", ["experiment=intent", f"paths.root={tmp_path}",
