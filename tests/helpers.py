@@ -21,6 +21,22 @@ from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "raw" / "clinc150"
+BIN = Path(sys.executable).parent  # this environment's commands: dlforge, dvc, snakemake
+# `git commit` and `dvc exp run` commit in the projects the tests make.
+GIT_IDENTITY = {key: "dlforge@example.org" for key in (
+    "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")}
+
+
+def run(cwd: Path, *command: str | Path, env: dict | None = None) -> str:
+    """Run ``command`` in ``cwd``: in ``env``, else in this environment with its
+    commands first on PATH and a git identity. Its output (stdout, then stderr); fails
+    the test, with that output, if the command fails."""
+    if env is None:
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **GIT_IDENTITY}
+    result = subprocess.run([str(part) for part in command], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return result.stdout + result.stderr
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,8 @@ import yaml
 
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.project import init
-from tests.helpers import ROOT
+from tests.helpers import BIN, ROOT
 from tests.initialised import initialised, initialised_copy
-
-BIN = Path(sys.executable).parent
 
 
 def dlforge(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

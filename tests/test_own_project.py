@@ -9,14 +9,12 @@ import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import dlforge_serve, dlforge_wheel
+from tests.helpers import BIN, dlforge_serve, dlforge_wheel, run
 
-BIN = Path(sys.executable).parent
 INTENTS = {
     "weather": ["what is the weather in {}", "will it rain in {} today", "forecast for {}"],
     "travel": ["book a flight to {}", "find me a train to {}", "i want to travel to {}"],
@@ -67,16 +65,9 @@ def installed(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, env: dict, *command: str) -> str:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    return result.stdout + result.stderr
-
-
 @pytest.mark.slow
 def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
-    run(tmp_path, installed, str(BIN / "dlforge"), "init", "myproj")
+    run(tmp_path, BIN / "dlforge", "init", "myproj", env=installed)
     project = tmp_path / "myproj"
     rows = random.Random(0)
     lines = [f"{text.format(city)},{label}" for label, texts in INTENTS.items()
@@ -90,9 +81,9 @@ def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
                                                          "override /model: mine")
                           .replace("max_epochs: 30", "max_epochs: 6\n  enable_progress_bar: false")
                           .replace("lr: 0.01", "lr: 0.02"))  # the starter's batch size: 16
-    run(project, installed, str(BIN / "dlforge"), "workflow", "dvc")
-    run(project, installed, str(BIN / "snakemake"), "--profile", "workflow/profiles/local",
-        "--cores", "2")
+    run(project, BIN / "dlforge", "workflow", "dvc", env=installed)
+    run(project, BIN / "snakemake", "--profile", "workflow/profiles/local", "--cores", "2",
+        env=installed)
 
     registered = json.loads((project / "outputs/myproj/register.json").read_text())
     assert registered["champion"] == registered["version"] == "1", registered
@@ -104,7 +95,7 @@ def test_a_project_of_ones_own_from_the_wheel(installed, tmp_path, monkeypatch):
     # The project's code is an input of training: editing the network re-runs it.
     with (project / "src/myproj/pooling.py").open("a") as code:
         code.write("# a wider network next time\n")
-    plan = run(project, installed, str(BIN / "snakemake"), "--dry-run", "--cores", "1")
+    plan = run(project, BIN / "snakemake", "--dry-run", "--cores", "1", env=installed)
     assert "rule train" in plan and "rule ingest" not in plan, plan
 
     # Elsewhere: no project, its code only inside the registered package.

@@ -16,11 +16,9 @@ import yaml
 from packaging.requirements import Requirement
 
 from dlforge import __version__
-from tests.helpers import dlforge_wheel
+from tests.helpers import BIN, ROOT, dlforge_wheel
 from tests.initialised import initialised
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 HEAVY = ("torch", "lightning", "mlflow")  # what the review must run without
 # ...and the other heavy dependencies of dlforge, which the review never imports either
 NEVER_IMPORTED = (*HEAVY, "pytorch_lightning", "pandas", "pyarrow", "pandera", "sklearn",

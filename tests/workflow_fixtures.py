@@ -5,32 +5,15 @@ needs it."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import dlforge
-from tests.helpers import ROOT, built_once
+from tests.helpers import BIN, ROOT, built_once, run
 
-BIN = str(Path(sys.executable).parent)
-# `git commit` and `dvc exp run` commit in the projects.
-GIT_IDENTITY = {key: "dlforge@example.org" for key in (
-    "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL")}
 GITIGNORE = Path(dlforge.__file__).parent / "templates" / "project" / "gitignore"
-
-
-def run(project: Path, *cmd: str) -> str:
-    """Run ``cmd`` in ``project`` with this environment's tools first on PATH; its
-    output (stdout, then stderr). Fails the test if the command fails."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **GIT_IDENTITY}
-    result = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
 
 
 def snakemake(project: Path, *args: str) -> str:
