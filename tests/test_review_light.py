@@ -16,7 +16,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from dlforge import __version__
-from tests.helpers import BIN, ROOT, dlforge_wheel
+from tests.helpers import BIN, ROOT, commit, dlforge_wheel, git
 from tests.initialised import initialised
 
 HEAVY = ("torch", "lightning", "mlflow")  # what the review must run without
@@ -31,8 +31,11 @@ def review_extra() -> list[str]:
         return tomllib.load(file)["project"]["optional-dependencies"]["review"]
 
 
-def run(*command, cwd: Path | None = None, env: dict | None = None,
-        check: bool = True) -> subprocess.CompletedProcess:
+def finished(*command, cwd: Path | None = None, env: dict | None = None,
+             check: bool = True) -> subprocess.CompletedProcess:
+    """The finished process of ``command``, for a test that reads its streams apart or
+    its exit status (:func:`tests.helpers.run` gives the output of one that must pass);
+    with ``check``, the test fails if the command does."""
     result = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True,
                             text=True, env=env, timeout=600)
     if check:
@@ -50,9 +53,7 @@ def commit_results(project: Path, lr: float, accuracy: float, message: str) -> N
     right = int(accuracy * 100)
     (out / "eval/confusion.csv").write_text("actual,predicted\n" + "".join(
         f"a,{'a' if i < right else 'b'}\n" for i in range(100)))
-    run("git", "add", "-A", cwd=project)
-    run("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message,
-        cwd=project)
+    commit(message, cwd=project)
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def two_commits(tmp_path) -> Path:
     project = tmp_path / "proj"
     (project / "workflow").mkdir(parents=True)
     (project / "workflow/config.yaml").write_text("experiments: [intent]\n")
-    run("git", "init", "-q", cwd=project)
+    git("init", "-q", cwd=project)
     commit_results(project, lr=0.003, accuracy=0.7, message="base")
     commit_results(project, lr=0.01, accuracy=0.9, message="higher lr")
     return project
@@ -89,14 +90,14 @@ def light_venv(tmp_path_factory, workflow) -> Path:
     of this checkout (as DLFORGE_SPEC) and the review extra's requirements: nothing else."""
     work = tmp_path_factory.mktemp("light")
     venv = work / "venv"
-    run(sys.executable, "-m", "venv", venv)
+    finished(sys.executable, "-m", "venv", venv)
     env = {key: value for key, value in os.environ.items() if key != "DLFORGE_INDEX_URL"}
     env.update(PATH=f"{venv / 'bin'}:{env['PATH']}",
                DLFORGE_SPEC=str(dlforge_wheel(tmp_path_factory)),
                # What is installed is the same; pip only skips writing bytecode for it
                # (imports compile what they use) and asking for a newer pip.
                PIP_NO_COMPILE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    run("bash", "-e", "-c", step(workflow[1], "Install")["run"], env=env)
+    finished("bash", "-e", "-c", step(workflow[1], "Install")["run"], env=env)
     return venv
 
 
@@ -155,7 +156,7 @@ def test_the_comment_step_updates_its_own_marked_comment_or_adds_one(
     (tmp_path / "review.md").write_text("## dlforge review\n")
     env = {**os.environ, "PATH": f"{fake_gh}:{os.environ['PATH']}", "REPO": "o/r", "PR": "5",
            "RUN": "https://example.org/run"}
-    run("bash", "-e", "-c", step(workflow[1], "Comment")["run"], cwd=tmp_path, env=env)
+    finished("bash", "-e", "-c", step(workflow[1], "Comment")["run"], cwd=tmp_path, env=env)
     assert (tmp_path / "calls.txt").read_text().splitlines()[1:] == [call]
     sent = json.loads((tmp_path / "sent.json").read_text())
     assert sent == {"body": f"{MARKER}\n## dlforge review\n"}
@@ -163,7 +164,7 @@ def test_the_comment_step_updates_its_own_marked_comment_or_adds_one(
 
 def test_the_workflow_is_valid_for_github_and_its_shell_steps_pass_shellcheck(workflow):
     path, doc = workflow
-    run(BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", path)
+    finished(BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", path)
     for s in doc["jobs"]["review"]["steps"]:
         if "run" in s:
             result = subprocess.run([BIN / "shellcheck", "--shell=bash", "-"], input=s["run"],
@@ -174,7 +175,7 @@ def test_the_workflow_is_valid_for_github_and_its_shell_steps_pass_shellcheck(wo
 def test_the_review_imports_no_deep_learning_library(two_commits):
     code = ("import json, sys; from dlforge.cli import main; main(['review', '--base', "
             "'HEAD~1']); print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    out = run(sys.executable, "-c", code, cwd=two_commits).stdout
+    out = finished(sys.executable, "-c", code, cwd=two_commits).stdout
     assert "`optimizer.lr` | 0.003 | 0.01" in out
     imported = json.loads(out.strip().splitlines()[-1])  # the list printed last
     assert not set(imported) & set(NEVER_IMPORTED)
@@ -182,10 +183,10 @@ def test_the_review_imports_no_deep_learning_library(two_commits):
 
 @pytest.mark.slow
 def test_the_review_runs_with_only_the_review_extra_installed(light_venv, two_commits):
-    listed = run(light_venv / "bin" / "pip", "list", "--format", "json").stdout
+    listed = finished(light_venv / "bin" / "pip", "list", "--format", "json").stdout
     installed = {p["name"].lower() for p in json.loads(listed)}
     assert "dlforge" in installed and not installed & {*HEAVY, "pandas", "pyarrow"}
-    result = run(light_venv / "bin" / "dlforge", "review", "--base", "HEAD~1", cwd=two_commits)
+    result = finished(light_venv / "bin" / "dlforge", "review", "--base", "HEAD~1", cwd=two_commits)
     assert "| `optimizer.lr` | 0.003 | 0.01 |" in result.stdout
     assert "| accuracy | 0.7 | 0.9 | +0.2000 | [" in result.stdout  # with its interval
     site = next((light_venv / "lib").glob("python3*/site-packages"))
@@ -197,7 +198,7 @@ def test_the_review_runs_with_only_the_review_extra_installed(light_venv, two_co
 def test_a_missing_requirement_is_named_with_the_install_command(light_venv, two_commits):
     code = ("import sys; sys.modules['numpy'] = None; from dlforge.cli import main; "
             "sys.exit(main(['review', '--base', 'HEAD~1']))")
-    result = run(light_venv / "bin" / "python", "-c", code, cwd=two_commits, check=False)
+    result = finished(light_venv / "bin" / "python", "-c", code, cwd=two_commits, check=False)
     assert result.returncode == 1, result.stderr
     assert "needs the module 'numpy'" in result.stderr
     command = shlex.split(result.stderr.split("Fix: ", 1)[1])
@@ -216,10 +217,10 @@ def test_the_workflows_check_fails_its_step_on_stale_results(light_venv, workflo
     env = {**os.environ, "PATH": f"{light_venv / 'bin'}:{os.environ['PATH']}",
            "BASE_REF": "main"}
     review = ["bash", "-eo", "pipefail", "-c", step(workflow[1], "Review")["run"]]
-    assert run(*review, cwd=tmp_path, env=env).returncode == 0
+    assert finished(*review, cwd=tmp_path, env=env).returncode == 0
     assert (tmp_path / "review.md").read_text().startswith("**Verdict: pass**")
     set_lr(0.01)
     commit("lr 0.01, not run")
-    failed = run(*review, cwd=tmp_path, env=env, check=False)
+    failed = finished(*review, cwd=tmp_path, env=env, check=False)
     assert failed.returncode == 1, failed.stderr
     assert (tmp_path / "review.md").read_text().startswith("**Verdict: stale**")
