@@ -20,7 +20,7 @@ for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from dlforge.data import SnapshotStore, Store  # noqa: E402 - after the threads are set
-from tests.helpers import built_once, run_cli, shared_folder  # noqa: E402
+from tests.helpers import built_once, dlforge, shared_folder  # noqa: E402
 from tests.toy import copy_project, make_project  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -168,7 +168,7 @@ def cli(tmp_path):
     """``dlforge data --store ... --snapshots ...`` against the tmp store."""
 
     def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-        return run_cli("data", "--store", str(tmp_path / "store"),
+        return dlforge("data", "--store", str(tmp_path / "store"),
                        "--snapshots", str(tmp_path / "snapshots"), *args, **kwargs)
 
     return run

@@ -130,9 +130,11 @@ def tree_digest(root: Path) -> dict[str, str]:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
+def dlforge(*args: str, cwd: Path | None = None, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``dlforge ARGS`` in a subprocess, as a user would."""
+    """Run ``dlforge ARGS`` in a process of its own (in ``cwd``, default the checkout;
+    ``env`` over this environment), as a user would; with ``check``, the test fails with
+    its stderr if the command does."""
     result = subprocess.run(
         [sys.executable, "-m", "dlforge", *args],
         cwd=cwd or ROOT, capture_output=True, text=True,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import SAMPLE, run_cli, tree_digest
+from tests.helpers import SAMPLE, dlforge, tree_digest
 
 pytestmark = pytest.mark.slow  # each test starts interpreters
 
@@ -21,8 +21,8 @@ def test_importing_the_cli_is_light():
 
 
 def test_help_and_unknown_command():
-    assert run_cli("--help").returncode == 0
-    result = run_cli("frobnicate")
+    assert dlforge("--help").returncode == 0
+    result = dlforge("frobnicate")
     assert result.returncode == 2 and "unknown command 'frobnicate'" in result.stderr
 
 

@@ -11,16 +11,8 @@ import yaml
 
 from dlforge.core.errors import DlforgeError
 from dlforge.stages.project import init
-from tests.helpers import BIN, ROOT
+from tests.helpers import ROOT, dlforge
 from tests.initialised import initialised, initialised_copy
-
-
-def dlforge(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(BIN / "dlforge"), *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
@@ -56,7 +48,8 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
     assert "!/outputs/*/config/*.json" in ignored  # the sections stay in git with the results
     # Every stage composes from the project's conf/ plus the packaged base configs,
     # and the experiment trains the project's own network.
-    job = yaml.safe_load(dlforge(project, "train", "experiment=my_proj", "--cfg", "job").stdout)
+    shown = dlforge("train", "experiment=my_proj", "--cfg", "job", cwd=project, check=True)
+    job = yaml.safe_load(shown.stdout)
     assert job["model"]["net"]["_target_"] == "my_proj.nets.TextClassifier"
     assert job["dataset"]["type"] == "text_intent" and summary["type"] == "text"
     # The starter's settings are for a first, small dataset (tests/test_init_starters.py).
@@ -67,11 +60,13 @@ def test_init_writes_a_project_ready_for_git_dvc_and_snakemake(tmp_path):
 
 
 def test_init_type_image_writes_an_image_project(tmp_path):
-    answer = json.loads(dlforge(tmp_path, "init", "shots", "--type", "image").stdout)
+    answer = json.loads(dlforge("init", "shots", "--type", "image", cwd=tmp_path,
+                                check=True).stdout)
     project = Path(answer["project"])
     assert answer["type"] == "image" and answer["experiment"] == "shots"
     assert "put a folder of images per label at data/raw/shots/" in answer["next"][1]
-    job = yaml.safe_load(dlforge(project, "train", "experiment=shots", "--cfg", "job").stdout)
+    shown = dlforge("train", "experiment=shots", "--cfg", "job", cwd=project, check=True)
+    job = yaml.safe_load(shown.stdout)
     assert job["dataset"]["type"] == "image_class"
     assert job["dataset"]["sources"][0]["path"] == "${paths.raw_dir}/shots"
     assert job["model"]["net"]["_target_"] == "shots.nets.ImageClassifier"
@@ -104,7 +99,7 @@ def test_init_refuses_a_non_empty_or_unwritable_folder_and_writes_nothing(tmp_pa
     full = tmp_path / "full"
     full.mkdir()
     (full / "notes.txt").write_text("mine")
-    answer = dlforge(tmp_path, "init", "full", check=False)
+    answer = dlforge("init", "full", cwd=tmp_path)
     assert answer.returncode != 0 and f"{full} exists and is not an empty folder" in (
         answer.stderr), answer.stderr
     assert [p.name for p in full.iterdir()] == ["notes.txt"]
@@ -202,7 +197,7 @@ def test_a_project_config_overriding_a_group_that_does_not_exist_is_named_with_t
     experiment.write_text(experiment.read_text().replace(
         "  - override /model: proj\n", "  - override /model: proj\n  - override /trainr: ddp\n"))
     for command in (["train", "experiment=proj"], ["workflow", "dvc"]):
-        answer = dlforge(project, *command, check=False)
+        answer = dlforge(*command, cwd=project)
         assert answer.returncode != 0 and "Traceback" not in answer.stderr, answer.stderr
         assert "In 'experiment/proj': Could not override 'trainr'" in answer.stderr
         assert "Fix: override one of the config groups (callbacks, datamodule" in answer.stderr

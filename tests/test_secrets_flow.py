@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from dlforge.hpo.storage import close_storages, open_storage
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, dlforge
 from tests.toy import FAST, SMALL_MODEL, make_snapshot, toy_rows
 
 pytestmark = pytest.mark.slow
@@ -48,11 +48,8 @@ def with_password(url: str) -> str:
     return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
 
 
-def dlforge(root: Path, *args: str, env: dict) -> subprocess.CompletedProcess:
-    """``dlforge ARGS`` run from the project folder, the sample's configs."""
-    result = run_cli(*args, cwd=root, env={"DLFORGE_CONFIG_DIR": str(ROOT / "conf"), **env})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+# dlforge run from the project folder, the sample's configs
+CONF = {"DLFORGE_CONFIG_DIR": str(ROOT / "conf")}
 
 
 def test_a_planted_password_connects_and_is_never_recorded(postgres, tmp_path):
@@ -64,10 +61,11 @@ def test_a_planted_password_connects_and_is_never_recorded(postgres, tmp_path):
               f"tracking.experiment={experiment}", *FAST, *SMALL_MODEL, "trainer.max_epochs=1"]
     # Each URL both ways: the sweep's tracking URI and the training's storage from the
     # environment, the sweep's storage and the training's tracking URI on the command line.
-    swept = dlforge(root, "sweep", *common, *SWEEP, f"hpo.storage={storage}",
-                    env={"MLFLOW_TRACKING_URI": tracking})
-    launched = dlforge(root, "train", *common, "launch=false", f"tracking.tracking_uri={tracking}",
-                       "hpo.storage=${oc.env:OPTUNA_STORAGE}", env={"OPTUNA_STORAGE": storage})
+    swept = dlforge("sweep", *common, *SWEEP, f"hpo.storage={storage}", cwd=root,
+                    env={**CONF, "MLFLOW_TRACKING_URI": tracking}, check=True)
+    launched = dlforge("train", *common, "launch=false", f"tracking.tracking_uri={tracking}",
+                       "hpo.storage=${oc.env:OPTUNA_STORAGE}", cwd=root,
+                       env={**CONF, "OPTUNA_STORAGE": storage}, check=True)
     # The training's worker command, started where the user set the variable (the README
     # says which); a sweep's workers inherit theirs.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DLFORGE_SECRET_")}

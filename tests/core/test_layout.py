@@ -11,7 +11,7 @@ import pytest
 from dlforge.core.config import compose
 from dlforge.core.errors import DlforgeError
 from dlforge.core.layout import ExperimentLayout, MonitorFiles, StudyFiles, check_experiment_name
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, dlforge
 
 
 def test_files_are_placed_in_the_folders_of_the_composed_paths():
@@ -90,7 +90,7 @@ def test_every_stage_refuses_an_escaping_experiment_name_before_it_writes(tmp_pa
 
 def test_the_stage_command_refuses_it_before_hydra_makes_its_log_folder(tmp_path):
     root = tmp_path / "project"
-    answer = run_cli("train", "experiment=intent", f"paths.root={root}",
+    answer = dlforge("train", "experiment=intent", f"paths.root={root}",
                      "experiment_name=../../x", cwd=ROOT)
     assert answer.returncode == 1, answer.stderr
     assert "experiment_name='../../x' is not a valid experiment name" in answer.stderr

@@ -51,7 +51,7 @@ def mlflow_server(postgres, tmp_path):
     server.wait(timeout=30)
 
 
-def dlforge(capsys, *args: str) -> str:
+def in_process(capsys, *args: str) -> str:
     """``dlforge ARGS`` in this process (a new one would import MLflow again): its stdout."""
     capsys.readouterr()
     code = main(list(args))
@@ -72,12 +72,12 @@ def release_promote_rollback(project, capsys, tracking_uri: str, artifacts: Path
     assert (first["champion"], second["version"], second["promote"]) == ("1", "2", False)
 
     store = ["--tracking-uri", tracking_uri]
-    dlforge(capsys, "models", *store, "promote", project.model_name, "2")
-    listed = json.loads(dlforge(capsys, "models", *store, "list", project.model_name, "--json"))
+    in_process(capsys, "models", *store, "promote", project.model_name, "2")
+    listed = json.loads(in_process(capsys, "models", *store, "list", project.model_name, "--json"))
     assert listed[0]["aliases"] == {"champion": "2", "candidate": "2"}
-    dlforge(capsys, "models", *store, "rollback", project.model_name)
+    in_process(capsys, "models", *store, "rollback", project.model_name)
     champion = f"models:/{project.model_name}@champion"
-    chain = json.loads(dlforge(capsys, "lineage", *store, champion, "--json"))
+    chain = json.loads(in_process(capsys, "lineage", *store, champion, "--json"))
     assert chain["model"]["version"] == "1" and chain["run"]["run_id"] == first["run_id"]
     assert chain["sources"][0]["path"].endswith("toy.csv")
     # A fresh client loads version 1 from the store.

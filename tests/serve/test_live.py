@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import ROOT, dlforge_serve, run_cli
+from tests.helpers import ROOT, dlforge, dlforge_serve
 from tests.toy import TEXTS
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def test_blue_green_switch_under_load_drops_nothing_and_sigterm_stops_every_proc
         thread.start()
     try:
         time.sleep(2)
-        run_cli("models", "--tracking-uri", project.tracking_uri, "promote",
+        dlforge("models", "--tracking-uri", project.tracking_uri, "promote",
                 project.model_name, "2", check=True)
         promoted = time.monotonic()
         time.sleep(3)
