@@ -173,14 +173,12 @@ def wait_healthy(url: str, process: subprocess.Popen, seconds: float, timed_out,
     or with ``timed_out()`` after ``seconds``."""
     import httpx
 
-    deadline = time.monotonic() + seconds
-    while True:
+    def healthy() -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, timed_out()
-        time.sleep(pause)
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return False
+
+    wait_for(healthy, process, seconds=seconds, poll=pause, timed_out=timed_out)
 
 
 def kill_after(process: subprocess.Popen, seconds: float) -> None:
@@ -194,13 +192,14 @@ def kill_after(process: subprocess.Popen, seconds: float) -> None:
 
 
 def wait_for(condition, *processes: subprocess.Popen, seconds: float = 120,
-             poll: float = 0.2):
+             poll: float = 0.2, timed_out: Callable[[], str] = lambda: "timed out"):
     """Poll ``condition`` every ``poll`` seconds until it returns something true, and
-    return that; fail with a process's stderr if one ends first, or after ``seconds``."""
+    return that; fail with a process's stderr if one ends first, or with
+    ``timed_out()`` after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not (found := condition()):
         for process in processes:
             assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, timed_out()
         time.sleep(poll)
     return found

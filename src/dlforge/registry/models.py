@@ -164,7 +164,7 @@ def _transient(err: Exception) -> bool:
     BAD_REQUEST raised from the database's IntegrityError: the retry finds the row."""
     code = getattr(err, "error_code", None)
     # IntegrityError: the name of that error in SQLAlchemy and in every DB-API driver
-    conflict = any(type(cause).__name__ == "IntegrityError" for cause in (err, err.__cause__))
+    conflict = type(err.__cause__).__name__ == "IntegrityError"
     return conflict or code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
                                     "PERMISSION_DENIED", "UNAUTHENTICATED", "BAD_REQUEST")
 
