@@ -59,7 +59,11 @@ TOOLS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The ``dlforge`` command on ``argv``; without it, the program (the console
+    script, ``python -m dlforge``) on this process's arguments, which may also tune
+    the process (:func:`dlforge.cli.stage.run_stage`). Returns the exit code."""
+    program = argv is None
+    argv = sys.argv[1:] if program else list(argv)
     command = argv[0] if argv else "--help"
     try:
         if command in TOOLS:
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if command in STAGES:
             from dlforge.cli.stage import run_stage
 
-            return run_stage(command, STAGES[command], argv[1:])
+            return run_stage(command, STAGES[command], argv[1:], program=program)
     except DlforgeError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

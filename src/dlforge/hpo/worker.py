@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from dlforge.core import secrets
 from dlforge.core.io import write_text_atomic
 from dlforge.core.layout import StudyFiles
-from dlforge.core.process import die_with_parent
+from dlforge.core.process import die_with_parent, preload
 from dlforge.hpo import study as s
 from dlforge.hpo.recovery import recover
 from dlforge.hpo.space import Param
@@ -223,4 +223,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    preload(("lightning.pytorch", "mlflow", "dlforge.train.fit"))  # a process of its own
     sys.exit(main(sys.argv[1:]))

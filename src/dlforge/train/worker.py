@@ -15,6 +15,7 @@ import yaml
 
 from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
+from dlforge.core.process import preload
 
 
 def main(path: str) -> None:
@@ -32,4 +33,5 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
+    preload(("lightning.pytorch", "mlflow", "dlforge.train.fit"))  # a process of its own
     main(sys.argv[1])
