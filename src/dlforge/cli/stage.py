@@ -51,8 +51,8 @@ def run_stage(name: str, target: str, command_line: list[str], program: bool = F
     calls :func:`dlforge.cli.main`). Its start-up then runs without the garbage
     collector, whose passes over the objects of every import (torch, Lightning,
     MLflow) would cost a fifth of a short stage's CPU; the stage starts with its
-    :data:`LIBRARIES` loaded and all of it frozen, then collects as usual
-    (:func:`dlforge.core.process.preload`).
+    :data:`LIBRARIES` loaded, one collection made and what is left frozen, then
+    collects as usual (:func:`dlforge.core.process.preload`).
     """
     if program:
         gc.disable()
