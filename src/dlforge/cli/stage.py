@@ -33,9 +33,10 @@ log = logging.getLogger("dlforge")
 
 
 # The libraries a stage imports as it works, loaded before it starts where the stage
-# is the process (`dlforge train`): see run_stage.
+# is the process (`dlforge train`): see run_stage. Not Lightning for a sweep, whose
+# trials may all run in worker processes (hpo.n_workers), which load it themselves.
 LIBRARIES = {
-    "sweep": ("lightning.pytorch", "mlflow", "optuna"),
+    "sweep": ("mlflow", "optuna"),
     "train": ("lightning.pytorch", "mlflow"),
     "evaluate": ("dlforge.models.package", "mlflow", "matplotlib.pyplot"),
     "register": ("dlforge.models.package", "mlflow"),
