@@ -1,4 +1,5 @@
-"""A command's start-up: imports with the garbage collector paused, then frozen.
+"""A command's start-up: imports with the garbage collector paused, then one
+collection and what is left frozen.
 
 Each check runs in a process of its own: what a process freezes stays frozen.
 """
@@ -135,7 +136,11 @@ def installed(module: str) -> bool:
     return (folder / f"{rest[-1]}.py").is_file() or (folder / rest[-1] / "__init__.py").is_file()
 
 
+def test_installed_tells_a_missing_module():
+    assert installed("lightning.pytorch") and installed("dlforge.train.fit")
+    assert not installed("lightning.no_such_module") and not installed("no_such_package")
+
+
 @pytest.mark.parametrize("stage", sorted(LIBRARIES))
 def test_every_library_a_stage_loads_is_installed(stage):
     assert all(installed(module) for module in LIBRARIES[stage]), LIBRARIES[stage]
-    assert not installed("lightning.no_such_module")

@@ -51,7 +51,7 @@ def run_stage(name: str, target: str, command_line: list[str], program: bool = F
     ``program``: this process is the command (``dlforge train``, not a program that
     calls :func:`dlforge.cli.main`). Its start-up then runs without the garbage
     collector, whose passes over the objects of every import (torch, Lightning,
-    MLflow) would cost a fifth of a short stage's CPU; the stage starts with its
+    MLflow) are a large share of a short stage's CPU; the stage starts with its
     :data:`LIBRARIES` loaded, one collection made and what is left frozen, then
     collects as usual (:func:`dlforge.core.process.preload`).
     """

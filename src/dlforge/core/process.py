@@ -47,14 +47,14 @@ def preload(modules: Iterable[str]) -> None:
     freeze all that is left: for a process's start, before its work.
 
     CPython's collector goes over every object each time the objects that outlived
-    a collection have grown by a quarter. A process importing torch, Lightning and
-    MLflow, about a million objects, makes some ten such passes over an ever larger
-    heap: a fifth of the CPU of a short ``dlforge train``. Here one pass at the end
-    frees what the start-up left unreachable, and what is left, modules that live as
-    long as the process, is frozen (:func:`gc.freeze`): later collections skip it.
-    Collection is as usual afterwards. Only for a process of its own (a command, a
-    worker), not a program that calls dlforge: what it holds at the time would never
-    be collected.
+    a collection have grown by a quarter: a process importing torch, Lightning and
+    MLflow makes many such passes over an ever larger heap
+    (``benchmarks/bench_startup.py`` measures what skipping them saves). Here one
+    pass at the end frees what the start-up left unreachable, and what is left,
+    modules that live as long as the process, is frozen (:func:`gc.freeze`): later
+    collections skip it. Collection is as usual afterwards. Only for a process of
+    its own (a command, a worker), not a program that calls dlforge: what it holds at
+    the time would never be collected.
     """
     gc.disable()
     try:

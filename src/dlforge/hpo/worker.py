@@ -34,6 +34,7 @@ from dlforge.hpo import study as s
 from dlforge.hpo.recovery import recover
 from dlforge.hpo.space import Param
 from dlforge.hpo.storage import first_beat, heartbeat, quiet_optuna
+from dlforge.train.worker import TRAINING_LIBRARIES
 
 log = logging.getLogger(__name__)
 
@@ -223,5 +224,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    preload(("lightning.pytorch", "mlflow", "dlforge.train.fit"))  # a process of its own
+    preload(TRAINING_LIBRARIES)  # a process of its own
     sys.exit(main(sys.argv[1:]))

@@ -17,6 +17,9 @@ from dlforge.core.io import write_json_atomic
 from dlforge.core.layout import ExperimentLayout
 from dlforge.core.process import preload
 
+# What a process that trains imports: loaded first by each rank and each sweep worker.
+TRAINING_LIBRARIES = ("lightning.pytorch", "mlflow", "dlforge.train.fit")
+
 
 def main(path: str) -> None:
     logging.basicConfig(level=logging.INFO,
@@ -33,5 +36,5 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    preload(("lightning.pytorch", "mlflow", "dlforge.train.fit"))  # a process of its own
+    preload(TRAINING_LIBRARIES)  # a process of its own
     main(sys.argv[1])
