@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -17,7 +18,8 @@ from dlforge.serve.server import CallersSetting, in_callers_setting, worker_cont
 
 def record_setting(out: str) -> None:
     Path(out).write_text(json.dumps({"cwd": os.getcwd(), "variable": os.environ.get(
-        "DLFORGE_TEST_WORKER_VARIABLE"), "path": sys.path, "torch": "torch" in sys.modules}))
+        "DLFORGE_TEST_WORKER_VARIABLE"), "path": sys.path, "torch": "torch" in sys.modules,
+        "frozen": gc.get_freeze_count(), "collecting": gc.isenabled()}))
 
 
 def start(out: Path) -> dict:
@@ -44,6 +46,9 @@ def test_a_worker_starts_in_the_folder_environment_and_path_of_its_moment(
     assert seen["variable"] == "set after the fork server started"
     assert seen["path"][0] == str(tmp_path / "user-code")
     assert seen["torch"]  # imported once, by the fork server, not by each worker
+    # ... and frozen there: the worker's collections never walk what it shares with
+    # the fork server, and it collects its own objects as usual.
+    assert seen["frozen"] > 100_000 and seen["collecting"]
 
 
 

@@ -127,11 +127,9 @@ def _server_class():
     return SupervisedServer
 
 
-# What an inference worker imports before it loads a model. The worker processes fork
-# from one server process that imported these once: a worker started, or restarted
-# after a crash, pays only for loading its models.
-WORKER_PRELOAD = ["dlforge.serve.forkserver",  # first: it dies with the serving process
-                  "torch", "mlflow", "litserve", "dlforge.serve.api", "dlforge.models.package"]
+# What the inference workers' fork server imports as it starts: the one module that makes
+# it die with the serving process and imports, once, what every worker needs.
+WORKER_PRELOAD = ["dlforge.serve.forkserver"]
 
 
 def worker_context():
