@@ -118,3 +118,21 @@ def test_a_project_file_that_is_a_symbolic_link_is_not_carried(tmp_path, monkeyp
     with pytest.raises(DlforgeError, match=f"{nets} is a symbolic link.*Fix:"):
         save_package(tmp_path / "model", net_class(**arguments).state_dict(), net_class,
                      arguments, encoder, LABELS, False, {})
+
+
+def test_code_loaded_again_after_its_first_folder_is_gone_is_read_from_the_new_one(
+        versions, tmp_path):
+    """``dlforge verify`` reads a registered package in a scratch folder it deletes after;
+    a second verify in the same process loads the same code from elsewhere and trains
+    it again, and the package of that training carries the code's files."""
+    _, _, folders = versions
+    first = Path(shutil.copytree(folders[1], tmp_path / "scratch" / "package"))
+    load_package(first)
+    shutil.rmtree(tmp_path / "scratch")
+    model = load_package(folders[1])
+    net_class = type(model.net)
+    assert Path(sys.modules[net_class.__module__].__file__).is_relative_to(folders[1])
+    arguments = json.loads((folders[1] / "model.json").read_text())["arguments"]
+    again = save_package(tmp_path / "again", model.net.state_dict(), net_class, arguments,
+                         model.encoder, LABELS, False, {})
+    assert (again / "code").is_dir() and read_sums(again)

@@ -21,30 +21,47 @@ from dlforge.cli import main
 from dlforge.core.tracking import connect
 from dlforge.models.package import package_digest
 from dlforge.registry.lineage import lineage
-from tests.helpers import tree_digest
-from tests.toy import make_project
+from tests.helpers import built_once, tree_digest
+from tests.toy import copy_project, make_project
 from tests.user_models import project_name, resign, write_user_code
 
 
-@pytest.fixture(scope="module")
-def released(tmp_path_factory, mlflow_dir):
+@pytest.fixture(scope="session")
+def released_template(tmp_path_factory):
     """One toy model of the project's own code (3 epochs on 400 rows), trained, evaluated
-    and registered once; then the project's code changes (its mean pooling doubles), so
-    that only a re-run of the code the package carries gives the registered weights."""
-    root = tmp_path_factory.mktemp("verify")
-    name = project_name(root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(write_user_code(root, name)))
-        project = make_project(root, mlflow_dir)
-        project.release(f"model.net._target_={name}.nets.BagNet")
+    and registered once for the test run (:func:`tests.helpers.built_once`) in its own
+    MLflow store; then the project's code changes (its mean pooling doubles), so that
+    only a re-run of the code the package carries gives the registered weights. Never
+    handed to a test: see :func:`released`."""
+
+    def build(root: Path) -> None:
+        name = project_name(root)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.syspath_prepend(str(write_user_code(root, name)))
+            project = make_project(root, root / "mlruns")
+            record = project.release(f"model.net._target_={name}.nets.BagNet")
+        for module in [m for m in sys.modules if m.split(".")[0] == name]:
+            del sys.modules[module]  # in this worker too, the code is only in the package
+        (root / "records.json").write_text(json.dumps([record]))
         layers = root / "src" / name / "layers.py"
         layers.write_text(layers.read_text().replace("(x * mask).sum(1) /",
                                                      "(x * mask).sum(1) * 2.0 /"))
-        for module in [m for m in sys.modules if m.split(".")[0] == name]:
-            patch.delitem(sys.modules, module)
-        project.mlflow_dir = mlflow_dir
-        connect(project.tracking_uri)
-        yield project
+
+    root = built_once(tmp_path_factory, "verify-release", build)
+    project = make_project(root, root / "mlruns", snapshot=False)
+    project.records = json.loads((root / "records.json").read_text())
+    return project
+
+
+@pytest.fixture(scope="module")
+def released(released_template, tmp_path_factory):
+    """The module's own copy of :func:`released_template` (folder, MLflow store and
+    artefacts), its project code importable from nowhere: what it was trained with is
+    only in the package."""
+    project = copy_project(released_template, tmp_path_factory.mktemp("verify") / "project")
+    project.mlflow_dir = project.root / "mlruns"
+    connect(project.tracking_uri)
+    return project
 
 
 def verify(project, *args: str, root: Path | None = None) -> tuple[int, dict | None, str]:
@@ -74,17 +91,17 @@ def verified(released, tmp_path_factory):
     """``dlforge verify models:/NAME/1`` once, with the snapshot absent from the snapshot
     folder it is given (so it is rebuilt from the store); what it changed. A test that
     reads the verdict it records asks for it: an xdist worker that takes one test of
-    this module builds the module's fixtures again, without the others' side effects."""
+    this module verifies its own copy of the release, without the others' side effects."""
     snapshots = tmp_path_factory.mktemp("no-snapshots")
     outputs = tree_digest(released.root / "outputs")
-    runs = len(experiment_runs(f"registry-{released.root.name}"))
+    runs = len(experiment_runs(f"registry-{released.label}"))
     before = version(released)
     code, result, err = verify(released, f"models:/{released.model_name}/1",
                                f"paths.snapshot_dir={snapshots}")
     return {"code": code, "result": result, "err": err, "before": before,
             "after": version(released), "snapshots": snapshots,
             "outputs": outputs == tree_digest(released.root / "outputs"),
-            "runs": runs == len(experiment_runs(f"registry-{released.root.name}"))}
+            "runs": (runs, len(experiment_runs(f"registry-{released.label}")))}
 
 
 def test_a_cpu_model_trained_again_is_identical_and_attested(released, verified, capsys):
@@ -99,7 +116,9 @@ def test_a_cpu_model_trained_again_is_identical_and_attested(released, verified,
     # re-run's MLflow run is in the verify experiment, not the model's own.
     snapshot = json.loads((released.root / "outputs/intent/snapshot.json").read_text())
     assert (verified["snapshots"] / "toy" / snapshot["version"] / "manifest.json").is_file()
-    assert verified["outputs"] and verified["runs"]
+    assert verified["outputs"]
+    before, after = verified["runs"]
+    assert before == after >= 1  # the model's own experiment gained no run
     (rerun,) = [r for r in experiment_runs("verify")
                 if r.data.tags.get("dlforge.verifies") == result["run_id"]]
     assert rerun.info.status == "FINISHED"

@@ -71,6 +71,12 @@ def alias(code: Path, top: str, digest: str) -> str:
         if known is None:
             known = _CARRIED[name] = _Carried(code, top, digest)
             known.builtins = {**vars(builtins), "__import__": _importer(name, top)}
+        if known.root != code and not known.root.exists():
+            # The folder its modules were read from is gone (a verify's scratch folder):
+            # they are read again from this one, which holds the same files, so that what
+            # reads a module's file (a package saved from its class) finds it.
+            for module in [m for m in sys.modules if m.startswith(name + ".")]:
+                del sys.modules[module]
         known.root = code  # the same files, just verified: later lazy imports read these
     return name
 
