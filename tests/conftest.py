@@ -127,8 +127,9 @@ def pytest_collection_finish(session):
     Lightning, pandas): hundreds of thousands of objects that live as long as it does,
     and that each of the garbage collector's full passes would walk again. They are
     frozen out of its reach; and young objects are collected every 10,000 allocations
-    rather than every 700, so that full passes come less often. (Each process a test
-    starts is a new interpreter, with Python's own settings.)"""
+    rather than every 700, so that full passes come less often. (A process a test
+    starts is a new interpreter, with Python's own settings; only what a worker forks,
+    such as a DataLoader's workers, inherits these.)"""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)

@@ -124,10 +124,12 @@ def test_code_loaded_again_after_its_first_folder_is_gone_is_read_from_the_new_o
         versions, tmp_path):
     """``dlforge verify`` reads a registered package in a scratch folder it deletes after;
     a second verify in the same process loads the same code from elsewhere and trains
-    it again, and the package of that training carries the code's files."""
+    it again, and the package of that training carries the code's files. The same
+    code loaded from another folder meanwhile does not change where it was read from."""
     _, _, folders = versions
     first = Path(shutil.copytree(folders[1], tmp_path / "scratch" / "package"))
     load_package(first)
+    load_package(folders[1])  # while the first folder is there: its modules are reused
     shutil.rmtree(tmp_path / "scratch")
     model = load_package(folders[1])
     net_class = type(model.net)

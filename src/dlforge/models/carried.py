@@ -71,14 +71,23 @@ def alias(code: Path, top: str, digest: str) -> str:
         if known is None:
             known = _CARRIED[name] = _Carried(code, top, digest)
             known.builtins = {**vars(builtins), "__import__": _importer(name, top)}
-        if known.root != code and not known.root.exists():
+        if _read_from_a_gone_folder(sys.modules.get(f"{name}.{top}")):
             # The folder its modules were read from is gone (a verify's scratch folder):
             # they are read again from this one, which holds the same files, so that what
             # reads a module's file (a package saved from its class) finds it.
-            for module in [m for m in sys.modules if m.startswith(name + ".")]:
-                del sys.modules[module]
+            for module in [m for m in list(sys.modules) if m.startswith(name + ".")]:
+                sys.modules.pop(module, None)
         known.root = code  # the same files, just verified: later lazy imports read these
     return name
+
+
+def _read_from_a_gone_folder(module) -> bool:
+    """Whether ``module`` (a loaded carried package or module) was read from files that
+    are no longer there."""
+    if module is None:
+        return False
+    where = getattr(module, "__file__", None) or next(iter(getattr(module, "__path__", [])), None)
+    return where is not None and not Path(where).exists()
 
 
 def _importer(name: str, top: str):
